@@ -1,0 +1,88 @@
+"""Chatflow: an omnichannel chat-center engine whose behaviour is BPMN."""
+import logging
+from functools import partial
+
+from flask import Flask
+from sqlalchemy import event
+
+from app import config
+from app.extensions import db
+
+
+def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flask:
+    """Build the app: configuration, database, job queue, engine, routes.
+
+    Args:
+        test_config: settings that override the environment's.
+        start_jobs: start the in-process job thread (embedded default only); worker
+            processes and one-off CLI commands pass False.
+    """
+    app = Flask(__name__)
+    app.config.update(config.from_env())
+    app.config.update(test_config or {})
+    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("spiff").setLevel(logging.WARNING)  # it logs every task state change at INFO
+    db.init_app(app)
+    from app.engine import tx
+    tx.install()
+    with app.app_context():
+        _tune_database(app)
+        if app.config.get("AUTO_MIGRATE", db.engine.dialect.name == "sqlite"):
+            from app.db import upgrade
+            upgrade(app.config["SQLALCHEMY_DATABASE_URI"])
+    _wire_engine(app, start_jobs)
+    if app.config["BOOTSTRAP_ADMIN_TOKEN"]:
+        from app import accounts
+        with app.app_context():
+            accounts.bootstrap_admin(app.config["BOOTSTRAP_ADMIN_TOKEN"])
+            db.session.commit()
+    _register_routes(app)
+    return app
+
+
+def _tune_database(app: Flask) -> None:
+    """SQLite: one writer at a time, taken at BEGIN, so read-modify-write never loses an update."""
+    engine = db.engine
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below control transactions
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _wire_engine(app: Flask, start_jobs: bool) -> None:
+    from app.engine.instances import Engine
+    from app.engine.catalogue import build_operations
+    from app.jobs import sweep_due_timers
+
+    if app.config["REDIS_URL"]:
+        from app.adapters.rq_jobs import RQJobQueue
+        jobs = RQJobQueue(app.config["REDIS_URL"], app.config["RQ_QUEUE"])
+        app.extensions["chatflow.jobs_health"] = jobs.health
+    else:
+        from app.adapters.inprocess import InProcessJobQueue
+        jobs = InProcessJobQueue(app, sweep=partial(sweep_due_timers, 0),
+                                 sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0))
+        if start_jobs:
+            jobs.start()
+        app.extensions["chatflow.jobs_health"] = jobs.health
+    app.extensions["chatflow.jobs"] = jobs
+    app.extensions["chatflow.engine"] = Engine(jobs, build_operations())
+
+
+def _register_routes(app: Flask) -> None:
+    from app.api import errors, processes, system, users
+    errors.init_app(app)
+    for module in (system, users, processes):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,94 @@
+"""Users, roles and bearer tokens."""
+import hashlib
+import secrets
+
+from sqlalchemy import select
+
+from app.engine.errors import Conflict, Invalid, NotFound
+from app.extensions import db
+from app.models import ApiToken, Role, User
+
+PERMISSIONS = ("CanManageChats",)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def user_for_token(token: str) -> User | None:
+    row = db.session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
+    return row.user if row else None
+
+
+def issue_token(user: User, token: str | None = None) -> str:
+    token = token or secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user_id=user.id, token_hash=hash_token(token)))
+    return token
+
+
+def _check_permissions(permissions) -> list[str]:
+    unknown = set(permissions) - set(PERMISSIONS)
+    if unknown:
+        raise Invalid(f"unknown permission {', '.join(sorted(unknown))}", details={"field": "permissions"})
+    return sorted(set(permissions))
+
+
+def _roles_named(names) -> list[Role]:
+    roles = db.session.scalars(select(Role).where(Role.name.in_(names))).all() if names else []
+    missing = set(names) - {r.name for r in roles}
+    if missing:
+        raise Invalid(f"no role named {', '.join(sorted(missing))}", details={"field": "roles"})
+    return list(roles)
+
+
+def create_user(login: str, name: str = "", roles=(), permissions=(), token: str | None = None):
+    """Create a user and a first token; returns (user, token). The token is shown only once."""
+    if db.session.scalars(select(User).where(User.login == login)).first():
+        raise Conflict(f"a user with login {login!r} exists", code="login_taken", details={"field": "login"})
+    user = User(login=login, name=name or login, permissions=_check_permissions(permissions))
+    user.roles = _roles_named(roles)
+    db.session.add(user)
+    db.session.flush()
+    return user, issue_token(user, token)
+
+
+def update_user(user: User, changes: dict) -> User:
+    if "login" in changes and changes["login"] != user.login:
+        if db.session.scalars(select(User).where(User.login == changes["login"])).first():
+            raise Conflict(f"a user with login {changes['login']!r} exists", code="login_taken",
+                           details={"field": "login"})
+        user.login = changes["login"]
+    if "name" in changes:
+        user.name = changes["name"]
+    if "permissions" in changes:
+        user.permissions = _check_permissions(changes["permissions"])
+    if "roles" in changes:
+        user.roles = _roles_named(changes["roles"])
+    return user
+
+
+def get(model, id_: int):
+    row = db.session.get(model, id_)
+    if row is None:
+        raise NotFound(f"no {model.__name__.lower()} {id_}")
+    return row
+
+
+def create_role(name: str, permissions=()) -> Role:
+    if db.session.scalars(select(Role).where(Role.name == name)).first():
+        raise Conflict(f"a role named {name!r} exists", code="role_taken", details={"field": "name"})
+    role = Role(name=name, permissions=_check_permissions(permissions))
+    db.session.add(role)
+    db.session.flush()
+    return role
+
+
+def add_member(role: Role, user: User) -> None:
+    if user not in role.members:
+        role.members.append(user)
+
+
+def bootstrap_admin(token: str) -> None:
+    """On first start, user `admin` with CanManageChats and the given token."""
+    if db.session.scalars(select(User).where(User.login == "admin")).first() is None:
+        create_user("admin", "Administrator", permissions=["CanManageChats"], token=token)

@@ -1,0 +1,47 @@
+"""The JSON error format of design.md §3, for every error the app answers."""
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+from app.bpmn.errors import BpmnRefused
+from app.engine.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(EngineError):
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
+        super().__init__(message, code, details)
+        self.status = status
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None):
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    return response
+
+
+def _code(exc: HTTPException) -> str:
+    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def init_app(app) -> None:
+    @app.errorhandler(EngineError)
+    def engine_error(e: EngineError):
+        return error_response(e.status, e.code, e.message, e.details)
+
+    @app.errorhandler(BpmnRefused)
+    def bpmn_refused(e: BpmnRefused):
+        first = e.problems[0]
+        return error_response(422, "invalid_bpmn", str(first),
+                              {**first.as_dict(), "problems": [p.as_dict() for p in e.problems]})
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        return error_response(e.code or 500, _code(e), e.description or e.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "the server failed to answer; the error is logged")

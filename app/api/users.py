@@ -1,0 +1,116 @@
+from flask import Blueprint, g
+
+from app import accounts
+from app.api.auth import accepts, admin, authenticate
+from app.api.errors import ApiError
+from app.api.validation import Field, Schema, page_args, parse
+from app.extensions import db
+from app.models import Role, User
+
+bp = Blueprint("users", __name__, url_prefix="/api")
+bp.before_request(authenticate)
+
+USER = Schema({
+    "login": Field(str, required=True, max_length=100),
+    "name": Field(str, max_length=200),
+    "roles": Field(list, items=str),
+    "permissions": Field(list, items=str, description="CanManageChats gives the admin area"),
+})
+ROLE = Schema({"name": Field(str, required=True, max_length=100),
+               "permissions": Field(list, items=str)})
+MEMBER = Schema({"user_id": Field(int, required=True)})
+
+
+def user_json(user: User) -> dict:
+    return {"id": user.id, "login": user.login, "name": user.name, "roles": [r.name for r in user.roles],
+            "permissions": sorted(user.permissions or []), "created_at": user.created_at.isoformat()}
+
+
+def role_json(role: Role) -> dict:
+    return {"id": role.id, "name": role.name, "permissions": sorted(role.permissions or []),
+            "members": [u.id for u in role.members]}
+
+
+def page(model):
+    limit, offset = page_args()
+    return db.session.scalars(db.select(model).order_by(model.id).limit(limit).offset(offset)).all()
+
+
+@bp.post("/users")
+@admin
+@accepts(USER)
+def create_user():
+    """Create a user; the answer carries its bearer token, shown this once."""
+    body = parse(USER)
+    user, token = accounts.create_user(body["login"], body.get("name", ""), body.get("roles", []),
+                                       body.get("permissions", []))
+    db.session.commit()
+    return {**user_json(user), "token": token}, 201
+
+
+@bp.get("/users")
+@admin
+def list_users():
+    """List users."""
+    return [user_json(u) for u in page(User)]
+
+
+@bp.get("/users/<int:user_id>")
+@admin
+def get_user(user_id):
+    """One user."""
+    return user_json(accounts.get(User, user_id))
+
+
+@bp.patch("/users/<int:user_id>")
+@admin
+@accepts(USER, partial=True)
+def update_user(user_id):
+    """Change a user's login, name, roles or permissions."""
+    user = accounts.update_user(accounts.get(User, user_id), parse(USER, partial=True))
+    db.session.commit()
+    return user_json(user)
+
+
+@bp.delete("/users/<int:user_id>")
+@admin
+def delete_user(user_id):
+    """Delete a user and their tokens."""
+    user = accounts.get(User, user_id)
+    if user.id == g.user.id:
+        raise ApiError(409, "cannot_delete_self", "you cannot delete your own user")
+    db.session.delete(user)
+    db.session.commit()
+    return "", 204
+
+
+@bp.post("/roles")
+@admin
+@accepts(ROLE)
+def create_role():
+    """Create a role."""
+    body = parse(ROLE)
+    role = accounts.create_role(body["name"], body.get("permissions", []))
+    db.session.commit()
+    return role_json(role), 201
+
+
+@bp.get("/roles")
+@admin
+def list_roles():
+    """List roles with their members."""
+    return [role_json(r) for r in page(Role)]
+
+
+@bp.post("/roles/<int:role_id>/members")
+@admin
+@accepts(MEMBER)
+def add_member(role_id):
+    """Add a user to a role."""
+    role = accounts.get(Role, role_id)
+    user = db.session.get(User, parse(MEMBER)["user_id"])
+    if user is None:
+        raise ApiError(422, "invalid_value", "user_id: no such user", {"field": "user_id"})
+    accounts.add_member(role, user)
+    db.session.commit()
+    return role_json(role), 201

@@ -1,0 +1,80 @@
+"""Deployed process versions: store each changed file once per key, parse each version once."""
+from collections import OrderedDict
+from threading import Lock
+
+from sqlalchemy import func, select
+
+from app.bpmn.errors import BpmnRefused
+from app.bpmn.loader import LoadedFile, load, parse_specs
+from app.extensions import db
+from app.models import ProcessVersion
+
+
+def validate_all(files: list[tuple[str, bytes]], operations: set[str] | None) -> list[LoadedFile]:
+    """Load every file; refuse the whole batch with all problems if any file is refused."""
+    loaded, problems = [], []
+    for filename, xml in files:
+        try:
+            loaded.append(load(xml, filename, operations))
+        except BpmnRefused as e:
+            problems.extend(e.problems)
+    if problems:
+        raise BpmnRefused(problems)
+    return loaded
+
+
+def deploy(files: list[tuple[str, bytes]], operations: set[str] | None, cache: "SpecCache") -> list[dict]:
+    """Validate and store files; a key gets a new version only when its file's content changed.
+
+    Returns one `{"key", "version", "new"}` per executable process. The caller commits.
+    """
+    result = []
+    for (filename, xml), loaded in zip(files, validate_all(files, operations)):
+        for process in loaded.processes:
+            latest = latest_version(process.key)
+            if latest is not None and latest.content_hash == loaded.content_hash:
+                result.append({"key": process.key, "version": latest.version, "new": False})
+                continue
+            row = ProcessVersion(key=process.key, version=(latest.version + 1) if latest else 1,
+                                 name=process.name, filename=filename, content_hash=loaded.content_hash,
+                                 xml=xml.decode("utf-8"))
+            db.session.add(row)
+            db.session.flush()
+            cache.put(row.id, (process.spec, process.subprocess_specs))
+            result.append({"key": process.key, "version": row.version, "new": True})
+    return result
+
+
+def latest_version(key: str) -> ProcessVersion | None:
+    return db.session.scalars(select(ProcessVersion).where(ProcessVersion.key == key)
+                              .order_by(ProcessVersion.version.desc()).limit(1)).first()
+
+
+def version_counts() -> dict[str, int]:
+    rows = db.session.execute(select(ProcessVersion.key, func.max(ProcessVersion.version))
+                              .group_by(ProcessVersion.key)).all()
+    return dict(rows)
+
+
+class SpecCache:
+    """Parsed specs per process version, so no request parses a version's XML twice."""
+
+    def __init__(self, size: int = 256):
+        self.size, self._items, self._lock = size, OrderedDict(), Lock()
+
+    def put(self, version_id: int, specs):
+        with self._lock:
+            self._items[version_id] = specs
+            self._items.move_to_end(version_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get(self, version: ProcessVersion):
+        with self._lock:
+            specs = self._items.get(version.id)
+            if specs is not None:
+                self._items.move_to_end(version.id)
+                return specs
+        specs = parse_specs(version.xml.encode("utf-8"), version.filename, version.key)
+        self.put(version.id, specs)
+        return specs

@@ -1,0 +1,123 @@
+"""The `chatflow` command (design.md §4). Each command is a few lines over the app."""
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+REPO_PROCESSES = Path(__file__).resolve().parent.parent / "processes"
+
+
+def _bpmn_files(paths) -> list[tuple[str, bytes]]:
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        found = sorted(path.glob("*.bpmn")) if path.is_dir() else [path]
+        if path.is_dir() and not found:
+            raise click.ClickException(f"{raw}: no .bpmn files in this folder")
+        for f in found:
+            if not f.is_file():
+                raise click.ClickException(f"{f}: no such file")
+            files.append((str(f), f.read_bytes()))
+    return files
+
+
+@click.group()
+def main():
+    """Chatflow: chat center whose chat lifecycle and chat actions are BPMN processes."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Seed demo data and print the tokens to use.")
+def serve(host, port, demo):
+    """Run the web app (and, with no REDIS_URL, its in-process worker)."""
+    from werkzeug.serving import run_simple
+
+    from app import create_app
+    app = create_app()
+    if demo:
+        from app.demo import seed
+        with app.app_context():
+            for line in seed(app, REPO_PROCESSES):
+                click.echo(line)
+    click.echo(f"Chatflow on http://{host}:{port}  (jobs: {app.extensions['chatflow.jobs_health']()['backend']})")
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@main.command()
+def worker():
+    """Run an RQ worker with its scheduler, plus the database timer sweep (needs REDIS_URL)."""
+    from rq import SimpleWorker
+
+    from app import create_app, jobs
+    app = create_app(start_jobs=False)
+    if not app.config["REDIS_URL"]:
+        raise click.ClickException("set REDIS_URL: without it `chatflow serve` runs jobs in-process")
+    jobs._worker_app = app  # jobs reuse this app and its parsed-spec cache
+    queue = app.extensions["chatflow.jobs"].queue
+
+    def sweep_forever():
+        while True:
+            time.sleep(app.config["TIMER_SWEEP_SECONDS"])
+            try:
+                jobs.sweep_due_timers()
+            except Exception:
+                app.logger.exception("timer sweep failed")
+
+    threading.Thread(target=sweep_forever, name="timer-sweep", daemon=True).start()
+    # SimpleWorker runs jobs in this process: no fork per job, so specs stay parsed.
+    SimpleWorker([queue], connection=queue.connection).work(with_scheduler=True)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+def deploy(paths):
+    """Validate and deploy BPMN files or folders of them."""
+    from app import create_app
+    from app.bpmn.errors import BpmnRefused
+    from app.extensions import db
+    app = create_app(start_jobs=False)
+    with app.app_context():
+        try:
+            result = app.extensions["chatflow.engine"].deploy(_bpmn_files(paths))
+        except BpmnRefused as e:
+            for problem in e.problems:
+                click.echo(str(problem), err=True)
+            sys.exit(1)
+        db.session.commit()
+    for p in result:
+        click.echo(f"{p['key']} version {p['version']} {'deployed' if p['new'] else 'unchanged'}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+def check(paths):
+    """Validate BPMN files without deploying; prints `file:line element_id problem`."""
+    from app.bpmn.errors import BpmnRefused
+    from app.bpmn.store import validate_all
+    from app.engine.catalogue import operation_names
+    try:
+        loaded = validate_all(_bpmn_files(paths), operation_names())
+    except BpmnRefused as e:
+        for problem in e.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    for f in loaded:
+        click.echo(f"{f.filename}: ok ({', '.join(p.key for p in f.processes)})")
+
+
+@main.group()
+def db():
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade():
+    """Apply every pending migration."""
+    from app.config import from_env
+    from app.db import upgrade
+    upgrade(from_env()["SQLALCHEMY_DATABASE_URI"])
+    click.echo("database is up to date")

@@ -1,0 +1,31 @@
+"""Configuration from the environment (design.md §4)."""
+import os
+from pathlib import Path
+
+DEFAULT_SQLITE = Path("instance") / "chatflow.sqlite3"
+
+
+def database_url(raw: str | None) -> str:
+    """Accept the URL as PostgreSQL tools write it and pick our driver (psycopg 3)."""
+    if not raw:
+        DEFAULT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{DEFAULT_SQLITE.resolve()}"
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix):]
+    return raw
+
+
+def from_env(env=os.environ) -> dict:
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL")),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "BOOTSTRAP_ADMIN_TOKEN": env.get("CHATFLOW_BOOTSTRAP_ADMIN_TOKEN") or None,
+        # A single request body larger than this is refused with 413.
+        "MAX_CONTENT_LENGTH": int(env.get("CHATFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)),
+        # How often the database is swept for due timers, and how late a timer may be
+        # before the sweep fires it itself instead of waiting for its RQ job.
+        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 5)),
+        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 3)),
+        "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
+    }

@@ -1,0 +1,17 @@
+"""The service-task operations Chatflow ships, assembled in one place."""
+from app.engine.operations import Operations
+
+
+def build_operations() -> Operations:
+    operations = Operations()
+
+    @operations.register("echo", "Return the given value unchanged (for trying service tasks).",
+                         {"value": "any value"}, "the value")
+    def echo(value=None):
+        return value
+
+    return operations
+
+
+def operation_names() -> set[str]:
+    return build_operations().names()

@@ -1,0 +1,121 @@
+"""Read a SpiffWorkflow workflow: what it waits for, when its timers are due, what changed."""
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.util.task import TaskState
+
+ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+SEEN = ACTIVE | TaskState.COMPLETED | TaskState.ERROR | TaskState.CANCELLED
+
+
+def element_id(task) -> str | None:
+    """The BPMN element id of a task, None for SpiffWorkflow's internal tasks."""
+    return getattr(task.task_spec, "bpmn_id", None)
+
+
+def definitions(task) -> list:
+    definition = getattr(task.task_spec, "event_definition", None)
+    if isinstance(definition, MultipleEventDefinition):
+        return list(definition.event_definitions)
+    return [definition] if definition is not None else []
+
+
+@dataclass(frozen=True)
+class TimerWait:
+    task_id: str
+    element_id: str
+    due_at: datetime
+
+
+def timer_waits(workflow) -> list[TimerWait]:
+    """Every waiting timer with its due time (SpiffWorkflow keeps it in internal_data)."""
+    waits = []
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        if not any(isinstance(d, TimerEventDefinition) for d in definitions(task)):
+            continue
+        value = task.internal_data.get("event_value")
+        if isinstance(value, dict):  # a cycle timer
+            value = value.get("next")
+        if not value:
+            continue
+        due = TimerEventDefinition.parse_time_or_duration(value)
+        if isinstance(due, datetime):
+            due = due if due.tzinfo else due.replace(tzinfo=timezone.utc)
+            waits.append(TimerWait(str(task.id), element_id(task) or task.task_spec.name, due))
+    return waits
+
+
+def message_catchers(workflow, name: str | None = None) -> list[tuple[object, object]]:
+    """(waiting task, message definition) pairs, optionally only for one message name."""
+    found = []
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        for definition in definitions(task):
+            if isinstance(definition, MessageEventDefinition) and (name is None or definition.name == name):
+                found.append((task, definition))
+    return found
+
+
+def user_tasks(workflow) -> list:
+    return workflow.get_tasks(state=TaskState.READY, manual=True)
+
+
+def waiting_for(workflow) -> list[dict]:
+    waits = [{"task": w.element_id, "kind": "timer", "due_at": w.due_at.isoformat()} for w in timer_waits(workflow)]
+    waits += [{"task": element_id(t) or t.task_spec.name, "kind": "message", "message": d.name, "due_at": None}
+              for t, d in message_catchers(workflow)]
+    waits += [{"task": element_id(t) or t.task_spec.name, "kind": "user", "due_at": None} for t in user_tasks(workflow)]
+    return waits
+
+
+def errored_tasks(workflow) -> list:
+    return workflow.get_tasks(state=TaskState.ERROR)
+
+
+def snapshot(workflow) -> dict:
+    """Task id -> state for every BPMN element task, to compare before and after a step."""
+    return {t.id: t.state for t in workflow.get_tasks() if element_id(t)}
+
+
+def changes(workflow, before: dict) -> list[tuple[datetime, str, str]]:
+    """(at, element id, event) for what happened since `before`, oldest first."""
+    events = []
+    for task in workflow.get_tasks(state=SEEN):
+        element = element_id(task)
+        old = before.get(task.id, TaskState.FUTURE)
+        if not element or old == task.state:
+            continue
+        at = datetime.fromtimestamp(task.last_state_change, timezone.utc)
+        was_active = bool(old & ACTIVE)
+        if task.state & ACTIVE and not was_active:
+            events.append((at, element, "entered"))
+        elif task.state == TaskState.COMPLETED:
+            if not was_active:
+                events.append((at, element, "entered"))
+            if old == TaskState.WAITING and any(isinstance(d, TimerEventDefinition) for d in definitions(task)):
+                events.append((at, element, "timer_fired"))
+            events.append((at, element, "completed"))
+        elif task.state == TaskState.ERROR:
+            events.append((at, element, "error"))
+        elif task.state == TaskState.CANCELLED and was_active:
+            events.append((at, element, "cancelled"))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+def element_states(workflow) -> dict[str, list[str]]:
+    """Element ids active, completed and errored, for drawing the diagram."""
+    active, completed, errored = set(), set(), set()
+    for task in workflow.get_tasks(state=ACTIVE | TaskState.COMPLETED | TaskState.ERROR):
+        element = element_id(task)
+        if not element:
+            continue
+        if task.state == TaskState.ERROR:
+            errored.add(element)
+        elif task.state & ACTIVE:
+            active.add(element)
+        else:
+            completed.add(element)
+    return {"active": sorted(active), "completed": sorted(completed - active - errored), "errored": sorted(errored)}

@@ -1,0 +1,256 @@
+"""Run process instances: start, deliver events, fire timers, retry, cancel.
+
+Every function here works inside the caller's transaction and leaves the commit to the
+edge (a view, a job, the CLI). The instance row is locked while it advances, so two web
+or worker processes never both advance one instance from the same state.
+"""
+import contextvars
+import json
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy import delete, select
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
+
+from app.bpmn import store
+from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
+from app.engine import inspect, state
+from app.engine.errors import Conflict, NotFound
+from app.engine.operations import Operations
+from app.engine.ports import JobQueue
+from app.engine.tx import after_commit
+from app.extensions import db
+from app.models import InstanceEvent, ProcessInstance, Timer
+from app.models.types import utcnow
+
+FIRE_TIMERS_JOB = "app.jobs.fire_timers"
+FINISHED = ("completed", "cancelled")
+
+#: The instance whose workflow is running now, for operations that need it.
+current_instance: contextvars.ContextVar[ProcessInstance | None] = contextvars.ContextVar("current_instance",
+                                                                                         default=None)
+
+
+def _plain(data: dict) -> dict:
+    """Process data as JSON values (dates become text), for the API and the data column."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def describe_error(error: Exception) -> str:
+    task = getattr(error, "task", None)
+    element = inspect.element_id(task) if task is not None else None
+    message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+    return f"{element}: {message}" if element else f"{type(error).__name__}: {message}"
+
+
+class Engine:
+    def __init__(self, jobs: JobQueue, operations: Operations):
+        self.jobs = jobs
+        self.operations = operations
+        self.specs = store.SpecCache()
+        self.script_engine = ScriptEngine(RestrictedEnvironment(operations.call))
+
+    # -- deployment -------------------------------------------------------------------
+    def deploy(self, files: list[tuple[str, bytes]]) -> list[dict]:
+        return store.deploy(files, self.operations.names(), self.specs)
+
+    def check(self, files: list[tuple[str, bytes]]) -> None:
+        store.validate_all(files, self.operations.names())
+
+    # -- instances --------------------------------------------------------------------
+    def start(self, key: str, data: dict | None = None, business_key: str | None = None) -> ProcessInstance:
+        """Start the latest version of `key` with `data` and run it until it waits."""
+        version = store.latest_version(key)
+        if version is None:
+            raise NotFound(f"no process {key!r} is deployed", code="process_not_found")
+        spec, subprocess_specs = self.specs.get(version)
+        workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
+        workflow.get_next_task(state=TaskState.READY).set_data(**(data or {}))
+        instance = ProcessInstance(version=version, process_version_id=version.id, process_key=key,
+                                   business_key=business_key, state="running", workflow_state="", data={},
+                                   waiting_for=[])
+        db.session.add(instance)
+        db.session.flush()
+        self._record(instance, None, "started", {"version": version.version})
+        self._advance(instance, workflow, workflow.do_engine_steps)
+        return instance
+
+    def deliver_message(self, instance_id: int, name: str, data: dict | None = None) -> ProcessInstance:
+        """Deliver BPMN message `name` with `data` as payload; 409 if nothing waits for it."""
+        instance, workflow = self._open(instance_id)
+        catchers = inspect.message_catchers(workflow, name) if instance.state not in FINISHED else []
+        if not catchers:
+            raise Conflict(f"instance {instance_id} is not waiting for message {name!r}",
+                           code="not_waiting_for_message")
+        payload = dict(data or {})
+
+        def deliver():
+            waiting = {task.id for task, _ in catchers}
+            # The event must carry the very definition class the parser produced, or it is not caught.
+            workflow.send_event(BpmnEvent(catchers[0][1], payload))
+            for task, definition in catchers:
+                # A catch event without a messageVariable gets the payload merged into its data.
+                if task.id in waiting and task.state != TaskState.WAITING and getattr(definition, "message_var",
+                                                                                      None) is None:
+                    task.set_data(**payload)
+                    for child in task.children:
+                        child.set_data(**payload)
+            workflow.do_engine_steps()
+
+        self._record(instance, inspect.element_id(catchers[0][0]), "message_received", {"name": name})
+        self._advance(instance, workflow, deliver)
+        return instance
+
+    def complete_user_task(self, instance_id: int, element_id: str, data: dict | None = None) -> ProcessInstance:
+        instance, workflow = self._open(instance_id)
+        tasks = [t for t in inspect.user_tasks(workflow) if inspect.element_id(t) == element_id]
+        if not tasks or instance.state in FINISHED:
+            raise Conflict(f"instance {instance_id} has no user task {element_id!r} waiting",
+                           code="not_waiting_for_task")
+        task = tasks[0]
+
+        def complete():
+            task.set_data(**(data or {}))
+            task.run()
+            workflow.do_engine_steps()
+
+        self._advance(instance, workflow, complete)
+        return instance
+
+    def fire_timers(self, instance_id: int, now: datetime | None = None) -> bool:
+        """Advance an instance whose timers are due. Does nothing (returns False) if none is."""
+        instance = self._lock(instance_id)
+        if instance is None or instance.state in FINISHED or instance.state == "error":
+            return False
+        workflow = self._restore(instance)
+        now = now or utcnow()
+        if not any(w.due_at <= now for w in inspect.timer_waits(workflow)):
+            self._sync_timers(instance, workflow)  # a stale row (the instance moved on) is dropped
+            return False
+
+        def fire():
+            workflow.refresh_timers()
+            workflow.do_engine_steps()
+
+        self._advance(instance, workflow, fire)
+        return True
+
+    def retry(self, instance_id: int) -> ProcessInstance:
+        instance, workflow = self._open(instance_id)
+        failed = inspect.errored_tasks(workflow)
+        if instance.state != "error" or not failed:
+            raise Conflict(f"instance {instance_id} is not in error", code="not_in_error")
+        self._record(instance, inspect.element_id(failed[0]), "retried", None)
+
+        def rerun():
+            for task in failed:
+                workflow.reset_from_task_id(task.id)
+            workflow.do_engine_steps()
+
+        self._advance(instance, workflow, rerun)
+        return instance
+
+    def cancel(self, instance_id: int) -> ProcessInstance:
+        instance, workflow = self._open(instance_id)
+        if instance.state in FINISHED:
+            raise Conflict(f"instance {instance_id} is already {instance.state}", code="instance_finished")
+        workflow.cancel()
+        self._record(instance, None, "cancelled", None)
+        self._save(instance, workflow, error=None, final_state="cancelled")
+        return instance
+
+    def diagram(self, instance: ProcessInstance) -> dict:
+        workflow = self._restore(instance)
+        return {"xml": instance.version.xml, **inspect.element_states(workflow)}
+
+    def due_instances(self, cutoff: datetime, limit: int = 500) -> list[int]:
+        """Instances with a timer due at or before `cutoff`, most overdue first."""
+        rows = db.session.execute(select(Timer.instance_id, Timer.due_at).where(Timer.due_at <= cutoff)
+                                  .order_by(Timer.due_at).limit(limit)).all()
+        return list(dict.fromkeys(r.instance_id for r in rows))
+
+    # -- internals --------------------------------------------------------------------
+    def _lock(self, instance_id: int) -> ProcessInstance | None:
+        return db.session.execute(select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                                  .with_for_update().execution_options(populate_existing=True)).scalar_one_or_none()
+
+    def _open(self, instance_id: int):
+        instance = self._lock(instance_id)
+        if instance is None:
+            raise NotFound(f"no process instance {instance_id}", code="instance_not_found")
+        return instance, self._restore(instance)
+
+    def _restore(self, instance: ProcessInstance):
+        spec, subprocess_specs = self.specs.get(instance.version)
+        return state.load(instance.workflow_state, spec, subprocess_specs, self.script_engine)
+
+    def _advance(self, instance: ProcessInstance, workflow, action) -> None:
+        """Run `action` on the workflow, record what happened, save; an error fails only this instance."""
+        before = inspect.snapshot(workflow)
+        error = None
+        token = current_instance.set(instance)
+        try:
+            action()
+        except Exception as e:  # scripts and services are the diagram's code: their failure is the instance's
+            error = describe_error(e)
+        finally:
+            current_instance.reset(token)
+        for at, element, event in inspect.changes(workflow, before):
+            self._record(instance, element, event, {"message": error} if event == "error" else None, at)
+        if error and not inspect.errored_tasks(workflow):
+            self._record(instance, None, "error", {"message": error})
+        self._save(instance, workflow, error)
+
+    def _save(self, instance: ProcessInstance, workflow, error: str | None, final_state: str | None = None):
+        if final_state:
+            instance.state = final_state
+        elif workflow.is_completed():
+            instance.state = "completed"
+        elif error or inspect.errored_tasks(workflow):
+            instance.state = "error"
+        else:
+            instance.state = "waiting" if inspect.waiting_for(workflow) else "running"
+        instance.error = error if instance.state == "error" else None
+        instance.workflow_state = state.dump(workflow)
+        instance.waiting_for = [] if instance.state in FINISHED else inspect.waiting_for(workflow)
+        instance.data = _plain(self._current_data(workflow))
+        instance.revision = (instance.revision or 0) + 1
+        instance.updated_at = utcnow()
+        self._sync_timers(instance, workflow)
+
+    @staticmethod
+    def _current_data(workflow) -> dict:
+        if workflow.is_completed():
+            return dict(workflow.data)
+        data = {}
+        active = workflow.get_tasks(state=inspect.ACTIVE | TaskState.ERROR)
+        for task in sorted(active, key=lambda t: t.last_state_change) or [workflow.last_task]:
+            if task is not None:
+                data.update(task.data)
+        return data
+
+    def _sync_timers(self, instance: ProcessInstance, workflow) -> None:
+        """Make the timer rows match what the workflow waits on; schedule new or moved ones."""
+        waits = {} if instance.state in FINISHED + ("error",) else {
+            w.task_id: w for w in inspect.timer_waits(workflow)}
+        rows = {r.task_id: r for r in db.session.scalars(select(Timer).where(Timer.instance_id == instance.id))}
+        stale = [r.id for task_id, r in rows.items() if task_id not in waits]
+        if stale:
+            db.session.execute(delete(Timer).where(Timer.id.in_(stale)))
+        for task_id, wait in waits.items():
+            row = rows.get(task_id)
+            if row is not None and row.due_at == wait.due_at:
+                continue
+            if row is None:
+                db.session.add(Timer(instance_id=instance.id, task_id=task_id, element_id=wait.element_id,
+                                     due_at=wait.due_at))
+            else:
+                row.due_at = wait.due_at
+            job_id = f"timer:{instance.id}:{task_id}:{int(wait.due_at.timestamp() * 1000)}"
+            after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, FIRE_TIMERS_JOB, instance.id,
+                                             job_id=job_id))
+
+    def _record(self, instance, element, event, details, at=None) -> None:
+        db.session.add(InstanceEvent(instance_id=instance.id, task=element, event=event, details=details,
+                                     at=at or utcnow()))

@@ -1,0 +1,35 @@
+"""Work that must happen only once the current transaction has committed.
+
+A job enqueued before commit could run before its rows are visible; a rollback must not
+enqueue anything. If the work itself fails (Redis away), the database still holds the
+truth and the timer sweep catches up.
+"""
+import logging
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+_KEY = "chatflow_after_commit"
+
+
+def after_commit(session, func, *args) -> None:
+    session.info.setdefault(_KEY, []).append((func, args))
+
+
+def _run(session):
+    for func, args in session.info.pop(_KEY, []):
+        try:
+            func(*args)
+        except Exception:
+            log.exception("after-commit work %s%r failed; the sweep will catch up", getattr(func, "__name__", func), args)
+
+
+def _drop(session):
+    session.info.pop(_KEY, None)
+
+
+def install() -> None:
+    if not event.contains(Session, "after_commit", _run):
+        event.listen(Session, "after_commit", _run)
+        event.listen(Session, "after_rollback", _drop)
