@@ -29,7 +29,7 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
     with app.app_context():
         _tune_database(app)
         if app.config.get("AUTO_MIGRATE", db.engine.dialect.name == "sqlite"):
-            from app.db import upgrade
+            from app.migrate import upgrade
             upgrade(app.config["SQLALCHEMY_DATABASE_URI"])
     _wire_engine(app, start_jobs)
     if app.config["BOOTSTRAP_ADMIN_TOKEN"]:

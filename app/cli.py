@@ -118,6 +118,10 @@ def db():
 def db_upgrade():
     """Apply every pending migration."""
     from app.config import from_env
-    from app.db import upgrade
+    from app.migrate import upgrade
     upgrade(from_env()["SQLALCHEMY_DATABASE_URI"])
     click.echo("database is up to date")
+
+
+if __name__ == "__main__":
+    main()

@@ -247,7 +247,7 @@ class Engine:
                                      due_at=wait.due_at))
             else:
                 row.due_at = wait.due_at
-            job_id = f"timer:{instance.id}:{task_id}:{int(wait.due_at.timestamp() * 1000)}"
+            job_id = f"timer-{instance.id}-{task_id}-{int(wait.due_at.timestamp() * 1000)}"
             after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, FIRE_TIMERS_JOB, instance.id,
                                              job_id=job_id))
 

@@ -1,0 +1,191 @@
+"""Fixtures: a real database (PostgreSQL when DATABASE_URL is set, else a SQLite file),
+the app on the embedded job thread or on RQ (REDIS_URL), and real `chatflow worker` processes.
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from app.config import database_url
+from app.migrate import upgrade
+from app.extensions import db
+
+ADMIN_TOKEN = "test-admin-token"
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).parent.parent
+CORPUS = ROOT.parent / "shared" / "bpmn-corpus"
+
+
+@pytest.fixture(scope="session")
+def db_url():
+    """Migrated once per session; PostgreSQL's public schema is rebuilt from nothing."""
+    raw = os.environ.get("DATABASE_URL")
+    if raw:
+        url = database_url(raw)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    else:
+        url = f"sqlite:///{tempfile.mkdtemp(prefix='chatflow-test-')}/test.sqlite3"
+    upgrade(url)
+    return url
+
+
+def _empty_tables(url):
+    engine = create_engine(url)
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
+def _redis_reachable(url) -> bool:
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """Real Redis for tests that prove RQ delivery; CI sets CHATFLOW_REQUIRE_REDIS=1 so it never skips."""
+    url = os.environ.get("REDIS_URL") or os.environ.get("CHATFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+    if not _redis_reachable(url):
+        if os.environ.get("CHATFLOW_REQUIRE_REDIS"):
+            pytest.fail(f"Redis at {url} is required but not reachable")
+        pytest.skip(f"no Redis at {url}")
+    return url
+
+
+@pytest.fixture
+def make_app(db_url):
+    """Build apps on the test database; `make_app(redis_url=...)` puts jobs on RQ."""
+    _empty_tables(db_url)
+    apps = []
+
+    def make(redis_url=None, **config):
+        if redis_url:
+            Redis.from_url(redis_url).flushdb()
+        app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "REDIS_URL": redis_url, "TESTING": True,
+                          "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
+                          "EMBEDDED_SWEEP_SECONDS": 0.2, **config})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        jobs = app.extensions["chatflow.jobs"]
+        if hasattr(jobs, "stop"):
+            jobs.stop()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    """The app as the suite's environment configures it (REDIS_URL set = RQ, else embedded)."""
+    return make_app(redis_url=os.environ.get("REDIS_URL"))
+
+
+class Api:
+    """A test client that speaks JSON with a bearer token."""
+
+    def __init__(self, app, token=ADMIN_TOKEN):
+        self.app, self.client, self.token = app, app.test_client(), token
+
+    def as_user(self, token):
+        return Api(self.app, token)
+
+    def call(self, method, path, json=None, token=..., **kw):
+        headers = kw.pop("headers", {})
+        token = self.token if token is ... else token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.client.open(path, method=method, json=json, headers=headers, **kw)
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.call("POST", path, json, **kw)
+
+    def patch(self, path, json=None, **kw):
+        return self.call("PATCH", path, json, **kw)
+
+    def put(self, path, json=None, **kw):
+        return self.call("PUT", path, json, **kw)
+
+    def delete(self, path, **kw):
+        return self.call("DELETE", path, **kw)
+
+    def deploy(self, *files):
+        """Deploy (name, xml) pairs or paths through POST /api/processes."""
+        import io
+        parts = []
+        for f in files:
+            name, xml = (f.name, f.read_bytes()) if isinstance(f, Path) else f
+            parts.append((io.BytesIO(xml if isinstance(xml, bytes) else xml.encode()), name))
+        return self.call("POST", "/api/processes", data={"file": parts}, content_type="multipart/form-data")
+
+
+@pytest.fixture
+def api(app):
+    return Api(app)
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
+    """Poll until `predicate()` is truthy; return its value or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture
+def start_worker(db_url, redis_url):
+    """Start real `chatflow worker` processes against the test database and Redis."""
+    procs = []
+
+    def start(sweep_seconds=0.5, grace_seconds=3.0):
+        env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url,
+               "CHATFLOW_TIMER_SWEEP_SECONDS": str(sweep_seconds),
+               "CHATFLOW_TIMER_SWEEP_GRACE_SECONDS": str(grace_seconds)}
+        env.pop("CHATFLOW_BOOTSTRAP_ADMIN_TOKEN", None)
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        procs.append(proc)
+        from rq import Worker
+        connection = Redis.from_url(redis_url)
+        wait_for(lambda: proc.poll() is not None or Worker.count(connection=connection) >= len(procs),
+                 timeout=30, message="the worker to register")
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited: {proc.stderr.read().decode()[-2000:]}")
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
