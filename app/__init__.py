@@ -22,7 +22,8 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
     app.config.update(test_config or {})
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("spiff").setLevel(logging.WARNING)  # it logs every task state change at INFO
+    for noisy in ("spiff", "alembic"):  # they log every task state change and migration step at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     db.init_app(app)
     from app.engine import tx
     tx.install()

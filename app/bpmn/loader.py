@@ -116,7 +116,10 @@ class _Checker:
         processes = {p.get("id") for p in self.tree.iterfind(".//bpmn:process", NS)}
         for call in self.tree.iterfind(".//bpmn:callActivity", NS):
             called = call.get("calledElement")
-            if called not in processes:
+            if not called:
+                self.add(call.get("id", ""), "call activity names no process to call (calledElement is missing)",
+                         call.sourceline)
+            elif called not in processes:
                 self.add(call.get("id", ""), f"call activity calls process {called!r}, which is not in this file "
                                              "(a called process must be deployed in the same file)", call.sourceline)
 
@@ -139,6 +142,15 @@ class _Checker:
             compile_code(source, mode)
         except ScriptRejected as e:
             self.add(element, f"{what} refused: {e}", line)
+
+    def at_line(self, line) -> str:
+        """The id of the first element on `line`, or of its nearest ancestor that has one."""
+        for el in self.tree.iter():
+            if isinstance(el.tag, str) and el.sourceline == line:
+                while el is not None and not el.get("id"):
+                    el = el.getparent()
+                return el.get("id", "") if el is not None else ""
+        return ""
 
     def locate(self, message: str) -> str:
         """The id of the element a parser message speaks of, found by its id or name."""
@@ -212,6 +224,7 @@ def load(xml: bytes, filename: str, operations: set[str] | None = None) -> Loade
     except ValidationException as e:
         element_id = getattr(e, "id", "") or checker.locate(str(e))
         line = getattr(e, "line_number", None) or checker.lines.get(element_id)
+        element_id = element_id or (checker.at_line(line) if isinstance(line, int) else "")
         tag = getattr(e, "tag", "")
         what = f"{tag}: " if tag and tag not in str(e) else ""
         raise BpmnRefused([Problem(filename, line if isinstance(line, int) else None, element_id,

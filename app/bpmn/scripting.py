@@ -12,7 +12,7 @@ import warnings
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
-from RestrictedPython import compile_restricted, limited_builtins, safe_builtins
+from RestrictedPython import RestrictingNodeTransformer, compile_restricted, limited_builtins, safe_builtins
 from RestrictedPython.Eval import default_guarded_getitem, default_guarded_getiter
 from RestrictedPython.Guards import full_write_guard, guarded_iter_unpack_sequence, safer_getattr
 from RestrictedPython.PrintCollector import PrintCollector
@@ -51,6 +51,15 @@ RESTRICTED_GLOBALS = {
 SCRIPT_FILENAME = "<bpmn script>"
 
 
+class _Policy(RestrictingNodeTransformer):
+    """RestrictedPython's policy, but `import` is refused when compiled, not at run time."""
+
+    def visit_Import(self, node):
+        self.error(node, "imports are not allowed in BPMN scripts")
+
+    visit_ImportFrom = visit_Import
+
+
 class ScriptRejected(Exception):
     """Code that the restricted compiler refuses (an import, a dunder, a syntax error)."""
 
@@ -61,7 +70,7 @@ def compile_code(source: str, mode: str):
     try:
         with warnings.catch_warnings():  # RestrictedPython warns about unread `printed`
             warnings.simplefilter("ignore", SyntaxWarning)
-            return compile_restricted(source, SCRIPT_FILENAME, mode)
+            return compile_restricted(source, SCRIPT_FILENAME, mode, policy=_Policy)
     except SyntaxError as e:
         reason = e.msg if e.msg else str(e)
         if isinstance(e.args[0] if e.args else None, tuple):
