@@ -75,11 +75,11 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         from app.adapters.inprocess import InProcessJobQueue
         jobs = InProcessJobQueue(app, sweep=partial(sweep_due_timers, 0),
                                  sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0))
-        if start_jobs:
-            jobs.start()
         app.extensions["chatflow.jobs_health"] = jobs.health
     app.extensions["chatflow.jobs"] = jobs
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations())
+    if start_jobs and hasattr(jobs, "start"):
+        jobs.start()  # only now: its first sweep needs the engine
 
 
 def _register_routes(app: Flask) -> None:

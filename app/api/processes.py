@@ -62,13 +62,14 @@ def deploy():
 @bp.get("/processes")
 @admin
 def list_processes():
-    """Deployed process keys with their latest version."""
-    latest = (select(ProcessVersion.key, func.max(ProcessVersion.version).label("v"))
+    """Deployed process keys with their latest version, oldest (first deployed) first."""
+    latest = (select(ProcessVersion.key, func.max(ProcessVersion.version).label("v"),
+                     func.min(ProcessVersion.id).label("first_id"))
               .group_by(ProcessVersion.key).subquery())
     limit, offset = page_args()
     rows = db.session.scalars(select(ProcessVersion).join(latest, (ProcessVersion.key == latest.c.key)
                                                           & (ProcessVersion.version == latest.c.v))
-                              .order_by(ProcessVersion.key).limit(limit).offset(offset)).all()
+                              .order_by(latest.c.first_id).limit(limit).offset(offset)).all()
     return [{**version_json(v), "latest_version": v.version} for v in rows]
 
 
