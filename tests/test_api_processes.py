@@ -265,9 +265,6 @@ def test_retry_that_fails_again_stays_in_error(api):
     assert datetime.fromisoformat(body["updated_at"]) > datetime.fromisoformat(instance["updated_at"])
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a retry that fails again records no new error event in "
-                                       "history (the task is ERROR before and after, so inspect.changes "
-                                       "sees no change)")
 def test_retry_that_fails_again_records_the_new_failure(api):
     api.deploy(BPMN / "divide.bpmn")
     instance = start(api, "ApiDivide", {"divisor": 0})

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
 ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
@@ -79,6 +79,10 @@ def snapshot(workflow) -> dict:
     return {t.id: t.state for t in workflow.get_tasks() if element_id(t)}
 
 
+def _is_cycle_timer(task) -> bool:
+    return isinstance(getattr(task.task_spec, "event_definition", None), CycleTimerEventDefinition)
+
+
 def changes(workflow, before: dict) -> list[tuple[datetime, str, str]]:
     """(at, element id, event) for what happened since `before`, oldest first."""
     events = []
@@ -88,13 +92,20 @@ def changes(workflow, before: dict) -> list[tuple[datetime, str, str]]:
         if not element or old == task.state:
             continue
         at = datetime.fromtimestamp(task.last_state_change, timezone.utc)
+        parent = task.parent
+        if (task.id not in before and parent is not None and before.get(parent.id) == TaskState.WAITING
+                and _is_cycle_timer(parent)):
+            # A cycle timer fires by adding a new child branch while it stays WAITING.
+            events.append((at, element_id(parent), "timer_fired"))
         was_active = bool(old & ACTIVE)
         if task.state & ACTIVE and not was_active:
             events.append((at, element, "entered"))
         elif task.state == TaskState.COMPLETED:
             if not was_active:
                 events.append((at, element, "entered"))
-            if old == TaskState.WAITING and any(isinstance(d, TimerEventDefinition) for d in definitions(task)):
+            # A cycle timer completes when its cycles run out: its fires were recorded above.
+            if old == TaskState.WAITING and not _is_cycle_timer(task) and any(
+                    isinstance(d, TimerEventDefinition) for d in definitions(task)):
                 events.append((at, element, "timer_fired"))
             events.append((at, element, "completed"))
         elif task.state == TaskState.ERROR:

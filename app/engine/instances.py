@@ -196,10 +196,14 @@ class Engine:
             error = describe_error(e)
         finally:
             current_instance.reset(token)
+        recorded_error = False
         for at, element, event in inspect.changes(workflow, before):
             self._record(instance, element, event, {"message": error} if event == "error" else None, at)
-        if error and not inspect.errored_tasks(workflow):
-            self._record(instance, None, "error", {"message": error})
+            recorded_error = recorded_error or event == "error"
+        if error and not recorded_error:
+            # Also a retry that fails again: its task went from ERROR to ERROR, which is no change.
+            failed = inspect.errored_tasks(workflow)
+            self._record(instance, inspect.element_id(failed[0]) if failed else None, "error", {"message": error})
         self._save(instance, workflow, error)
 
     def _save(self, instance: ProcessInstance, workflow, error: str | None, final_state: str | None = None):
