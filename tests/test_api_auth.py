@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from app.extensions import db
-from conftest import ADMIN_TOKEN
+from conftest import ADMIN_TOKEN, Api
 
 ERROR_KEYS = {"code", "message", "details"}
 
@@ -345,10 +345,21 @@ def test_openapi_lists_every_route(api, app):
     assert body["required"] == ["login"] and body["properties"]["roles"]["type"] == "array"
 
 
-def test_healthz(api):
-    response = api.get("/healthz", token=None)
+def test_healthz_embedded(make_app):
+    response = Api(make_app()).get("/healthz", token=None)
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "ok"
     assert body["checks"]["database"] == {"ok": True}
-    assert body["checks"]["jobs"]["ok"] is True
+    assert body["checks"]["jobs"] == {"ok": True, "backend": "in-process"}
+
+
+def test_healthz_on_rq_needs_a_worker(make_app, redis_url, start_worker):
+    api = Api(make_app(redis_url=redis_url))
+    down = api.get("/healthz", token=None)
+    assert down.status_code == 503
+    assert down.get_json()["checks"]["jobs"]["error"] == "no chatflow worker is running"
+    start_worker()
+    up = api.get("/healthz", token=None)
+    assert up.status_code == 200
+    assert up.get_json()["checks"]["jobs"]["workers"] == 1
