@@ -77,13 +77,15 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
                                  sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0))
         app.extensions["chatflow.jobs_health"] = jobs.health
     app.extensions["chatflow.jobs"] = jobs
-    app.extensions["chatflow.engine"] = Engine(jobs, build_operations())
+    app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
+    from app.adapters.telegram import TelegramClient
+    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"])
     if start_jobs and hasattr(jobs, "start"):
         jobs.start()  # only now: its first sweep needs the engine
 
 
 def _register_routes(app: Flask) -> None:
-    from app.api import errors, processes, system, users
+    from app.api import chat_setup, chats, errors, processes, system, users, webhooks
     errors.init_app(app)
-    for module in (system, users, processes):
+    for module in (system, users, processes, chat_setup, chats, webhooks):
         app.register_blueprint(module.bp)

@@ -28,4 +28,9 @@ def from_env(env=os.environ) -> dict:
         "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 5)),
         "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 3)),
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
+        "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
+        "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),
+        # Seconds before each retry of an outgoing message; after the last, it is `failed`.
+        "OUTBOUND_RETRY_DELAYS": [float(x) for x in env.get("CHATFLOW_OUTBOUND_RETRY_DELAYS", "2,10,60,300")
+                                  .split(",")],
     }

@@ -4,9 +4,11 @@ Each runs inside an app context and commits at its own edge.
 """
 import logging
 from datetime import timedelta
+from functools import partial
 
 from flask import current_app, has_app_context
 
+from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.types import utcnow
 
@@ -58,3 +60,91 @@ def sweep_due_timers(grace_seconds: float | None = None) -> int:
                 log.exception("sweep could not fire timers of instance %s", instance_id)
         db.session.remove()
         return fired
+
+
+def start_chat_lifecycle(chat_id: int) -> None:
+    """Start the queue's lifecycle process for a new chat (once)."""
+    from app.chats import lifecycle
+    from app.engine.errors import NotFound
+    app = _app()
+    with app.app_context():
+        try:
+            chat = lifecycle.lock_chat(chat_id)
+            if chat.process_instance_id is None and chat.state != "completed":
+                key = chat.queue.lifecycle_process
+                try:
+                    instance = _engine(app).start(key, {"ChatId": chat.id, "ContactId": chat.contact_id,
+                                                        "QueueId": chat.queue_id}, business_key=f"chat:{chat.id}")
+                except NotFound as e:
+                    lifecycle.record(chat, "lifecycle_not_started", error=e.message)
+                    log.error("chat %s: %s", chat_id, e.message)
+                else:
+                    chat.process_instance_id = instance.id
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+
+
+def drain_operator(user_id: int) -> int:
+    """An operator became eligible: offer them waiting least_busy chats, oldest first.
+
+    Each waiting chat's process is told `operator_available`; its diagram decides to offer.
+    Returns how many chats were offered.
+    """
+    from app.chats import routing, service
+    from app.models import User
+    app = _app()
+    offered = 0
+    with app.app_context():
+        try:
+            for _ in range(100):  # bounded: the operator's capacity ends it far sooner
+                user = db.session.get(User, user_id)
+                chat = service.waiting_chat_for(user_id) if user and routing.has_capacity(user) else None
+                if chat is None:
+                    break
+                _engine(app).deliver_message(chat.process_instance_id, "operator_available", {}, if_waiting=True)
+                db.session.commit()
+                db.session.refresh(chat)
+                if chat.state != "offered":
+                    break
+                offered += 1
+        except Exception:
+            db.session.rollback()
+            raise
+        finally:
+            db.session.remove()
+    return offered
+
+
+def deliver_message(message_id: int, attempt: int = 1) -> str:
+    """Send an operator's reply through its channel; retry with backoff, then mark it failed."""
+    from app.adapters.telegram import ProviderError
+    from app.models import Message
+    app = _app()
+    with app.app_context():
+        message = db.session.get(Message, message_id)
+        if message is None or message.status != "pending":
+            return message.status if message else "missing"
+        channel, chat = message.chat.channel, message.chat
+        try:
+            if channel.provider == "telegram":
+                app.extensions["chatflow.telegram"].send_message(channel.token, chat.address, message.text)
+            else:
+                raise ProviderError(f"no sender for provider {channel.provider}", retryable=False)
+        except ProviderError as e:
+            delays = app.config["OUTBOUND_RETRY_DELAYS"]
+            message.attempts, message.error = attempt, str(e)
+            if e.retryable and attempt <= len(delays):
+                when = utcnow() + timedelta(seconds=delays[attempt - 1])
+                after_commit(db.session, partial(app.extensions["chatflow.jobs"].enqueue_at, when,
+                                                 "app.jobs.deliver_message", message_id, attempt + 1,
+                                                 job_id=f"send-{message_id}-{attempt + 1}"))
+                log.warning("message %s: attempt %s failed (%s); retrying", message_id, attempt, e)
+            else:
+                message.status = "failed"
+                log.error("message %s failed after %s attempts: %s", message_id, attempt, e)
+        else:
+            message.status, message.attempts, message.sent_at, message.error = "sent", attempt, utcnow(), None
+        db.session.commit()
+        return message.status

@@ -17,6 +17,7 @@ from app import create_app
 from app.config import database_url
 from app.migrate import upgrade
 from app.extensions import db
+from fakes.telegram import FakeTelegram
 
 ADMIN_TOKEN = "test-admin-token"
 DATA = Path(__file__).parent / "data"
@@ -71,8 +72,24 @@ def redis_url():
     return url
 
 
+@pytest.fixture(scope="session")
+def telegram_server():
+    """One local fake Telegram Bot API for the session; apps and workers are pointed at it."""
+    with FakeTelegram(tokens=("123:good-token", "456:other-token")) as fake:
+        yield fake
+
+
 @pytest.fixture
-def make_app(db_url):
+def telegram(telegram_server):
+    """The fake Telegram, reset: no calls recorded, no failures planned."""
+    fake = telegram_server
+    fake.calls.clear()
+    fake.fail_sends, fake.down = 0, False
+    return fake
+
+
+@pytest.fixture
+def make_app(db_url, telegram_server):
     """Build apps on the test database; `make_app(redis_url=...)` puts jobs on RQ."""
     _empty_tables(db_url)
     apps = []
@@ -82,7 +99,8 @@ def make_app(db_url):
             Redis.from_url(redis_url).flushdb()
         app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "REDIS_URL": redis_url, "TESTING": True,
                           "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
-                          "EMBEDDED_SWEEP_SECONDS": 0.2, **config})
+                          "EMBEDDED_SWEEP_SECONDS": 0.2, "TELEGRAM_API_BASE": telegram_server.url,
+                          "OUTBOUND_RETRY_DELAYS": [0.2, 0.4], **config})
         apps.append(app)
         return app
 
@@ -160,14 +178,15 @@ def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
 
 
 @pytest.fixture
-def start_worker(db_url, redis_url):
+def start_worker(db_url, redis_url, telegram_server):
     """Start real `chatflow worker` processes against the test database and Redis."""
     procs = []
 
     def start(sweep_seconds=0.5, grace_seconds=3.0):
         env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url,
                "CHATFLOW_TIMER_SWEEP_SECONDS": str(sweep_seconds),
-               "CHATFLOW_TIMER_SWEEP_GRACE_SECONDS": str(grace_seconds)}
+               "CHATFLOW_TIMER_SWEEP_GRACE_SECONDS": str(grace_seconds),
+               "TELEGRAM_API_BASE": telegram_server.url, "CHATFLOW_OUTBOUND_RETRY_DELAYS": "0.2,0.4"}
         env.pop("CHATFLOW_BOOTSTRAP_ADMIN_TOKEN", None)
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

@@ -31,6 +31,8 @@ class LoadedProcess:
     name: str
     spec: object
     subprocess_specs: dict
+    # Timer element id -> message names that restart it (extension property restartOn).
+    restart_on: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -90,6 +92,25 @@ class _Checker:
                                        f"nor a valid expression: {e}", texts[0].sourceline)
                     continue
             texts[0].text = expression
+
+    def restart_rules(self) -> dict[str, frozenset]:
+        """Timers that restart when a message arrives: an extension property `restartOn` on the
+        timer event (spiffworkflow:, camunda: or zeebe: property; several names space-separated).
+        A timer after an event-based gateway restarts through the gateway, which holds its due time."""
+        rules: dict[str, set] = {}
+        for definition in self.tree.iterfind(".//bpmn:timerEventDefinition", NS):
+            event = definition.getparent()
+            names = {name for prop in event.iter() if isinstance(prop.tag, str)
+                     and etree.QName(prop).localname == "property" and prop.get("name") == "restartOn"
+                     for name in (prop.get("value") or "").replace(",", " ").split()}
+            if not names:
+                continue
+            rules.setdefault(event.get("id"), set()).update(names)
+            for flow in self.tree.iterfind(f".//bpmn:sequenceFlow[@targetRef='{event.get('id')}']", NS):
+                source = self.tree.find(f".//*[@id='{flow.get('sourceRef')}']")
+                if source is not None and etree.QName(source).localname == "eventBasedGateway":
+                    rules.setdefault(source.get("id"), set()).update(names)
+        return {element: frozenset(names) for element, names in rules.items()}
 
     def check_flows(self):
         for process in self.tree.iterfind(".//bpmn:process", NS):
@@ -218,7 +239,7 @@ def load(xml: bytes, filename: str, operations: set[str] | None = None) -> Loade
             for sub in subprocess_specs.values():
                 checker.check_code(sub)
             name = tree.find(f".//bpmn:process[@id='{key}']", NS).get("name") or key
-            result.processes.append(LoadedProcess(key, name, spec, subprocess_specs))
+            result.processes.append(LoadedProcess(key, name, spec, subprocess_specs, checker.restart_rules()))
     except BpmnRefused:
         raise
     except ValidationException as e:
@@ -236,9 +257,9 @@ def load(xml: bytes, filename: str, operations: set[str] | None = None) -> Loade
     return result
 
 
-def parse_specs(xml: bytes, filename: str, key: str):
-    """(spec, subprocess_specs) of one process key from a stored, already validated file."""
+def parse_specs(xml: bytes, filename: str, key: str) -> LoadedProcess:
+    """One process key of a stored, already validated file, parsed."""
     for process in load(xml, filename).processes:
         if process.key == key:
-            return process.spec, process.subprocess_specs
+            return process
     raise KeyError(key)

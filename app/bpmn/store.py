@@ -5,7 +5,7 @@ from threading import Lock
 from sqlalchemy import func, select
 
 from app.bpmn.errors import BpmnRefused
-from app.bpmn.loader import LoadedFile, load, parse_specs
+from app.bpmn.loader import LoadedFile, LoadedProcess, load, parse_specs
 from app.extensions import db
 from app.models import ProcessVersion
 
@@ -40,7 +40,7 @@ def deploy(files: list[tuple[str, bytes]], operations: set[str] | None, cache: "
                                  xml=xml.decode("utf-8"))
             db.session.add(row)
             db.session.flush()
-            cache.put(row.id, (process.spec, process.subprocess_specs))
+            cache.put(row.id, process)
             result.append({"key": process.key, "version": row.version, "new": True})
     return result
 
@@ -57,19 +57,19 @@ def version_counts() -> dict[str, int]:
 
 
 class SpecCache:
-    """Parsed specs per process version, so no request parses a version's XML twice."""
+    """Parsed versions (LoadedProcess) by version id, so no request parses a version's XML twice."""
 
     def __init__(self, size: int = 256):
         self.size, self._items, self._lock = size, OrderedDict(), Lock()
 
-    def put(self, version_id: int, specs):
+    def put(self, version_id: int, specs: LoadedProcess):
         with self._lock:
             self._items[version_id] = specs
             self._items.move_to_end(version_id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
-    def get(self, version: ProcessVersion):
+    def get(self, version: ProcessVersion) -> LoadedProcess:
         with self._lock:
             specs = self._items.get(version.id)
             if specs is not None:

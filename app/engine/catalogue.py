@@ -2,7 +2,9 @@
 from app.engine.operations import Operations
 
 
-def build_operations() -> Operations:
+def build_operations(jobs=None) -> Operations:
+    """Every operation; `jobs` lets operations queue follow-up work (None: names only)."""
+    from app.chats import lifecycle
     operations = Operations()
 
     @operations.register("echo", "Return the given value unchanged (for trying service tasks).",
@@ -10,6 +12,7 @@ def build_operations() -> Operations:
     def echo(value=None):
         return value
 
+    lifecycle.register(operations, jobs)
     return operations
 
 

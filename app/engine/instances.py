@@ -6,6 +6,7 @@ or worker processes never both advance one instance from the same state.
 """
 import contextvars
 import json
+from uuid import UUID
 from datetime import datetime
 from functools import partial
 
@@ -64,8 +65,8 @@ class Engine:
         version = store.latest_version(key)
         if version is None:
             raise NotFound(f"no process {key!r} is deployed", code="process_not_found")
-        spec, subprocess_specs = self.specs.get(version)
-        workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
+        parsed = self.specs.get(version)
+        workflow = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=self.script_engine)
         workflow.get_next_task(state=TaskState.READY).set_data(**(data or {}))
         instance = ProcessInstance(version=version, process_version_id=version.id, process_key=key,
                                    business_key=business_key, state="running", workflow_state="", data={},
@@ -76,31 +77,53 @@ class Engine:
         self._advance(instance, workflow, workflow.do_engine_steps)
         return instance
 
-    def deliver_message(self, instance_id: int, name: str, data: dict | None = None) -> ProcessInstance:
-        """Deliver BPMN message `name` with `data` as payload; 409 if nothing waits for it."""
+    def deliver_message(self, instance_id: int, name: str, data: dict | None = None,
+                        if_waiting: bool = False) -> ProcessInstance:
+        """Deliver BPMN message `name` with `data` as payload.
+
+        The message is caught by what waits for it and restarts the timers whose `restartOn`
+        names it. With nothing to do: 409 not_waiting_for_message, or, with `if_waiting`,
+        nothing at all (the instance is returned unchanged).
+        """
         instance, workflow = self._open(instance_id)
-        catchers = inspect.message_catchers(workflow, name) if instance.state not in FINISHED else []
-        if not catchers:
+        live = instance.state not in FINISHED
+        catchers = inspect.message_catchers(workflow, name) if live else []
+        restart_on = self.specs.get(instance.version).restart_on
+        restarts = [w for w in inspect.timer_waits(workflow) if name in restart_on.get(w.element_id, ())] \
+            if live else []
+        if not catchers and not restarts:
+            if if_waiting:
+                return instance
             raise Conflict(f"instance {instance_id} is not waiting for message {name!r}",
                            code="not_waiting_for_message")
         payload = dict(data or {})
 
         def deliver():
-            waiting = {task.id for task, _ in catchers}
-            # The event must carry the very definition class the parser produced, or it is not caught.
-            workflow.send_event(BpmnEvent(catchers[0][1], payload))
-            for task, definition in catchers:
-                # A catch event without a messageVariable gets the payload merged into its data.
-                if task.id in waiting and task.state != TaskState.WAITING and getattr(definition, "message_var",
-                                                                                      None) is None:
-                    task.set_data(**payload)
-                    for child in task.children:
-                        child.set_data(**payload)
+            for wait in restarts:  # re-armed in place, from now: the task tree stays flat
+                workflow.get_task_from_id(UUID(wait.task_id)).internal_data.pop("event_value", None)
+            if catchers:
+                self._catch(workflow, catchers, payload)
             workflow.do_engine_steps()
 
-        self._record(instance, inspect.element_id(catchers[0][0]), "message_received", {"name": name})
+        if catchers:
+            self._record(instance, inspect.element_id(catchers[0][0]), "message_received", {"name": name})
+        for wait in restarts:
+            self._record(instance, wait.element_id, "timer_restarted", {"message": name})
         self._advance(instance, workflow, deliver)
         return instance
+
+    @staticmethod
+    def _catch(workflow, catchers, payload: dict) -> None:
+        waiting = {task.id for task, _ in catchers}
+        # The event must carry the very definition class the parser produced, or it is not caught.
+        workflow.send_event(BpmnEvent(catchers[0][1], payload))
+        for task, definition in catchers:
+            # A catch event without a messageVariable gets the payload merged into its data.
+            if task.id in waiting and task.state != TaskState.WAITING and getattr(definition, "message_var",
+                                                                                  None) is None:
+                task.set_data(**payload)
+                for child in task.children:
+                    child.set_data(**payload)
 
     def complete_user_task(self, instance_id: int, element_id: str, data: dict | None = None) -> ProcessInstance:
         instance, workflow = self._open(instance_id)
@@ -182,8 +205,8 @@ class Engine:
         return instance, self._restore(instance)
 
     def _restore(self, instance: ProcessInstance):
-        spec, subprocess_specs = self.specs.get(instance.version)
-        return state.load(instance.workflow_state, spec, subprocess_specs, self.script_engine)
+        parsed = self.specs.get(instance.version)
+        return state.load(instance.workflow_state, parsed.spec, parsed.subprocess_specs, self.script_engine)
 
     def _advance(self, instance: ProcessInstance, workflow, action) -> None:
         """Run `action` on the workflow, record what happened, save; an error fails only this instance."""

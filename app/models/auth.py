@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -9,11 +9,18 @@ from app.models.types import UTCDateTime, utcnow
 
 class User(db.Model):
     __tablename__ = "users"
+    __table_args__ = (Index("ix_users_routing", "status", "chats_in_work", "last_accepted_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     login: Mapped[str] = mapped_column(String(100), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     permissions: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # As an operator: active takes chats; the counters are kept under the row lock by the
+    # chat service so least-busy routing is one indexed query.
+    status: Mapped[str] = mapped_column(String(10), default="active", server_default="active")
+    chats_in_work: Mapped[int] = mapped_column(default=0, server_default="0")
+    chats_offered: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     roles: Mapped[list["Role"]] = relationship(secondary="role_members", back_populates="members",
                                                order_by="Role.id")
 

@@ -1,0 +1,164 @@
+"""Operators (and admins) working chats (design.md §3, Operator)."""
+from flask import Blueprint, current_app, g, request
+from sqlalchemy import select
+
+from app.api.auth import accepts, authenticate, is_admin
+from app.api.errors import ApiError
+from app.api.validation import Field, Schema, page_args, parse
+from app.chats import routing, service, settings
+from app.chats.lifecycle import lock_chat
+from app.extensions import db
+from app.models.chat import Chat, ChatEvent, Message
+
+bp = Blueprint("chats", __name__, url_prefix="/api")
+bp.before_request(authenticate)
+
+STATUS = Schema({"status": Field(str, required=True, choices=("active", "inactive"))})
+REPLY = Schema({"text": Field(str, required=True, max_length=service.MAX_TEXT)})
+CHAT_STATES = ("bot", "queued", "offered", "in_work", "completed")
+
+
+def engine():
+    return current_app.extensions["chatflow.engine"]
+
+
+def jobs():
+    return current_app.extensions["chatflow.jobs"]
+
+
+def chat_json(c: Chat) -> dict:
+    return {"id": c.id, "state": c.state, "queue_id": c.queue_id, "channel_id": c.channel_id,
+            "contact": {"id": c.contact.id, "name": c.contact.name}, "operator_id": c.operator_id,
+            "offered_to_id": c.offered_to_id, "process_instance_id": c.process_instance_id,
+            "created_at": c.created_at.isoformat(), "accepted_at": _iso(c.accepted_at),
+            "completed_at": _iso(c.completed_at), "completion_reason": c.completion_reason}
+
+
+def message_json(m: Message) -> dict:
+    return {"id": m.id, "direction": m.direction, "text": m.text, "created_at": m.created_at.isoformat(),
+            "status": m.status, **({"error": m.error} if m.error else {})}
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def me_json(user) -> dict:
+    return {"id": user.id, "login": user.login, "name": user.name, "status": user.status,
+            "queues": routing.queues_of(user.id), "chats_in_work": user.chats_in_work,
+            "chats_offered": user.chats_offered, "simultaneous_chats_limit": settings.get("SimultaneousChats"),
+            "last_accepted_at": _iso(user.last_accepted_at), "is_admin": is_admin(user)}
+
+
+def visible_chat(chat_id: int) -> Chat:
+    """A chat the user may act on: admins any; operators those of their queues."""
+    chat = db.session.get(Chat, chat_id)
+    if chat is None:
+        raise ApiError(404, "chat_not_found", f"no chat {chat_id}")
+    if not is_admin(g.user) and chat.operator_id != g.user.id and not routing.serves(g.user.id, chat.queue_id):
+        raise ApiError(403, "forbidden", "this chat is not in one of your queues")
+    return chat
+
+
+@bp.get("/me")
+def me():
+    """The signed-in operator: status, queues, load and limit."""
+    return me_json(g.user)
+
+
+@bp.put("/me/status")
+@accepts(STATUS)
+def set_status():
+    """Set yourself active (take chats) or inactive."""
+    user = service.set_status(g.user, parse(STATUS)["status"], jobs())
+    db.session.commit()
+    return me_json(user)
+
+
+def _operator_view():
+    limit, offset = page_args()
+    state = request.args.get("state")
+    return [chat_json(c) for c in service.visible_chats(g.user, state, limit, offset)]
+
+
+@bp.get("/chats")
+def list_chats():
+    """Admins: all chats (?state=, ?queue_id=). Operators: the chats they may see now."""
+    if not is_admin(g.user) or request.args.get("view") == "operator":
+        return _operator_view()
+    query = select(Chat).order_by(Chat.id)
+    state = request.args.get("state")
+    if state:
+        if state not in CHAT_STATES:
+            raise ApiError(400, "bad_query", f"state must be one of {', '.join(CHAT_STATES)}", {"field": "state"})
+        query = query.where(Chat.state == state)
+    if request.args.get("queue_id"):
+        if not request.args["queue_id"].isdigit():
+            raise ApiError(400, "bad_query", "queue_id must be a whole number", {"field": "queue_id"})
+        query = query.where(Chat.queue_id == int(request.args["queue_id"]))
+    limit, offset = page_args()
+    return [chat_json(c) for c in db.session.scalars(query.limit(limit).offset(offset))]
+
+
+@bp.get("/me/chats")
+def my_chats():
+    """The chats you may see now as an operator (also for admins who are operators)."""
+    return _operator_view()
+
+
+@bp.get("/chats/<int:chat_id>")
+def get_chat(chat_id):
+    """One chat."""
+    return chat_json(visible_chat(chat_id))
+
+
+@bp.get("/chats/<int:chat_id>/history")
+def chat_history(chat_id):
+    """What happened to the chat: offers (with candidates and why), accepts, completion."""
+    visible_chat(chat_id)
+    limit, offset = page_args()
+    events = db.session.scalars(select(ChatEvent).where(ChatEvent.chat_id == chat_id).order_by(ChatEvent.id)
+                                .limit(limit).offset(offset))
+    return [{"at": e.at.isoformat(), "event": e.event, "details": e.details or {}} for e in events]
+
+
+@bp.post("/chats/<int:chat_id>/accept")
+def accept(chat_id):
+    """Accept an offered or visible chat; 409 chat_taken, not_offered_to_you or limit_reached."""
+    visible_chat(chat_id)
+    chat = service.accept(chat_id, g.user, engine())
+    db.session.commit()
+    return chat_json(chat)
+
+
+@bp.get("/chats/<int:chat_id>/messages")
+def list_messages(chat_id):
+    """The chat's messages, oldest first, with delivery status."""
+    visible_chat(chat_id)
+    limit, offset = page_args()
+    messages = db.session.scalars(select(Message).where(Message.chat_id == chat_id).order_by(Message.id)
+                                  .limit(limit).offset(offset))
+    return [message_json(m) for m in messages]
+
+
+@bp.post("/chats/<int:chat_id>/messages")
+@accepts(REPLY)
+def send_message(chat_id):
+    """Reply: stored at once as pending, delivered by a worker with retries."""
+    visible_chat(chat_id)
+    message = service.reply(chat_id, g.user, parse(REPLY)["text"], engine(), jobs())
+    db.session.commit()
+    return message_json(message), 201
+
+
+@bp.post("/chats/<int:chat_id>/complete")
+def complete(chat_id):
+    """Complete a chat: its operator (reason operator) or an admin (reason admin)."""
+    chat = visible_chat(chat_id)
+    reason = "operator" if chat.operator_id == g.user.id and chat.state == "in_work" else "admin"
+    if reason == "admin" and not is_admin(g.user):
+        lock_chat(chat_id)
+        raise ApiError(409, "chat_not_in_work", f"chat {chat_id} is not in work by you")
+    chat = service.complete(chat_id, g.user, reason, engine(), jobs())
+    db.session.commit()
+    return chat_json(chat)

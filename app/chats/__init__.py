@@ -1,0 +1,1 @@
+"""The chat domain: settings, queues and channels, routing, the chat lifecycle operations."""

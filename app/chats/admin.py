@@ -1,0 +1,144 @@
+"""Admin configuration of queues, their operators and channels. Callers commit."""
+import secrets
+from functools import partial
+
+from sqlalchemy import func, select
+
+from app.adapters.telegram import ProviderError
+from app.chats import settings
+from app.engine.errors import Conflict, Invalid, NotFound
+from app.engine.tx import after_commit
+from app.extensions import db
+from app.models import Role, RoleMember, User
+from app.models.chat import Channel, Chat, Queue, QueueOperator
+
+DRAIN_JOB = "app.jobs.drain_operator"
+
+
+def get(model, id_: int):
+    row = db.session.get(model, id_)
+    if row is None:
+        raise NotFound(f"no {model.__tablename__.rstrip('s').replace('_', ' ')} {id_}")
+    return row
+
+
+def _check_process(key: str | None, field: str = "lifecycle_process") -> None:
+    from app.bpmn.store import latest_version
+    if key is not None and latest_version(key) is None:
+        raise Invalid(f"{field}: no process {key!r} is deployed", details={"field": field})
+
+
+def _unique_name(model, name: str, own_id: int | None = None) -> None:
+    row = db.session.scalars(select(model).where(model.name == name)).first()
+    if row is not None and row.id != own_id:
+        raise Conflict(f"a {model.__tablename__.rstrip('s')} named {name!r} exists", code="name_taken",
+                       details={"field": "name"})
+
+
+# -- queues -------------------------------------------------------------------------------
+def create_queue(fields: dict) -> Queue:
+    _unique_name(Queue, fields["name"])
+    _check_process(fields.get("lifecycle_process"))
+    queue = Queue(**fields)
+    db.session.add(queue)
+    db.session.flush()
+    return queue
+
+
+def update_queue(queue: Queue, fields: dict) -> Queue:
+    if "name" in fields:
+        _unique_name(Queue, fields["name"], queue.id)
+    if "lifecycle_process" in fields:
+        _check_process(fields["lifecycle_process"])
+    for name, value in fields.items():
+        setattr(queue, name, value)
+    return queue
+
+
+def delete_queue(queue: Queue) -> None:
+    """A queue that channels or chats use cannot be deleted (409 queue_in_use)."""
+    channels = db.session.scalar(select(func.count()).select_from(Channel).where(Channel.queue_id == queue.id))
+    chats = db.session.scalar(select(func.count()).select_from(Chat).where(Chat.queue_id == queue.id))
+    if channels or chats:
+        raise Conflict(f"queue {queue.id} has {channels} channels and {chats} chats; move or delete them first",
+                       code="queue_in_use")
+    db.session.delete(queue)
+
+
+def add_operator(queue: Queue, user_id: int | None, role_id: int | None, jobs) -> QueueOperator:
+    if (user_id is None) == (role_id is None):
+        raise Invalid("give exactly one of user_id and role_id", details={"field": "user_id"})
+    if user_id is not None and db.session.get(User, user_id) is None:
+        raise Invalid("user_id: no such user", details={"field": "user_id"})
+    if role_id is not None and db.session.get(Role, role_id) is None:
+        raise Invalid("role_id: no such role", details={"field": "role_id"})
+    exists = db.session.scalars(select(QueueOperator).where(QueueOperator.queue_id == queue.id,
+                                                            QueueOperator.user_id == user_id,
+                                                            QueueOperator.role_id == role_id)).first()
+    if exists:
+        raise Conflict("this operator entry exists", code="operator_exists")
+    entry = QueueOperator(queue_id=queue.id, user_id=user_id, role_id=role_id)
+    db.session.add(entry)
+    db.session.flush()
+    members = [user_id] if user_id else db.session.scalars(select(RoleMember.user_id)
+                                                           .where(RoleMember.role_id == role_id)).all()
+    for member in members:  # someone joined the queue: they may take a waiting chat
+        after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, member))
+    return entry
+
+
+# -- channels -----------------------------------------------------------------------------
+def create_channel(fields: dict, telegram) -> Channel:
+    get(Queue, fields["queue_id"])
+    channel = Channel(**fields)
+    if channel.provider == "telegram":
+        channel.webhook_secret = secrets.token_urlsafe(32)
+    db.session.add(channel)
+    db.session.flush()
+    if channel.active:
+        connect(channel, telegram)
+    return channel
+
+
+def update_channel(channel: Channel, fields: dict, telegram) -> Channel:
+    if "queue_id" in fields:
+        get(Queue, fields["queue_id"])
+    becomes_active = fields.get("active") and not channel.active
+    token_changed = "token" in fields and fields["token"] != channel.token
+    for name, value in fields.items():
+        setattr(channel, name, value)
+    if channel.active and (becomes_active or token_changed):
+        connect(channel, telegram)
+    return channel
+
+
+def delete_channel(channel: Channel) -> None:
+    if db.session.scalar(select(func.count()).select_from(Chat).where(Chat.channel_id == channel.id)):
+        raise Conflict(f"channel {channel.id} has chats; deactivate it instead (PATCH active=false)",
+                       code="channel_has_chats")
+    db.session.delete(channel)
+
+
+def connect(channel: Channel, telegram) -> None:
+    """Telegram: check the token with getMe (refused = 422) and point the webhook at us."""
+    if channel.provider != "telegram":
+        return
+    site = settings.get("SiteUrl")
+    if not site:
+        raise Invalid("set the SiteUrl setting first: Telegram needs a public URL for the webhook",
+                      code="site_url_missing", details={"field": "SiteUrl"})
+    try:
+        me = telegram.get_me(channel.token)
+    except ProviderError as e:
+        if e.retryable:
+            raise Conflict(f"Telegram did not answer; try again ({e})", code="provider_unavailable") from None
+        raise Invalid(f"token: Telegram refused it ({e})", code="token_refused", details={"field": "token"}) \
+            from None
+    channel.bot_username = (me or {}).get("username")
+    if not channel.webhook_secret:
+        channel.webhook_secret = secrets.token_urlsafe(32)
+    try:
+        telegram.set_webhook(channel.token, f"{site}/webhooks/telegram/{channel.id}", channel.webhook_secret)
+    except ProviderError as e:
+        raise Invalid(f"Telegram refused the webhook: {e}", code="webhook_refused", details={"field": "token"}) \
+            from None

@@ -1,0 +1,134 @@
+"""The operations ChatLifecycle.bpmn calls; the diagram decides their order.
+
+Each works on the chat row under a lock, records what it did and why in the chat's
+history, and returns plain data the diagram can branch and time on.
+"""
+from functools import partial
+
+from sqlalchemy import select
+
+from app.chats import routing, settings
+from app.engine.errors import NotFound
+from app.engine.tx import after_commit
+from app.extensions import db
+from app.models.chat import Chat, ChatEvent
+from app.models.types import utcnow
+
+DRAIN_JOB = "app.jobs.drain_operator"
+
+
+def lock_chat(chat_id: int) -> Chat:
+    chat = db.session.execute(select(Chat).where(Chat.id == chat_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one_or_none()
+    if chat is None:
+        raise NotFound(f"no chat {chat_id}", code="chat_not_found")
+    return chat
+
+
+def record(chat: Chat, event: str, **details) -> None:
+    db.session.add(ChatEvent(chat_id=chat.id, event=event, details=details or None))
+
+
+def _timeouts(chat: Chat) -> dict:
+    completion = chat.queue.completion_timeout_minutes
+    return {"rule": chat.queue.routing_rule,
+            "accept_timeout_seconds": round(settings.get("OmniChatOperatorAcceptChatTimeout") * 60, 3),
+            "completion_timeout_seconds": None if completion is None else round(completion * 60, 3)}
+
+
+def route_chat(chat_id: int) -> dict:
+    """First routing of a new chat: `all` makes it visible, `least_busy` offers it."""
+    chat = lock_chat(chat_id)
+    result = _timeouts(chat)
+    if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
+        result["offered_to"] = _offer(chat)
+    else:
+        record(chat, "queued", rule=chat.queue.routing_rule)
+        result["offered_to"] = chat.offered_to_id
+    return result
+
+
+def offer_chat(chat_id: int) -> dict:
+    """Offer a waiting least_busy chat to the best eligible operator, if there is one."""
+    chat = lock_chat(chat_id)
+    if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
+        return {"offered_to": _offer(chat)}
+    return {"offered_to": chat.offered_to_id}
+
+
+def offer_timed_out(chat_id: int) -> dict:
+    """The offered operator did not accept in time: they become inactive; offer to the next."""
+    chat = lock_chat(chat_id)
+    if chat.state == "offered" and chat.offered_to_id is not None:
+        missed = routing.lock_user(chat.offered_to_id)
+        missed.status = "inactive"
+        missed.chats_offered = max(0, missed.chats_offered - 1)
+        record(chat, "offer_timed_out", operator_id=missed.id, offered_at=chat.offered_at.isoformat(),
+               operator_now="inactive")
+        chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+        return {"offered_to": _offer(chat, exclude=missed.id)}
+    if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
+        return {"offered_to": _offer(chat)}
+    return {"offered_to": chat.offered_to_id}
+
+
+def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
+    """Complete the chat and free its operator's capacity (which may take a waiting chat)."""
+    chat = lock_chat(chat_id)
+    if chat.state == "completed":
+        return {"completed": False, "reason": chat.completion_reason}
+    freed = []
+    if chat.operator_id is not None and chat.state == "in_work":
+        operator = routing.lock_user(chat.operator_id)
+        operator.chats_in_work = max(0, operator.chats_in_work - 1)
+        freed.append(operator.id)
+    if chat.offered_to_id is not None and chat.state == "offered":
+        offered = routing.lock_user(chat.offered_to_id)
+        offered.chats_offered = max(0, offered.chats_offered - 1)
+        freed.append(offered.id)
+    chat.state, chat.completion_reason, chat.completed_at = "completed", reason, utcnow()
+    chat.offered_to_id = None
+    record(chat, "completed", reason=reason)
+    if jobs is not None:
+        for user_id in freed:
+            after_commit(db.session, jobs.enqueue, DRAIN_JOB, user_id)
+    return {"completed": True, "reason": reason}
+
+
+def _offer(chat: Chat, exclude: int | None = None) -> int | None:
+    """Offer to the least busy eligible operator; stays queued when nobody is eligible."""
+    limit = settings.get("SimultaneousChats")
+    for _ in range(3):  # a candidate may fill up between the query and the lock
+        candidates = routing.least_busy_candidates(chat.queue_id, limit, exclude)
+        if not candidates:
+            chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+            record(chat, "waiting_for_operator", rule="least_busy", reason="no eligible operator")
+            return None
+        chosen = routing.lock_user(candidates[0].id)
+        if routing.has_capacity(chosen, limit):
+            chosen.chats_offered += 1
+            chat.state, chat.offered_to_id, chat.offered_at = "offered", chosen.id, utcnow()
+            record(chat, "offered", operator_id=chosen.id, rule="least_busy",
+                   candidates=[{"operator_id": c.id, "chats_in_work": c.chats_in_work,
+                                "chats_offered": c.chats_offered,
+                                "last_accepted_at": c.last_accepted_at.isoformat() if c.last_accepted_at else None}
+                               for c in candidates],
+                   why="fewest chats in work, then longest since last accepted")
+            return chosen.id
+    chat.state = "queued"
+    return None
+
+
+def register(operations, jobs) -> None:
+    """Offer these operations to diagrams."""
+    operations.register("route_chat", "Route a new chat by its queue's rule: `all` makes it visible to every "
+                        "eligible operator, `least_busy` offers it to one.", {"chat_id": "the chat (ChatId)"},
+                        "{rule, offered_to, accept_timeout_seconds, completion_timeout_seconds}")(route_chat)
+    operations.register("offer_chat", "Offer a waiting least_busy chat to the best eligible operator.",
+                        {"chat_id": "the chat (ChatId)"}, "{offered_to}: operator id or null")(offer_chat)
+    operations.register("offer_timed_out", "The offered operator missed the acceptance timeout: set them "
+                        "inactive and offer the chat to the next eligible operator.",
+                        {"chat_id": "the chat (ChatId)"}, "{offered_to}")(offer_timed_out)
+    operations.register("complete_chat", "Complete the chat with a reason (operator, timeout, admin).",
+                        {"chat_id": "the chat (ChatId)", "reason": "operator | timeout | admin"},
+                        "{completed, reason}")(partial(complete_chat, jobs=jobs))

@@ -1,0 +1,59 @@
+"""Who may take a chat: queue membership, eligibility and least-busy choice (design.md §2).
+
+An operator is eligible in a queue when they serve it, are `active`, and their chats in
+work plus chats offered to them are below `SimultaneousChats` (an operator is never offered
+more chats than they could accept). Least busy: fewest chats in work, then the longest
+since they last accepted one (never = longest), then the lowest id.
+"""
+from sqlalchemy import select, union
+
+from app.chats import settings
+from app.extensions import db
+from app.models import RoleMember, User
+from app.models.chat import QueueOperator
+
+CANDIDATES_RECORDED = 5
+
+
+def operator_ids(queue_id: int):
+    """Users serving a queue directly or through a role, as a subquery."""
+    direct = select(QueueOperator.user_id).where(QueueOperator.queue_id == queue_id,
+                                                 QueueOperator.user_id.is_not(None))
+    via_role = (select(RoleMember.user_id).join(QueueOperator, QueueOperator.role_id == RoleMember.role_id)
+                .where(QueueOperator.queue_id == queue_id))
+    return union(direct, via_role).subquery()
+
+
+def serves(user_id: int, queue_id: int) -> bool:
+    ops = operator_ids(queue_id)
+    return db.session.execute(select(ops.c[0]).where(ops.c[0] == user_id)).first() is not None
+
+
+def queues_of(user_id: int) -> list[int]:
+    roles = select(RoleMember.role_id).where(RoleMember.user_id == user_id)
+    rows = db.session.scalars(select(QueueOperator.queue_id).where(
+        (QueueOperator.user_id == user_id) | QueueOperator.role_id.in_(roles)).distinct())
+    return sorted(set(rows))
+
+
+def least_busy_candidates(queue_id: int, limit: int | None = None, exclude: int | None = None) -> list[User]:
+    """Eligible operators, best first; one indexed query (never a loop over chats)."""
+    limit = limit or settings.get("SimultaneousChats")
+    ops = operator_ids(queue_id)
+    query = (select(User).where(User.id.in_(select(ops.c[0])), User.status == "active",
+                                User.chats_in_work + User.chats_offered < limit)
+             .order_by(User.chats_in_work, User.last_accepted_at.asc().nulls_first(), User.id)
+             .limit(CANDIDATES_RECORDED))
+    if exclude is not None:
+        query = query.where(User.id != exclude)
+    return list(db.session.scalars(query))
+
+
+def lock_user(user_id: int) -> User:
+    return db.session.execute(select(User).where(User.id == user_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one()
+
+
+def has_capacity(user: User, limit: int | None = None) -> bool:
+    limit = limit or settings.get("SimultaneousChats")
+    return user.status == "active" and user.chats_in_work + user.chats_offered < limit

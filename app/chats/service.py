@@ -1,0 +1,171 @@
+"""What operators, admins and clients do to chats. Callers commit.
+
+Operator actions that move the lifecycle are delivered to the chat's process as BPMN
+messages in the same transaction as the row changes, so a chat is never half-moved.
+"""
+from functools import partial
+
+from sqlalchemy import or_, select
+
+from app.adapters.telegram import InboundText
+from app.chats import lifecycle, routing, settings
+from app.chats.lifecycle import lock_chat, record
+from app.engine.errors import Conflict, Invalid
+from app.engine.tx import after_commit
+from app.extensions import db
+from app.models import User
+from app.models.chat import Channel, Chat, Contact, ContactIdentity, Message, Queue
+from app.models.types import utcnow
+
+START_JOB = "app.jobs.start_chat_lifecycle"
+SEND_JOB = "app.jobs.deliver_message"
+DRAIN_JOB = lifecycle.DRAIN_JOB
+MAX_TEXT = 4096  # Telegram's limit for one message
+
+
+# -- clients ------------------------------------------------------------------------------
+def receive(channel: Channel, inbound: InboundText, jobs) -> Message | None:
+    """Store a client's message once (None if already stored); a new chat starts its lifecycle."""
+    if db.session.scalars(select(Message.id).where(Message.channel_id == channel.id,
+                                                   Message.external_id == inbound.external_id)).first():
+        return None
+    contact = _contact(channel, inbound)
+    chat = None
+    if channel.active:
+        chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == contact.id,
+                                                     Chat.state != "completed")).first()
+        if chat is None:
+            chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id, state="queued",
+                        address=inbound.address)
+            db.session.add(chat)
+            db.session.flush()
+            record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id)
+            after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id, job_id=f"start-chat-{chat.id}"))
+    message = Message(channel_id=channel.id, contact_id=contact.id, chat_id=chat.id if chat else None,
+                      direction="in", text=inbound.text, status="received", external_id=inbound.external_id)
+    db.session.add(message)
+    db.session.flush()
+    return message
+
+
+def _contact(channel: Channel, inbound: InboundText) -> Contact:
+    identity = db.session.scalars(select(ContactIdentity).where(ContactIdentity.channel_id == channel.id,
+                                                                ContactIdentity.external_id == inbound.user_id)).first()
+    if identity is not None:
+        contact = db.session.get(Contact, identity.contact_id)
+        if inbound.name and contact.name != inbound.name:
+            contact.name = inbound.name
+        return contact
+    contact = Contact(name=inbound.name)
+    db.session.add(contact)
+    db.session.flush()
+    db.session.add(ContactIdentity(contact_id=contact.id, channel_id=channel.id, provider=channel.provider,
+                                   external_id=inbound.user_id))
+    return contact
+
+
+# -- operators ----------------------------------------------------------------------------
+def visible_chats(user: User, state: str | None = None, limit: int = 100, offset: int = 0) -> list[Chat]:
+    """Offered to them, queued in their `all` queues while they are eligible, in work by them."""
+    conditions = [(Chat.offered_to_id == user.id) & (Chat.state == "offered"),
+                  (Chat.operator_id == user.id) & (Chat.state == "in_work")]
+    if routing.has_capacity(user):
+        all_queues = [q for q in routing.queues_of(user.id)
+                      if db.session.get(Queue, q).routing_rule == "all"]
+        if all_queues:
+            conditions.append((Chat.state == "queued") & Chat.queue_id.in_(all_queues)
+                              & Chat.process_instance_id.is_not(None))
+    query = select(Chat).where(or_(*conditions))
+    if state:
+        query = query.where(Chat.state == state)
+    return list(db.session.scalars(query.order_by(Chat.id).limit(limit).offset(offset)))
+
+
+def accept(chat_id: int, user: User, engine) -> Chat:
+    """First to accept wins; the others get 409 (chat_taken, not_offered_to_you, limit_reached)."""
+    chat = lock_chat(chat_id)
+    if chat.state in ("in_work", "completed"):
+        raise Conflict(f"chat {chat_id} is already {chat.state.replace('_', ' ')}", code="chat_taken")
+    if chat.process_instance_id is None or chat.state == "bot":
+        raise Conflict(f"chat {chat_id} is not waiting for an operator yet", code="not_offered_to_you")
+    if chat.state == "offered" and chat.offered_to_id != user.id:
+        raise Conflict(f"chat {chat_id} is offered to another operator", code="not_offered_to_you")
+    if chat.state == "queued" and (chat.queue.routing_rule != "all" or not routing.serves(user.id, chat.queue_id)):
+        raise Conflict(f"chat {chat_id} is not offered to you", code="not_offered_to_you")
+    operator = routing.lock_user(user.id)
+    limit = settings.get("SimultaneousChats")
+    was_offered = chat.state == "offered"
+    if operator.chats_in_work >= limit or (not was_offered and not routing.has_capacity(operator, limit)):
+        raise Conflict(f"you have {operator.chats_in_work} chats in work, the limit is {limit}",
+                       code="limit_reached")
+    if was_offered:
+        operator.chats_offered = max(0, operator.chats_offered - 1)
+    operator.chats_in_work += 1
+    operator.last_accepted_at = utcnow()
+    chat.state, chat.operator_id, chat.accepted_at, chat.offered_to_id = "in_work", operator.id, utcnow(), None
+    record(chat, "accepted", operator_id=operator.id)
+    engine.deliver_message(chat.process_instance_id, "chat_accepted", {"OperatorId": operator.id})
+    return chat
+
+
+def reply(chat_id: int, user: User, text: str, engine, jobs) -> Message:
+    """Store the reply as pending (a worker delivers it) and restart the completion timer."""
+    if not text.strip():
+        raise Invalid("text: must not be empty", details={"field": "text"})
+    if len(text) > MAX_TEXT:
+        raise Invalid(f"text: at most {MAX_TEXT} characters", details={"field": "text"})
+    chat = lock_chat(chat_id)
+    if chat.state != "in_work" or chat.operator_id != user.id:
+        raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
+    message = Message(channel_id=chat.channel_id, contact_id=chat.contact_id, chat_id=chat.id, direction="out",
+                      text=text, status="pending", author_id=user.id)
+    db.session.add(message)
+    chat.last_outgoing_at = utcnow()
+    db.session.flush()
+    engine.deliver_message(chat.process_instance_id, "operator_replied", {}, if_waiting=True)
+    after_commit(db.session, partial(jobs.enqueue, SEND_JOB, message.id, 1, job_id=f"send-{message.id}-1"))
+    return message
+
+
+def complete(chat_id: int, user: User, reason: str, engine, jobs) -> Chat:
+    """Complete through the lifecycle; an admin can also end a chat whose process is stuck."""
+    chat = lock_chat(chat_id)
+    if chat.state == "completed":
+        raise Conflict(f"chat {chat_id} is already completed", code="chat_completed")
+    if reason == "operator" and (chat.state != "in_work" or chat.operator_id != user.id):
+        raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
+    if chat.process_instance_id is not None:
+        try:
+            engine.deliver_message(chat.process_instance_id, "chat_completed", {"Reason": reason, "By": user.id})
+        except Conflict:
+            if reason != "admin":
+                raise
+    db.session.refresh(chat)
+    if chat.state != "completed":  # the process did not complete it (stuck, or not started yet)
+        if chat.process_instance_id is not None:
+            try:
+                engine.cancel(chat.process_instance_id)
+            except Conflict:
+                pass
+        lifecycle.complete_chat(chat.id, reason, jobs=jobs)
+        record(chat, "completed_outside_process", by=user.id)
+    return chat
+
+
+def set_status(user: User, status: str, jobs) -> User:
+    operator = routing.lock_user(user.id)
+    if operator.status != status:
+        operator.status = status
+        if status == "active":
+            after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, operator.id))
+    return operator
+
+
+def waiting_chat_for(user_id: int) -> Chat | None:
+    """The oldest queued least_busy chat this operator could be offered now."""
+    queues = [q for q in routing.queues_of(user_id) if db.session.get(Queue, q).routing_rule == "least_busy"]
+    if not queues:
+        return None
+    return db.session.scalars(select(Chat).where(Chat.queue_id.in_(queues), Chat.state == "queued",
+                                                 Chat.process_instance_id.is_not(None))
+                              .order_by(Chat.created_at, Chat.id).limit(1)).first()

@@ -1,0 +1,105 @@
+"""System settings by code, each validated by type, with defaults (design.md §1)."""
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlparse
+
+from app.engine.errors import Invalid, NotFound
+from app.extensions import db
+from app.models.chat import Setting
+from app.models.types import utcnow
+
+
+def _minutes(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 7 * 24 * 60:
+        raise ValueError("must be a number of minutes above 0 (fractions allowed), at most a week")
+    return value
+
+
+def _count(value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise ValueError("must be a whole number from 1 to 100")
+    return value
+
+
+def _url(value):
+    if not isinstance(value, str) or urlparse(value).scheme not in ("http", "https") or not urlparse(value).netloc:
+        raise ValueError("must be an http(s) URL such as https://chat.example.com")
+    return value.rstrip("/")
+
+
+def _text(value):
+    if not isinstance(value, str) or not value or len(value) > 500:
+        raise ValueError("must be a non-empty string of at most 500 characters")
+    return value
+
+
+@dataclass(frozen=True)
+class Definition:
+    code: str
+    default: object
+    check: Callable | None  # None: not settable through PUT (a file upload)
+    description: str
+    secret: bool = False
+
+
+DEFINITIONS = {d.code: d for d in [
+    Definition("OmniChatOperatorAcceptChatTimeout", 5, _minutes,
+               "minutes an operator has to accept an offered chat (least_busy queues)"),
+    Definition("SimultaneousChats", 2, _count, "chats an operator may have in work at once"),
+    Definition("SiteUrl", None, _url, "public base URL of this Chatflow, for provider webhooks"),
+    Definition("OmniChatNotificationSound", None, None,
+               "audio played to operators on a new offer; upload with PUT .../file"),
+    Definition("FacebookAppSecret", None, _text, "Facebook app secret for webhook signatures", secret=True),
+    Definition("FacebookVerifyToken", None, _text, "token Facebook sends when subscribing the webhook",
+               secret=True),
+]}
+
+
+def definition(code: str) -> Definition:
+    if code not in DEFINITIONS:
+        raise NotFound(f"no setting {code!r}; known: {', '.join(DEFINITIONS)}", code="setting_not_found")
+    return DEFINITIONS[code]
+
+
+def get(code: str):
+    row = db.session.get(Setting, code)
+    return definition(code).default if row is None or row.value is None else row.value
+
+
+def put(code: str, value) -> object:
+    spec = definition(code)
+    if spec.check is None:
+        raise Invalid(f"{code} is a file: upload it with PUT /api/settings/{code}/file", details={"field": "value"})
+    if value is not None:
+        try:
+            value = spec.check(value)
+        except ValueError as e:
+            raise Invalid(f"value: {e}", details={"field": "value"}) from None
+    row = db.session.get(Setting, code) or Setting(code=code)
+    row.value, row.updated_at = value, utcnow()
+    db.session.add(row)
+    return value
+
+
+def all_settings() -> list[dict]:
+    return [describe(code) for code in DEFINITIONS]
+
+
+def describe(code: str) -> dict:
+    spec = definition(code)
+    value = get(code)
+    if spec.secret and value is not None:
+        value = "********"
+    return {"code": code, "value": value, "default": spec.default, "description": spec.description}
+
+
+def store_file(code: str, file_id: int) -> None:
+    row = db.session.get(Setting, code) or Setting(code=code)
+    row.value, row.updated_at = {"file_id": file_id, "url": f"/api/settings/{code}/file"}, utcnow()
+    db.session.add(row)
+
+
+def stored_file(code: str):
+    from app.models.chat import StoredFile
+    value = get(code)
+    return db.session.get(StoredFile, value["file_id"]) if isinstance(value, dict) else None

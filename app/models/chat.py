@@ -1,0 +1,146 @@
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import UTCDateTime, utcnow
+
+
+class Queue(db.Model):
+    __tablename__ = "queues"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    routing_rule: Mapped[str] = mapped_column(String(20))  # all | least_busy
+    # Minutes from the last outgoing message until the chat completes; None = never.
+    completion_timeout_minutes: Mapped[float | None] = mapped_column(Float)
+    lifecycle_process: Mapped[str] = mapped_column(String(200), default="ChatLifecycle")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class QueueOperator(db.Model):
+    """One entry of a queue's operators: a user, or every member of a role."""
+
+    __tablename__ = "queue_operators"
+    __table_args__ = (UniqueConstraint("queue_id", "user_id"), UniqueConstraint("queue_id", "role_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role_id: Mapped[int | None] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), index=True)
+
+
+class Channel(db.Model):
+    __tablename__ = "channels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))  # telegram | facebook
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"), index=True)
+    # Secrets: used to call the provider, never returned by the API nor logged.
+    token: Mapped[str | None] = mapped_column(String(300))
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    page_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    page_access_token: Mapped[str | None] = mapped_column(Text)
+    bot_username: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    queue: Mapped[Queue] = relationship()
+
+
+class Contact(db.Model):
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    identities: Mapped[list["ContactIdentity"]] = relationship(order_by="ContactIdentity.id")
+
+
+class ContactIdentity(db.Model):
+    """A contact as one channel knows them: the provider's user id on that channel."""
+
+    __tablename__ = "contact_identities"
+    __table_args__ = (UniqueConstraint("channel_id", "external_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    provider: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(100))
+
+
+class Chat(db.Model):
+    __tablename__ = "chats"
+    __table_args__ = (
+        # At most one open chat per contact and channel, even with two webhooks at once.
+        Index("ux_chats_open_per_contact", "channel_id", "contact_id", unique=True,
+              postgresql_where=text("state <> 'completed'"), sqlite_where=text("state <> 'completed'")),
+        Index("ix_chats_queue_state_created", "queue_id", "state", "created_at"),
+        Index("ix_chats_operator_state", "operator_id", "state"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"))
+    state: Mapped[str] = mapped_column(String(20))  # bot | queued | offered | in_work | completed
+    # Where replies go on the provider (Telegram chat id, Facebook PSID).
+    address: Mapped[str] = mapped_column(String(100))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    offered_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    process_instance_id: Mapped[int | None] = mapped_column(ForeignKey("process_instances.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_outgoing_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completion_reason: Mapped[str | None] = mapped_column(String(20))  # operator | timeout | admin
+    contact: Mapped[Contact] = relationship()
+    channel: Mapped[Channel] = relationship()
+    queue: Mapped[Queue] = relationship()
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("channel_id", "external_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    # None for a message that arrived on an inactive channel: stored, not routed.
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10))  # received | pending | sent | failed
+    # The provider's id (Telegram update_id, Facebook mid) for inbound idempotency.
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    chat: Mapped["Chat | None"] = relationship()
+
+
+class ChatEvent(db.Model):
+    """The chat's own history: offers and why they went to whom, accepts, completion."""
+
+    __tablename__ = "chat_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    event: Mapped[str] = mapped_column(String(40))
+    details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class Setting(db.Model):
+    __tablename__ = "settings"
+    code: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[object | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StoredFile(db.Model):
+    """An uploaded file kept in the database (the notification sound)."""
+
+    __tablename__ = "stored_files"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(100))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
