@@ -65,7 +65,7 @@ def _tune_database(app: Flask) -> None:
 def _wire_engine(app: Flask, start_jobs: bool) -> None:
     from app.engine.instances import Engine
     from app.engine.catalogue import build_operations
-    from app.jobs import sweep_due_timers
+    from app.jobs import sweep
 
     if app.config["REDIS_URL"]:
         from app.adapters.rq_jobs import RQJobQueue
@@ -73,7 +73,7 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         app.extensions["chatflow.jobs_health"] = jobs.health
     else:
         from app.adapters.inprocess import InProcessJobQueue
-        jobs = InProcessJobQueue(app, sweep=partial(sweep_due_timers, 0),
+        jobs = InProcessJobQueue(app, sweep=partial(sweep, 0),
                                  sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0))
         app.extensions["chatflow.jobs_health"] = jobs.health
     app.extensions["chatflow.jobs"] = jobs

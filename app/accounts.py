@@ -74,6 +74,18 @@ def get(model, id_: int):
     return row
 
 
+def delete_user(user: User) -> None:
+    """Chats and messages keep naming their operator, so a user who had any stays."""
+    from app.models import Chat, Message
+    worked = db.session.scalars(select(Chat.id).where((Chat.operator_id == user.id) | (Chat.offered_to_id == user.id))
+                                .limit(1)).first() or db.session.scalars(
+        select(Message.id).where(Message.author_id == user.id).limit(1)).first()
+    if worked:
+        raise Conflict(f"user {user.id} has worked chats; remove them from their queues instead",
+                       code="user_has_chats")
+    db.session.delete(user)
+
+
 def create_role(name: str, permissions=()) -> Role:
     if db.session.scalars(select(Role).where(Role.name == name)).first():
         raise Conflict(f"a role named {name!r} exists", code="role_taken", details={"field": "name"})

@@ -63,7 +63,7 @@ def worker():
         while True:
             time.sleep(app.config["TIMER_SWEEP_SECONDS"])
             try:
-                jobs.sweep_due_timers()
+                jobs.sweep()
             except Exception:
                 app.logger.exception("timer sweep failed")
 

@@ -1,26 +1,53 @@
-"""Demo data for `chatflow serve --demo`: an admin token and the shipped processes."""
+"""Demo data for `chatflow serve --demo`: tokens, the shipped processes, a queue with operators."""
 import secrets
 from pathlib import Path
 
 from sqlalchemy import select
 
 from app import accounts
+from app.chats import admin as setup
 from app.extensions import db
-from app.models import User
+from app.models import Queue, User
+
+DEMO_OPERATORS = (("anna", "Anna (operator)"), ("boris", "Boris (operator)"))
+
+
+def _user_with_token(login: str, name: str, permissions=()) -> str:
+    user = db.session.scalars(select(User).where(User.login == login)).first()
+    if user is None:
+        _, token = accounts.create_user(login, name, permissions=permissions, token=secrets.token_urlsafe(24))
+        return token
+    return accounts.issue_token(user)
 
 
 def seed(app, processes_dir: Path) -> list[str]:
     lines = []
-    if db.session.scalars(select(User).where(User.login == "admin")).first() is None:
-        token = app.config["BOOTSTRAP_ADMIN_TOKEN"] or secrets.token_urlsafe(24)
-        accounts.create_user("admin", "Administrator", permissions=["CanManageChats"], token=token)
-        lines.append(f"admin token: {token}")
-    else:
-        user = db.session.scalars(select(User).where(User.login == "admin")).one()
-        lines.append(f"admin token (new): {accounts.issue_token(user)}")
     files = [(p.name, p.read_bytes()) for p in sorted(processes_dir.glob("*.bpmn"))]
-    if files:
-        for p in app.extensions["chatflow.engine"].deploy(files):
-            lines.append(f"process {p['key']} version {p['version']}{' (new)' if p['new'] else ''}")
+    for p in app.extensions["chatflow.engine"].deploy(files):
+        lines.append(f"process {p['key']} version {p['version']}{' (new)' if p['new'] else ''}")
+    admin_token = app.config["BOOTSTRAP_ADMIN_TOKEN"] or _user_with_token("admin", "Administrator",
+                                                                          ["CanManageChats"])
+    lines.append(f"admin token: {admin_token}")
+    queue = db.session.scalars(select(Queue).where(Queue.name == "Demo support")).first()
+    if queue is None:
+        queue = setup.create_queue({"name": "Demo support", "routing_rule": "least_busy",
+                                    "completion_timeout_minutes": 30})
+    lines.append(f"queue 'Demo support' (id {queue.id}): least_busy, completes 30 min after the last reply")
+    jobs = app.extensions["chatflow.jobs"]
+    for login, name in DEMO_OPERATORS:
+        token = _user_with_token(login, name)
+        user = db.session.scalars(select(User).where(User.login == login)).one()
+        if login not in {u.login for u in _operators(queue)}:
+            setup.add_operator(queue, user.id, None, jobs)
+        lines.append(f"operator {login} token: {token}")
+    lines.append("connect a Telegram bot: PUT /api/settings/SiteUrl (a public https URL of this server), then "
+                 f"POST /api/channels {{\"provider\":\"telegram\",\"name\":\"My bot\",\"token\":\"<bot token>\","
+                 f"\"queue_id\":{queue.id}}}")
     db.session.commit()
     return lines
+
+
+def _operators(queue):
+    from app.models import QueueOperator
+    ids = db.session.scalars(select(QueueOperator.user_id).where(QueueOperator.queue_id == queue.id)).all()
+    return db.session.scalars(select(User).where(User.id.in_(ids))).all()

@@ -44,22 +44,43 @@ def fire_timers(instance_id: int) -> bool:
             raise
 
 
-def sweep_due_timers(grace_seconds: float | None = None) -> int:
-    """Fire timers that are overdue by more than the grace: their RQ job was lost or late."""
+def sweep(grace_seconds: float | None = None) -> dict:
+    """Catch up on work whose job was lost (Redis restarted empty) or is late.
+
+    The database is the truth: timers overdue, chats whose lifecycle never started and
+    replies still pending past their next attempt are all found and handled here.
+    """
     app = _app()
     with app.app_context():
         grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
+        cutoff = utcnow() - timedelta(seconds=grace)
         engine = _engine(app)
-        fired = 0
-        for instance_id in engine.due_instances(utcnow() - timedelta(seconds=grace)):
-            try:
-                fired += engine.fire_timers(instance_id)
-                db.session.commit()
-            except Exception:
-                db.session.rollback()
-                log.exception("sweep could not fire timers of instance %s", instance_id)
+        done = {"timers": 0, "chats": 0, "messages": 0}
+        for instance_id in engine.due_instances(cutoff):
+            done["timers"] += _safely(lambda: engine.fire_timers(instance_id), "fire timers of instance", instance_id)
         db.session.remove()
-        return fired
+    from app.chats import service
+    with app.app_context():
+        chat_ids, message_ids = service.unstarted_chats(cutoff), service.overdue_replies(cutoff)
+        db.session.remove()
+    for chat_id in chat_ids:
+        start_chat_lifecycle(chat_id)
+        done["chats"] += 1
+    for message_id in message_ids:
+        deliver_message(message_id)
+        done["messages"] += 1
+    return done
+
+
+def _safely(work, what: str, ident) -> int:
+    try:
+        result = work()
+        db.session.commit()
+        return int(bool(result))
+    except Exception:
+        db.session.rollback()
+        log.exception("sweep could not %s %s", what, ident)
+        return 0
 
 
 def start_chat_lifecycle(chat_id: int) -> None:
@@ -117,16 +138,24 @@ def drain_operator(user_id: int) -> int:
     return offered
 
 
-def deliver_message(message_id: int, attempt: int = 1) -> str:
-    """Send an operator's reply through its channel; retry with backoff, then mark it failed."""
+def deliver_message(message_id: int) -> str:
+    """Send an operator's reply through its channel; retry with backoff, then mark it failed.
+
+    The message row is locked while sending, and only a pending message whose next attempt
+    is due is sent, so a job and the sweep never both send it.
+    """
     from app.adapters.telegram import ProviderError
     from app.models import Message
     app = _app()
     with app.app_context():
-        message = db.session.get(Message, message_id)
-        if message is None or message.status != "pending":
+        message = db.session.execute(db.select(Message).where(Message.id == message_id).with_for_update()
+                                     .execution_options(populate_existing=True)).scalar_one_or_none()
+        if message is None or message.status != "pending" or message.next_attempt_at is None \
+                or message.next_attempt_at > utcnow() + timedelta(seconds=1):
+            db.session.rollback()
             return message.status if message else "missing"
         channel, chat = message.chat.channel, message.chat
+        attempt = message.attempts + 1
         try:
             if channel.provider == "telegram":
                 app.extensions["chatflow.telegram"].send_message(channel.token, chat.address, message.text)
@@ -136,15 +165,16 @@ def deliver_message(message_id: int, attempt: int = 1) -> str:
             delays = app.config["OUTBOUND_RETRY_DELAYS"]
             message.attempts, message.error = attempt, str(e)
             if e.retryable and attempt <= len(delays):
-                when = utcnow() + timedelta(seconds=delays[attempt - 1])
-                after_commit(db.session, partial(app.extensions["chatflow.jobs"].enqueue_at, when,
-                                                 "app.jobs.deliver_message", message_id, attempt + 1,
+                message.next_attempt_at = utcnow() + timedelta(seconds=delays[attempt - 1])
+                after_commit(db.session, partial(app.extensions["chatflow.jobs"].enqueue_at, message.next_attempt_at,
+                                                 "app.jobs.deliver_message", message_id,
                                                  job_id=f"send-{message_id}-{attempt + 1}"))
                 log.warning("message %s: attempt %s failed (%s); retrying", message_id, attempt, e)
             else:
-                message.status = "failed"
+                message.status, message.next_attempt_at = "failed", None
                 log.error("message %s failed after %s attempts: %s", message_id, attempt, e)
         else:
-            message.status, message.attempts, message.sent_at, message.error = "sent", attempt, utcnow(), None
+            message.status, message.attempts, message.sent_at = "sent", attempt, utcnow()
+            message.error, message.next_attempt_at = None, None
         db.session.commit()
         return message.status

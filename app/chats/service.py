@@ -14,7 +14,7 @@ from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import User
-from app.models.chat import Channel, Chat, Contact, ContactIdentity, Message, Queue
+from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message, Queue
 from app.models.types import utcnow
 
 START_JOB = "app.jobs.start_chat_lifecycle"
@@ -118,12 +118,12 @@ def reply(chat_id: int, user: User, text: str, engine, jobs) -> Message:
     if chat.state != "in_work" or chat.operator_id != user.id:
         raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
     message = Message(channel_id=chat.channel_id, contact_id=chat.contact_id, chat_id=chat.id, direction="out",
-                      text=text, status="pending", author_id=user.id)
+                      text=text, status="pending", author_id=user.id, next_attempt_at=utcnow())
     db.session.add(message)
     chat.last_outgoing_at = utcnow()
     db.session.flush()
     engine.deliver_message(chat.process_instance_id, "operator_replied", {}, if_waiting=True)
-    after_commit(db.session, partial(jobs.enqueue, SEND_JOB, message.id, 1, job_id=f"send-{message.id}-1"))
+    after_commit(db.session, partial(jobs.enqueue, SEND_JOB, message.id, job_id=f"send-{message.id}-1"))
     return message
 
 
@@ -169,3 +169,18 @@ def waiting_chat_for(user_id: int) -> Chat | None:
     return db.session.scalars(select(Chat).where(Chat.queue_id.in_(queues), Chat.state == "queued",
                                                  Chat.process_instance_id.is_not(None))
                               .order_by(Chat.created_at, Chat.id).limit(1)).first()
+
+
+def unstarted_chats(cutoff, limit: int = 200) -> list[int]:
+    """Chats older than `cutoff` whose lifecycle never started (the start job was lost)."""
+    failed = select(ChatEvent.chat_id).where(ChatEvent.event == "lifecycle_not_started")
+    return list(db.session.scalars(select(Chat.id).where(Chat.process_instance_id.is_(None), Chat.state == "queued",
+                                                         Chat.created_at <= cutoff, Chat.id.not_in(failed))
+                                   .order_by(Chat.id).limit(limit)))
+
+
+def overdue_replies(cutoff, limit: int = 200) -> list[int]:
+    """Pending replies whose next attempt is overdue (their delivery job was lost)."""
+    return list(db.session.scalars(select(Message.id).where(Message.status == "pending",
+                                                            Message.next_attempt_at <= cutoff)
+                                   .order_by(Message.next_attempt_at).limit(limit)))

@@ -111,6 +111,8 @@ class Message(db.Model):
     external_id: Mapped[str | None] = mapped_column(String(200))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     attempts: Mapped[int] = mapped_column(default=0)
+    # When a pending reply is next tried; the sweep sends it if its job was lost.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -151,6 +151,7 @@ def upgrade():
     sa.Column('external_id', sa.String(length=200), nullable=True),
     sa.Column('author_id', sa.Integer(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
@@ -163,6 +164,7 @@ def upgrade():
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_messages_chat_id'), ['chat_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_messages_next_attempt_at'), ['next_attempt_at'], unique=False)
 
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('status', sa.String(length=10), server_default='active', nullable=False))
@@ -184,6 +186,7 @@ def downgrade():
         batch_op.drop_column('status')
 
     with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_messages_next_attempt_at'))
         batch_op.drop_index(batch_op.f('ix_messages_chat_id'))
 
     op.drop_table('messages')
