@@ -85,7 +85,7 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
 
 
 def _register_routes(app: Flask) -> None:
-    from app.api import chat_setup, chats, errors, processes, system, users, webhooks
+    from app.api import actions, chat_setup, chats, errors, processes, system, users, webhooks
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, webhooks):
+    for module in (system, users, processes, chat_setup, chats, actions, webhooks):
         app.register_blueprint(module.bp)

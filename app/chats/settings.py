@@ -22,8 +22,12 @@ def _count(value):
 
 
 def _url(value):
-    if not isinstance(value, str) or urlparse(value).scheme not in ("http", "https") or not urlparse(value).netloc:
-        raise ValueError("must be an http(s) URL such as https://chat.example.com")
+    """A base URL that webhook paths are appended to: no spaces, query or fragment."""
+    parsed = urlparse(value) if isinstance(value, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname \
+            or any(c.isspace() for c in value) or parsed.query or parsed.fragment or parsed.params \
+            or value.endswith("?") or value.endswith("#"):
+        raise ValueError("must be an http(s) base URL such as https://chat.example.com (no query or fragment)")
     return value.rstrip("/")
 
 
@@ -49,6 +53,8 @@ DEFINITIONS = {d.code: d for d in [
     Definition("SiteUrl", None, _url, "public base URL of this Chatflow, for provider webhooks"),
     Definition("OmniChatNotificationSound", None, None,
                "audio played to operators on a new offer; upload with PUT .../file"),
+    Definition("SystemAdministratorsNotificationUrl", None, _url,
+               "HTTP endpoint that NotifySystemAdministrators posts to (JSON {text, chat_id, source})"),
     Definition("FacebookAppSecret", None, _text, "Facebook app secret for webhook signatures", secret=True),
     Definition("FacebookVerifyToken", None, _text, "token Facebook sends when subscribing the webhook",
                secret=True),
@@ -68,9 +74,9 @@ def get(code: str):
 
 def put(code: str, value) -> object:
     spec = definition(code)
-    if spec.check is None:
+    if spec.check is None and value is not None:
         raise Invalid(f"{code} is a file: upload it with PUT /api/settings/{code}/file", details={"field": "value"})
-    if value is not None:
+    if value is not None and spec.check is not None:
         try:
             value = spec.check(value)
         except ValueError as e:

@@ -4,7 +4,7 @@ from app.engine.operations import Operations
 
 def build_operations(jobs=None) -> Operations:
     """Every operation; `jobs` lets operations queue follow-up work (None: names only)."""
-    from app.chats import lifecycle
+    from app.chats import actions, lifecycle
     operations = Operations()
 
     @operations.register("echo", "Return the given value unchanged (for trying service tasks).",
@@ -13,6 +13,7 @@ def build_operations(jobs=None) -> Operations:
         return value
 
     lifecycle.register(operations, jobs)
+    actions.register(operations)
     return operations
 
 

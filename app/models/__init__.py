@@ -1,9 +1,9 @@
 """All tables. Importing this module registers them with the metadata Alembic reads."""
 from app.models.auth import ApiToken, Role, RoleMember, User
-from app.models.chat import (Channel, Chat, ChatEvent, Contact, ContactIdentity, Message, Queue, QueueOperator,
-                             Setting, StoredFile)
+from app.models.chat import (Case, Channel, Chat, ChatAction, ChatEvent, Contact, ContactIdentity, Message, Queue,
+                             QueueOperator, Setting, StoredFile)
 from app.models.process import InstanceEvent, ProcessInstance, ProcessVersion, Timer
 
 __all__ = ["ApiToken", "Role", "RoleMember", "User", "InstanceEvent", "ProcessInstance", "ProcessVersion", "Timer",
            "Channel", "Chat", "ChatEvent", "Contact", "ContactIdentity", "Message", "Queue", "QueueOperator",
-           "Setting", "StoredFile"]
+           "Setting", "StoredFile", "ChatAction", "Case"]

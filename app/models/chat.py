@@ -146,3 +146,26 @@ class StoredFile(db.Model):
     content_type: Mapped[str] = mapped_column(String(100))
     content: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChatAction(db.Model):
+    """A button operators of a queue press on a chat: it starts `process` with ChatId and ContactId."""
+
+    __tablename__ = "chat_actions"
+    __table_args__ = (UniqueConstraint("queue_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"), index=True)
+    process: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Case(db.Model):
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str | None] = mapped_column(String(20), unique=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
