@@ -73,7 +73,11 @@ def parse_update(update) -> InboundText:
     if not isinstance(update, dict) or not isinstance(update.get("update_id"), int) \
             or isinstance(update.get("update_id"), bool):
         raise ValueError("an Update is an object with an integer update_id")
+    if not _is_id(update["update_id"]):
+        raise ValueError("update_id is out of range")
     message = update.get("message")
+    if "message" in update and not isinstance(message, dict):
+        raise ValueError("message must be an object")
     if not isinstance(message, dict):
         kinds = sorted(k for k in update if k != "update_id")
         raise UnsupportedUpdate(f"update kind {', '.join(kinds) or 'empty'} is not routed")
@@ -88,8 +92,14 @@ def parse_update(update) -> InboundText:
     names = [sender.get("first_name"), sender.get("last_name")]
     name = " ".join(n for n in names if isinstance(n, str) and n) or sender.get("username") or str(sender["id"])
     return InboundText(external_id=str(update["update_id"]), user_id=str(sender["id"]), address=str(chat["id"]),
-                       name=str(name)[:300], text=text)
+                       name=_clean(str(name))[:300], text=_clean(text))
 
 
 def _is_id(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Telegram ids fit in 64 bits; anything larger is not an id (and would not fit our columns)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+
+
+def _clean(text: str) -> str:
+    """What a database can store: no NUL characters, no lone surrogates (JSON allows both)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")

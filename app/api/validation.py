@@ -48,8 +48,16 @@ class Schema:
         return out
 
 
+def request_json():
+    """The parsed JSON body, or None when it is not JSON (nested too deep included)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def json_body() -> dict:
-    body = request.get_json(silent=True)
+    body = request_json()
     if not isinstance(body, dict):
         raise ApiError(400, "malformed_body", "the request body must be a JSON object")
     return body

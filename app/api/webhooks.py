@@ -6,9 +6,11 @@ import hmac
 import logging
 
 from flask import Blueprint, current_app, request
+from sqlalchemy.exc import IntegrityError
 
 from app.adapters import telegram
 from app.api.errors import ApiError
+from app.api.validation import request_json
 from app.chats import service
 from app.extensions import db
 from app.models.chat import Channel
@@ -25,7 +27,7 @@ def telegram_update(channel_id):
     if channel is None or channel.provider != "telegram" or not channel.webhook_secret \
             or not hmac.compare_digest(given.encode(), channel.webhook_secret.encode()):
         raise ApiError(403, "forbidden", "unknown channel or wrong secret token")
-    update = request.get_json(silent=True)
+    update = request_json()
     try:
         inbound = telegram.parse_update(update)
     except telegram.UnsupportedUpdate as e:
@@ -34,6 +36,15 @@ def telegram_update(channel_id):
         return {"ok": True, "skipped": str(e)}
     except ValueError as e:
         raise ApiError(400, "malformed_update", str(e)) from None
-    message = service.receive(channel, inbound, current_app.extensions["chatflow.jobs"])
-    db.session.commit()
+    jobs = current_app.extensions["chatflow.jobs"]
+    try:
+        message = service.receive(channel, inbound, jobs)
+        db.session.commit()
+    except IntegrityError:
+        # The same update, or the contact's first two messages, arrived twice at once:
+        # the other request stored its part; this one now finds it and joins it.
+        db.session.rollback()
+        channel = db.session.get(Channel, channel_id)
+        message = service.receive(channel, inbound, jobs)
+        db.session.commit()
     return {"ok": True, "duplicate": message is None}

@@ -10,7 +10,7 @@ from app.engine.errors import Conflict, Invalid, NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import Role, RoleMember, User
-from app.models.chat import Channel, Chat, Queue, QueueOperator
+from app.models.chat import Channel, Chat, Message, Queue, QueueOperator
 
 DRAIN_JOB = "app.jobs.drain_operator"
 
@@ -113,8 +113,10 @@ def update_channel(channel: Channel, fields: dict, telegram) -> Channel:
 
 
 def delete_channel(channel: Channel) -> None:
-    if db.session.scalar(select(func.count()).select_from(Chat).where(Chat.channel_id == channel.id)):
-        raise Conflict(f"channel {channel.id} has chats; deactivate it instead (PATCH active=false)",
+    """Refused while chats or stored messages (an inactive channel keeps them without a chat) refer to it."""
+    if db.session.scalar(select(func.count()).select_from(Chat).where(Chat.channel_id == channel.id)) \
+            or db.session.scalar(select(func.count()).select_from(Message).where(Message.channel_id == channel.id)):
+        raise Conflict(f"channel {channel.id} has chats or messages; deactivate it instead (PATCH active=false)",
                        code="channel_has_chats")
     db.session.delete(channel)
 
@@ -140,5 +142,7 @@ def connect(channel: Channel, telegram) -> None:
     try:
         telegram.set_webhook(channel.token, f"{site}/webhooks/telegram/{channel.id}", channel.webhook_secret)
     except ProviderError as e:
+        if e.retryable:
+            raise Conflict(f"Telegram did not answer; try again ({e})", code="provider_unavailable") from None
         raise Invalid(f"Telegram refused the webhook: {e}", code="webhook_refused", details={"field": "token"}) \
             from None

@@ -22,11 +22,18 @@ def _count(value):
 
 
 def _url(value):
-    """A base URL that webhook paths are appended to: no spaces, query or fragment."""
     parsed = urlparse(value) if isinstance(value, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname \
-            or any(c.isspace() for c in value) or parsed.query or parsed.fragment or parsed.params \
-            or value.endswith("?") or value.endswith("#"):
+            or any(c.isspace() for c in value):
+        raise ValueError("must be an http(s) URL such as https://chat.example.com")
+    return value
+
+
+def _base_url(value):
+    """A base URL that webhook paths are appended to: no query or fragment."""
+    _url(value)
+    parsed = urlparse(value)
+    if parsed.query or parsed.fragment or parsed.params or value.endswith(("?", "#")):
         raise ValueError("must be an http(s) base URL such as https://chat.example.com (no query or fragment)")
     return value.rstrip("/")
 
@@ -50,7 +57,7 @@ DEFINITIONS = {d.code: d for d in [
     Definition("OmniChatOperatorAcceptChatTimeout", 5, _minutes,
                "minutes an operator has to accept an offered chat (least_busy queues)"),
     Definition("SimultaneousChats", 2, _count, "chats an operator may have in work at once"),
-    Definition("SiteUrl", None, _url, "public base URL of this Chatflow, for provider webhooks"),
+    Definition("SiteUrl", None, _base_url, "public base URL of this Chatflow, for provider webhooks"),
     Definition("OmniChatNotificationSound", None, None,
                "audio played to operators on a new offer; upload with PUT .../file"),
     Definition("SystemAdministratorsNotificationUrl", None, _url,
