@@ -63,12 +63,12 @@ def create_case(chat_id: int, contact_id: int | None = None, subject: str | None
         raise LookupError(f"no chat {chat_id}")
     if contact_id is not None and contact_id != chat.contact_id:
         raise ValueError(f"contact {contact_id} is not the contact of chat {chat_id}")
-    if not subject:
-        first = db.session.scalars(select(Message.text).where(Message.chat_id == chat.id, Message.direction == "in")
-                                   .order_by(Message.id).limit(1)).first()
-        subject = first or f"Chat {chat.id}"
-    case = Case(subject=" ".join(subject.split())[:SUBJECT_MAX], status="new", contact_id=chat.contact_id,
-                chat_id=chat.id)
+    subject = " ".join(str(subject or "").split())
+    if not subject:  # the first client message with any text (a blank one says nothing)
+        texts = db.session.scalars(select(Message.text).where(Message.chat_id == chat.id, Message.direction == "in")
+                                   .order_by(Message.id))
+        subject = next((" ".join(t.split()) for t in texts if t and t.strip()), None) or f"Chat {chat.id}"
+    case = Case(subject=subject[:SUBJECT_MAX], status="new", contact_id=chat.contact_id, chat_id=chat.id)
     db.session.add(case)
     db.session.flush()
     case.number = f"CS-{case.id:06d}"
