@@ -58,6 +58,17 @@ def message_catchers(workflow, name: str | None = None) -> list[tuple[object, ob
     return found
 
 
+def message_starts(workflow, name: str) -> list:
+    """Message start events of event subprocesses that `name` would start (no task waits for them)."""
+    found = []
+    for spec_name in getattr(workflow.spec.start, "trigger_specs", []):
+        for start in workflow.subprocess_specs[spec_name].bpmn_start_events:
+            definition = getattr(start, "event_definition", None)
+            if isinstance(definition, MessageEventDefinition) and definition.name == name:
+                found.append((start, definition))
+    return found
+
+
 def user_tasks(workflow) -> list:
     return workflow.get_tasks(state=TaskState.READY, manual=True)
 
@@ -114,6 +125,38 @@ def changes(workflow, before: dict) -> list[tuple[datetime, str, str]]:
             events.append((at, element, "cancelled"))
     events.sort(key=lambda e: e[0])
     return events
+
+
+def _subtree(task):
+    yield task
+    for child in task.children:
+        yield from _subtree(child)
+
+
+def prune_cycle_branches(workflow) -> int:
+    """Drop what a repeating (cycle) timer's past firings left behind; returns how many branches.
+
+    Each firing of a non-interrupting cycle timer adds a branch under the timer task that
+    stays in the tree after it finished, plus one more waiting boundary join, so a chat
+    re-offered all night would grow by ~1.5 KB per firing. Finished branches (nothing in
+    them waiting, no subprocess) and all but the newest waiting join are removed.
+    """
+    removed = 0
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        if not isinstance(getattr(task.task_spec, "event_definition", None), CycleTimerEventDefinition):
+            continue
+        children = task.children
+        joins = [c for c in children if c.state == TaskState.WAITING
+                 and c.task_spec.name.endswith(".BoundaryEventJoin")]
+        finished = [c for c in children
+                    if all(d.state & TaskState.FINISHED_MASK and d.id not in workflow.subprocesses
+                           for d in _subtree(c))]
+        for child in finished + joins[:-1]:
+            for descendant in list(_subtree(child)):
+                descendant.workflow.tasks.pop(descendant.id, None)
+            task._children.remove(child.id)
+            removed += 1
+    return removed
 
 
 def element_states(workflow) -> dict[str, list[str]]:

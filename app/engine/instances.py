@@ -88,10 +88,11 @@ class Engine:
         instance, workflow = self._open(instance_id)
         live = instance.state not in FINISHED
         catchers = inspect.message_catchers(workflow, name) if live else []
+        starts = inspect.message_starts(workflow, name) if live else []
         restart_on = self.specs.get(instance.version).restart_on
         restarts = [w for w in inspect.timer_waits(workflow) if name in restart_on.get(w.element_id, ())] \
             if live else []
-        if not catchers and not restarts:
+        if not catchers and not starts and not restarts:
             if if_waiting:
                 return instance
             raise Conflict(f"instance {instance_id} is not waiting for message {name!r}",
@@ -103,10 +104,13 @@ class Engine:
                 workflow.get_task_from_id(UUID(wait.task_id)).internal_data.pop("event_value", None)
             if catchers:
                 self._catch(workflow, catchers, payload)
+            elif starts:  # SpiffWorkflow starts the event subprocess for it
+                workflow.send_event(BpmnEvent(starts[0][1], payload))
             workflow.do_engine_steps()
 
-        if catchers:
-            self._record(instance, inspect.element_id(catchers[0][0]), "message_received", {"name": name})
+        if catchers or starts:
+            where = inspect.element_id(catchers[0][0]) if catchers else starts[0][0].bpmn_id
+            self._record(instance, where, "message_received", {"name": name})
         for wait in restarts:
             self._record(instance, wait.element_id, "timer_restarted", {"message": name})
         self._advance(instance, workflow, deliver)
@@ -239,6 +243,7 @@ class Engine:
         else:
             instance.state = "waiting" if inspect.waiting_for(workflow) else "running"
         instance.error = error if instance.state == "error" else None
+        inspect.prune_cycle_branches(workflow)
         instance.workflow_state = state.dump(workflow)
         instance.waiting_for = [] if instance.state in FINISHED else inspect.waiting_for(workflow)
         instance.data = _plain(self._current_data(workflow))

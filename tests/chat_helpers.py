@@ -1,0 +1,192 @@
+"""Shared setup for chat tests over HTTP: lifecycle, settings, queues, operators, Telegram
+channels, client messages, and reads of chats, their history and their process instance.
+
+Everything goes through the public API (as an admin's script would), except the
+channel's webhook secret, which Telegram alone learns (read from the database here).
+"""
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.extensions import db
+from app.models import ProcessInstance
+from app.models.chat import Channel
+from conftest import Api, wait_for
+from fakes.telegram import update
+
+ROOT = Path(__file__).parent.parent
+LIFECYCLE = ROOT / "processes" / "ChatLifecycle.bpmn"
+ACCEPT_TIMER = """f"R/PT{routing['accept_timeout_seconds']}S\""""
+
+_update_ids = itertools.count(1)
+_client_ids = itertools.count(7001)
+
+
+def ok(response, status=200):
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:500])
+    return response.get_json()
+
+
+def error_code(response):
+    body = response.get_json() or {}
+    return body.get("error", {}).get("code")
+
+
+# -- setup ------------------------------------------------------------------------------
+def deploy_lifecycle(api: Api, xml: bytes | str | None = None, name="ChatLifecycle.bpmn") -> dict:
+    """Deploy the shipped ChatLifecycle.bpmn (or a variant of it); answers the deployed entry."""
+    response = api.deploy((name, xml if xml is not None else LIFECYCLE.read_bytes()))
+    assert response.status_code in (200, 201), response.get_data(as_text=True)
+    (entry,) = [p for p in response.get_json()["processes"] if p["key"] == "ChatLifecycle"]
+    return entry
+
+
+def put_setting(api: Api, code: str, value):
+    return ok(api.put(f"/api/settings/{code}", {"value": value}))
+
+
+def configure(api: Api, accept_timeout_minutes=5, simultaneous_chats=2):
+    put_setting(api, "SiteUrl", "https://chat.example.com")
+    put_setting(api, "OmniChatOperatorAcceptChatTimeout", accept_timeout_minutes)
+    put_setting(api, "SimultaneousChats", simultaneous_chats)
+
+
+def make_queue(api: Api, rule="least_busy", completion_timeout_minutes=None, name=None) -> dict:
+    return ok(api.post("/api/queues", {"name": name or f"{rule} queue", "routing_rule": rule,
+                                       "completion_timeout_minutes": completion_timeout_minutes}), 201)
+
+
+@dataclass
+class Operator:
+    id: int
+    login: str
+    token: str
+    api: Api
+
+    def me(self) -> dict:
+        return ok(self.api.get("/api/me"))
+
+    def set_status(self, status: str) -> dict:
+        return ok(self.api.put("/api/me/status", {"status": status}))
+
+    def chats(self) -> list[dict]:
+        return ok(self.api.get("/api/chats"))
+
+    def chat_ids(self) -> list[int]:
+        return [c["id"] for c in self.chats()]
+
+    def accept(self, chat_id: int):
+        return self.api.post(f"/api/chats/{chat_id}/accept")
+
+    def reply(self, chat_id: int, text: str):
+        return self.api.post(f"/api/chats/{chat_id}/messages", {"text": text})
+
+    def complete(self, chat_id: int):
+        return self.api.post(f"/api/chats/{chat_id}/complete")
+
+
+def make_operator(api: Api, login: str, *queue_ids: int, status="active") -> Operator:
+    user = ok(api.post("/api/users", {"login": login, "name": login.title()}), 201)
+    for queue_id in queue_ids:
+        ok(api.post(f"/api/queues/{queue_id}/operators", {"user_id": user["id"]}), 201)
+    operator = Operator(user["id"], login, user["token"], api.as_user(user["token"]))
+    if status != "active":
+        operator.set_status(status)
+    return operator
+
+
+@dataclass
+class Client:
+    """A Telegram user writing to one channel."""
+    api: Api
+    channel_id: int
+    secret: str
+    user_id: int
+
+    def writes(self, text="hello", update_id=None):
+        body = update(update_id or next(_update_ids) + 100_000 * self.channel_id, self.user_id, text,
+                      first_name=f"Client{self.user_id}")
+        response = self.api.client.post(f"/webhooks/telegram/{self.channel_id}", json=body,
+                                        headers={"X-Telegram-Bot-Api-Secret-Token": self.secret})
+        ok(response)
+        return response.get_json()
+
+
+@dataclass
+class TelegramChannel:
+    api: Api
+    id: int
+    secret: str
+
+    def client(self, user_id: int | None = None) -> Client:
+        return Client(self.api, self.id, self.secret, user_id or next(_client_ids))
+
+
+def make_channel(api: Api, queue_id: int, token="123:good-token", name=None) -> TelegramChannel:
+    channel = ok(api.post("/api/channels", {"provider": "telegram", "name": name or f"Bot {queue_id}",
+                                            "token": token, "queue_id": queue_id, "active": True}), 201)
+    with api.app.app_context():
+        secret = db.session.get(Channel, channel["id"]).webhook_secret
+        db.session.remove()
+    return TelegramChannel(api, channel["id"], secret)
+
+
+# -- reading ----------------------------------------------------------------------------
+def chat(api: Api, chat_id: int) -> dict:
+    return ok(api.get(f"/api/chats/{chat_id}"))
+
+
+def history(api: Api, chat_id: int) -> list[dict]:
+    return ok(api.get(f"/api/chats/{chat_id}/history?limit=1000"))
+
+
+def events(api: Api, chat_id: int, name: str) -> list[dict]:
+    return [e for e in history(api, chat_id) if e["event"] == name]
+
+
+def instance(api: Api, instance_id: int) -> dict:
+    return ok(api.get(f"/api/process-instances/{instance_id}"))
+
+
+def new_chat(api: Api, client: Client, text="hello", timeout=10.0) -> dict:
+    """The client writes; wait until their (new) chat's lifecycle has routed it."""
+    before = {c["id"] for c in ok(api.get("/api/chats?limit=1000"))}
+    client.writes(text)
+
+    def routed():
+        for c in ok(api.get("/api/chats?limit=1000")):
+            if c["id"] not in before and c["channel_id"] == client.channel_id and c["process_instance_id"]:
+                # routed = the lifecycle recorded its first routing decision
+                if any(e["event"] in ("offered", "queued", "waiting_for_operator")
+                       for e in history(api, c["id"])):
+                    return c
+        return None
+
+    found = wait_for(routed, timeout=timeout, message="the new chat to be routed")
+    return chat(api, found["id"])
+
+
+def wait_chat(api: Api, chat_id: int, predicate, timeout=10.0, message="chat condition") -> dict:
+    return wait_for(lambda: (lambda c: c if predicate(c) else None)(chat(api, chat_id)),
+                    timeout=timeout, message=message)
+
+
+def workflow_shape(app, instance_id: int) -> dict:
+    """Size of the stored workflow state, its task count and the depth of its task tree."""
+    with app.app_context():
+        text = db.session.get(ProcessInstance, instance_id).workflow_state
+        db.session.remove()
+    state = json.loads(text)
+    tasks = state["tasks"]
+    subprocess_tasks = sum(len(sp.get("tasks", {})) for sp in state.get("subprocesses", {}).values())
+
+    def depth(task_id):
+        d = 0
+        while task_id is not None:
+            d += 1
+            task_id = tasks[task_id].get("parent")
+        return d
+
+    return {"size": len(text), "tasks": len(tasks), "subprocesses": len(state.get("subprocesses", {})),
+            "subprocess_tasks": subprocess_tasks, "depth": max(depth(t) for t in tasks)}
