@@ -133,13 +133,14 @@ def _subtree(task):
         yield from _subtree(child)
 
 
-def prune_cycle_branches(workflow) -> int:
-    """Drop what a repeating (cycle) timer's past firings left behind; returns how many branches.
+def prune_finished_branches(workflow) -> int:
+    """Drop what repeatable events left behind once finished; returns how many branches.
 
-    Each firing of a non-interrupting cycle timer adds a branch under the timer task that
-    stays in the tree after it finished, plus one more waiting boundary join, so a chat
-    re-offered all night would grow by ~1.5 KB per firing. Finished branches (nothing in
-    them waiting, no subprocess) and all but the newest waiting join are removed.
+    A chat re-offered all night must not grow: each firing of a non-interrupting cycle timer
+    leaves a finished branch plus one more waiting boundary join under the timer task, and
+    each run of a non-interrupting event subprocess leaves its finished subprocess (~1.5 and
+    ~3 KB). Finished timer branches (nothing waiting, no subprocess), all but the newest
+    waiting join, and completed event-subprocess runs are removed.
     """
     removed = 0
     for task in workflow.get_tasks(state=TaskState.WAITING):
@@ -156,6 +157,14 @@ def prune_cycle_branches(workflow) -> int:
                 descendant.workflow.tasks.pop(descendant.id, None)
             task._children.remove(child.id)
             removed += 1
+    for name in getattr(workflow.spec.start, "trigger_specs", []):
+        for task in workflow.get_tasks(spec_name=name, state=TaskState.COMPLETED):
+            run = workflow.subprocesses.get(task.id)
+            if run is not None and run.is_completed() and not task.children:
+                workflow.delete_subprocess(task)
+                task.parent._children.remove(task.id)
+                workflow.tasks.pop(task.id, None)
+                removed += 1
     return removed
 
 

@@ -243,7 +243,7 @@ class Engine:
         else:
             instance.state = "waiting" if inspect.waiting_for(workflow) else "running"
         instance.error = error if instance.state == "error" else None
-        inspect.prune_cycle_branches(workflow)
+        inspect.prune_finished_branches(workflow)
         instance.workflow_state = state.dump(workflow)
         instance.waiting_for = [] if instance.state in FINISHED else inspect.waiting_for(workflow)
         instance.data = _plain(self._current_data(workflow))
