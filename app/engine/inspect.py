@@ -1,7 +1,8 @@
 """Read a SpiffWorkflow workflow: what it waits for, when its timers are due, what changed."""
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
+from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
@@ -46,6 +47,14 @@ def timer_waits(workflow) -> list[TimerWait]:
             due = due if due.tzinfo else due.replace(tzinfo=timezone.utc)
             waits.append(TimerWait(str(task.id), element_id(task) or task.task_spec.name, due))
     return waits
+
+
+def restart_cycles_from_now(workflow, task_ids: set[str]) -> None:
+    """Make the next firing of these waiting cycle timers one period from now."""
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        value = task.internal_data.get("event_value")
+        if str(task.id) in task_ids and isinstance(value, dict) and value.get("cycles") != 0:
+            value["next"] = (spiff_timer.datetime.now(timezone.utc) + timedelta(seconds=value["duration"])).isoformat()
 
 
 def message_catchers(workflow, name: str | None = None) -> list[tuple[object, object]]:

@@ -152,12 +152,17 @@ class Engine:
             return False
         workflow = self._restore(instance)
         now = now or utcnow()
-        if not any(w.due_at <= now for w in inspect.timer_waits(workflow)):
+        due = {w.task_id for w in inspect.timer_waits(workflow) if w.due_at <= now}
+        if not due:
             self._sync_timers(instance, workflow)  # a stale row (the instance moved on) is dropped
             return False
 
         def fire():
             workflow.refresh_timers()
+            # SpiffWorkflow schedules a cycle's next firing from the previous due time, so a late
+            # firing shortens the next period and after an outage the missed ones fire at once:
+            # the operator offered a chat next would get no time at all. Count from now instead.
+            inspect.restart_cycles_from_now(workflow, due)
             workflow.do_engine_steps()
 
         self._advance(instance, workflow, fire)
