@@ -78,8 +78,10 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         app.extensions["chatflow.jobs_health"] = jobs.health
     app.extensions["chatflow.jobs"] = jobs
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
+    from app.adapters.facebook import GraphClient
     from app.adapters.telegram import TelegramClient
     app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"])
+    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"])
     if start_jobs and hasattr(jobs, "start"):
         jobs.start()  # only now: its first sweep needs the engine
 

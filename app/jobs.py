@@ -159,6 +159,8 @@ def deliver_message(message_id: int) -> str:
         try:
             if channel.provider == "telegram":
                 app.extensions["chatflow.telegram"].send_message(channel.token, chat.address, message.text)
+            elif channel.provider == "facebook":
+                app.extensions["chatflow.graph"].send_message(channel.page_access_token, chat.address, message.text)
             else:
                 raise ProviderError(f"no sender for provider {channel.provider}", retryable=False)
         except ProviderError as e:

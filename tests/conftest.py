@@ -17,6 +17,7 @@ from app import create_app
 from app.config import database_url
 from app.migrate import upgrade
 from app.extensions import db
+from fakes.facebook import FakeGraph
 from fakes.telegram import FakeTelegram
 
 ADMIN_TOKEN = "test-admin-token"
@@ -88,8 +89,23 @@ def telegram(telegram_server):
     return fake
 
 
+@pytest.fixture(scope="session")
+def graph_server():
+    """One local fake Facebook Graph API for the session."""
+    with FakeGraph() as fake:
+        yield fake
+
+
 @pytest.fixture
-def make_app(db_url, telegram_server):
+def graph(graph_server):
+    """The fake Graph API, reset."""
+    graph_server.calls.clear()
+    graph_server.fail_sends, graph_server.down = 0, False
+    return graph_server
+
+
+@pytest.fixture
+def make_app(db_url, telegram_server, graph_server):
     """Build apps on the test database; `make_app(redis_url=...)` puts jobs on RQ."""
     _empty_tables(db_url)
     apps = []
@@ -100,6 +116,7 @@ def make_app(db_url, telegram_server):
         app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "REDIS_URL": redis_url, "TESTING": True,
                           "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
                           "EMBEDDED_SWEEP_SECONDS": 0.2, "TELEGRAM_API_BASE": telegram_server.url,
+                          "FACEBOOK_GRAPH_BASE": graph_server.url,
                           "OUTBOUND_RETRY_DELAYS": [0.2, 0.4], **config})
         apps.append(app)
         return app
@@ -178,7 +195,7 @@ def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
 
 
 @pytest.fixture
-def start_worker(db_url, redis_url, telegram_server):
+def start_worker(db_url, redis_url, telegram_server, graph_server):
     """Start real `chatflow worker` processes against the test database and Redis."""
     procs = []
 
@@ -186,7 +203,8 @@ def start_worker(db_url, redis_url, telegram_server):
         env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url,
                "CHATFLOW_TIMER_SWEEP_SECONDS": str(sweep_seconds),
                "CHATFLOW_TIMER_SWEEP_GRACE_SECONDS": str(grace_seconds),
-               "TELEGRAM_API_BASE": telegram_server.url, "CHATFLOW_OUTBOUND_RETRY_DELAYS": "0.2,0.4"}
+               "TELEGRAM_API_BASE": telegram_server.url, "FACEBOOK_GRAPH_BASE": graph_server.url,
+               "CHATFLOW_OUTBOUND_RETRY_DELAYS": "0.2,0.4"}
         env.pop("CHATFLOW_BOOTSTRAP_ADMIN_TOKEN", None)
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

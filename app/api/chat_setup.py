@@ -171,6 +171,32 @@ def create_channel():
     return channel_json(channel), 201
 
 
+FACEBOOK_PAGES = Schema({
+    "user_access_token": Field(str, required=True, max_length=1000),
+    "page_ids": Field(list, items=str, description="pages to connect; absent = only list the pages"),
+    "queue_id": Field(int, description="queue of the new channels (needed with page_ids)"),
+    "active": Field(bool),
+})
+
+
+@bp.post("/channels/facebook/pages")
+@admin
+@accepts(FACEBOOK_PAGES)
+def facebook_pages():
+    """With a user access token: list the user's pages, or (with page_ids and queue_id) make each a channel."""
+    body = parse(FACEBOOK_PAGES)
+    graph = current_app.extensions["chatflow.graph"]
+    if "page_ids" not in body:
+        return [{"id": p["id"], "name": p["name"], "channel_id": p["channel_id"]}
+                for p in setup.facebook_pages(graph, body["user_access_token"])]
+    if body.get("queue_id") is None:
+        raise ApiError(422, "invalid_value", "queue_id: is required to connect pages", {"field": "queue_id"})
+    channels = setup.add_facebook_pages(graph, body["user_access_token"], body["page_ids"], body["queue_id"],
+                                        body.get("active", True))
+    db.session.commit()
+    return [channel_json(c) for c in channels], 201
+
+
 @bp.get("/channels")
 @admin
 def list_channels():

@@ -6,12 +6,13 @@ import hmac
 import logging
 
 from flask import Blueprint, current_app, request
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.adapters import telegram
+from app.adapters import facebook, telegram
 from app.api.errors import ApiError
 from app.api.validation import request_json
-from app.chats import service
+from app.chats import bots, service, settings
 from app.extensions import db
 from app.models.chat import Channel
 
@@ -37,14 +38,64 @@ def telegram_update(channel_id):
     except ValueError as e:
         raise ApiError(400, "malformed_update", str(e)) from None
     jobs = current_app.extensions["chatflow.jobs"]
-    try:
-        message = service.receive(channel, inbound, jobs)
-        db.session.commit()
-    except IntegrityError:
-        # The same update, or the contact's first two messages, arrived twice at once:
-        # the other request stored its part; this one now finds it and joins it.
-        db.session.rollback()
-        channel = db.session.get(Channel, channel_id)
-        message = service.receive(channel, inbound, jobs)
-        db.session.commit()
+    message = _store_once(lambda: service.receive(db.session.get(Channel, channel_id), inbound, jobs))
     return {"ok": True, "duplicate": message is None}
+
+
+def _store_once(store, attempts: int = 5):
+    """Run `store` and commit. When the same event, or a contact's first messages, arrive
+    several times at once, a loser hits a unique constraint: it rolls back and runs again,
+    now finding and joining what the winners stored."""
+    for _ in range(attempts - 1):
+        try:
+            result = store()
+            db.session.commit()
+            return result
+        except IntegrityError:
+            db.session.rollback()
+    result = store()
+    db.session.commit()
+    return result
+
+
+@bp.get("/facebook")
+def facebook_verify():
+    """Subscription check: hub.mode=subscribe and hub.verify_token = FacebookVerifyToken → the challenge."""
+    expected = settings.get("FacebookVerifyToken")
+    given = request.args.get("hub.verify_token", "")
+    if request.args.get("hub.mode") != "subscribe" or not expected \
+            or not hmac.compare_digest(given.encode(), str(expected).encode()):
+        raise ApiError(403, "forbidden", "wrong hub.mode or hub.verify_token")
+    return request.args.get("hub.challenge", ""), 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.post("/facebook")
+def facebook_events():
+    """Page events signed with X-Hub-Signature-256; batched entries are routed by page id."""
+    raw = request.get_data(cache=True)
+    if not facebook.signature_valid(raw, settings.get("FacebookAppSecret"),
+                                    request.headers.get("X-Hub-Signature-256"),
+                                    request.headers.get("X-Hub-Signature")):
+        raise ApiError(403, "forbidden", "missing or wrong X-Hub-Signature-256")
+    try:
+        events, skipped = facebook.parse_webhook(request_json())
+    except ValueError as e:
+        raise ApiError(400, "malformed_event", str(e)) from None
+    for reason in skipped:
+        log.info("facebook event skipped: %s", reason)
+    jobs, engine = current_app.extensions["chatflow.jobs"], current_app.extensions["chatflow.engine"]
+    stored = _store_once(lambda: [_handle(event, jobs, engine) for event in events])
+    return {"ok": True, "events": len(events), "stored": sum(1 for s in stored if s), "skipped": len(skipped)}
+
+
+def _handle(event, jobs, engine) -> bool:
+    channel = db.session.scalars(select(Channel).where(Channel.provider == "facebook",
+                                                       Channel.page_id == event.page_id)).first()
+    if channel is None:
+        log.info("facebook event for page %s, which no channel serves: skipped", event.page_id)
+        return False
+    if event.kind == "pass_thread_control":
+        return bots.bot_passed_thread(channel, event.psid, jobs) is not None
+    if event.kind == "take_thread_control":
+        return bots.bot_took_thread(channel, event.psid, engine) is not None
+    return service.receive(channel, event.message, jobs, bot_holds=event.kind == "standby_message") is not None

@@ -88,8 +88,20 @@ def add_operator(queue: Queue, user_id: int | None, role_id: int | None, jobs) -
 
 
 # -- channels -----------------------------------------------------------------------------
+def _page_free(page_id: str | None, own_id: int | None = None) -> None:
+    if page_id is None:
+        return
+    if not page_id.isdigit():
+        raise Invalid("page_id: a Facebook page id is digits only", details={"field": "page_id"})
+    row = db.session.scalars(select(Channel).where(Channel.provider == "facebook", Channel.page_id == page_id)).first()
+    if row is not None and row.id != own_id:
+        raise Conflict(f"page {page_id} is already channel {row.id}", code="page_taken", details={"field": "page_id"})
+
+
 def create_channel(fields: dict, telegram) -> Channel:
     get(Queue, fields["queue_id"])
+    if fields["provider"] == "facebook":
+        _page_free(fields.get("page_id"))
     channel = Channel(**fields)
     if channel.provider == "telegram":
         channel.webhook_secret = secrets.token_urlsafe(32)
@@ -103,6 +115,8 @@ def create_channel(fields: dict, telegram) -> Channel:
 def update_channel(channel: Channel, fields: dict, telegram) -> Channel:
     if "queue_id" in fields:
         get(Queue, fields["queue_id"])
+    if channel.provider == "facebook" and "page_id" in fields:
+        _page_free(fields["page_id"], channel.id)
     becomes_active = fields.get("active") and not channel.active
     token_changed = "token" in fields and fields["token"] != channel.token
     for name, value in fields.items():
@@ -146,3 +160,45 @@ def connect(channel: Channel, telegram) -> None:
             raise Conflict(f"Telegram did not answer; try again ({e})", code="provider_unavailable") from None
         raise Invalid(f"Telegram refused the webhook: {e}", code="webhook_refused", details={"field": "token"}) \
             from None
+
+
+def facebook_pages(graph, user_access_token: str) -> list[dict]:
+    """The user's pages (GET /me/accounts), each with the channel that serves it, if any."""
+    try:
+        pages = graph.pages(user_access_token)
+    except ProviderError as e:
+        if e.retryable:
+            raise Conflict(f"Facebook did not answer; try again ({e})", code="provider_unavailable") from None
+        raise Invalid(f"user_access_token: Facebook refused it ({e})", code="token_refused",
+                      details={"field": "user_access_token"}) from None
+    for page in pages:
+        channel = db.session.scalars(select(Channel).where(Channel.provider == "facebook",
+                                                           Channel.page_id == page["id"])).first()
+        page["channel_id"] = channel.id if channel else None
+    return pages
+
+
+def add_facebook_pages(graph, user_access_token: str, page_ids: list[str], queue_id: int, active: bool = True):
+    """One channel per selected page, named after it, with its page token; a page that
+    already has a channel gets the fresh token instead of a second channel."""
+    get(Queue, queue_id)
+    pages = {p["id"]: p for p in facebook_pages(graph, user_access_token)}
+    unknown = [pid for pid in page_ids if pid not in pages]
+    if unknown:
+        raise Invalid(f"page_ids: {', '.join(unknown)} not among this user's pages", details={"field": "page_ids"})
+    channels = []
+    for page_id in dict.fromkeys(page_ids):
+        page = pages[page_id]
+        if not page.get("access_token"):
+            raise Invalid(f"page_ids: Facebook gave no page token for {page_id} (missing permission?)",
+                          details={"field": "page_ids"})
+        if page["channel_id"]:
+            channel = db.session.get(Channel, page["channel_id"])
+            channel.page_access_token = page["access_token"]
+        else:
+            channel = Channel(provider="facebook", name=page["name"][:200], page_id=page_id,
+                              page_access_token=page["access_token"], queue_id=queue_id, active=active)
+            db.session.add(channel)
+            db.session.flush()
+        channels.append(channel)
+    return channels

@@ -8,7 +8,7 @@ from functools import partial
 from sqlalchemy import or_, select
 
 from app.adapters.telegram import InboundText
-from app.chats import lifecycle, routing, settings
+from app.chats import bots, lifecycle, routing, settings
 from app.chats.lifecycle import lock_chat, record
 from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
@@ -24,8 +24,13 @@ MAX_TEXT = 4096  # Telegram's limit for one message
 
 
 # -- clients ------------------------------------------------------------------------------
-def receive(channel: Channel, inbound: InboundText, jobs) -> Message | None:
-    """Store a client's message once (None if already stored); a new chat starts its lifecycle."""
+def receive(channel: Channel, inbound: InboundText, jobs, bot_holds: bool = False) -> Message | None:
+    """Store a client's message once (None if already stored); a new chat starts its lifecycle.
+
+    With `bot_holds` an external bot owns the conversation: a new chat is `bot`, with no
+    operator and no lifecycle, until the bot passes it on. A message sent to us while the
+    chat is `bot` means the bot let go of it: it enters its queue.
+    """
     if db.session.scalars(select(Message.id).where(Message.channel_id == channel.id,
                                                    Message.external_id == inbound.external_id)).first():
         return None
@@ -35,12 +40,15 @@ def receive(channel: Channel, inbound: InboundText, jobs) -> Message | None:
         chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == contact.id,
                                                      Chat.state != "completed")).first()
         if chat is None:
-            chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id, state="queued",
-                        address=inbound.address)
+            chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id,
+                        state="bot" if bot_holds else "queued", address=inbound.address)
             db.session.add(chat)
             db.session.flush()
-            record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id)
-            after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id, job_id=f"start-chat-{chat.id}"))
+            record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id, bot=bot_holds)
+            if not bot_holds:
+                after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
+        elif chat.state == "bot" and not bot_holds:
+            bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
     message = Message(channel_id=channel.id, contact_id=contact.id, chat_id=chat.id if chat else None,
                       direction="in", text=inbound.text, status="received", external_id=inbound.external_id)
     db.session.add(message)
@@ -56,7 +64,7 @@ def _contact(channel: Channel, inbound: InboundText) -> Contact:
         if inbound.name and contact.name != inbound.name:
             contact.name = inbound.name
         return contact
-    contact = Contact(name=inbound.name)
+    contact = Contact(name=inbound.name or f"{channel.provider.capitalize()} user {inbound.user_id}")
     db.session.add(contact)
     db.session.flush()
     db.session.add(ContactIdentity(contact_id=contact.id, channel_id=channel.id, provider=channel.provider,

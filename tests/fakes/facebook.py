@@ -1,0 +1,123 @@
+"""A local fake of the Facebook Graph API (the calls Chatflow makes) and webhook payload builders."""
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class FakeGraph:
+    """Pages with tokens; a user token that manages them; records every call; can fail sends."""
+
+    def __init__(self):
+        self.pages = {"111": {"name": "Acme Support", "access_token": "page-token-111"},
+                      "222": {"name": "Acme Sales", "access_token": "page-token-222"}}
+        self.user_tokens = {"user-token": ["111", "222"]}
+        self.calls: list[tuple[str, str, str, dict]] = []   # (method, path, access_token, body)
+        self.fail_sends = 0
+        self.down = False
+        self._next = 0
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, method):
+                url = urlparse(self.path)
+                token = (parse_qs(url.query).get("access_token") or [""])[0]
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    body = {}
+                status, answer = fake.handle(method, url.path, token, body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._answer("GET")
+
+            def do_POST(self):
+                self._answer("POST")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v25.0"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def sent(self) -> list[tuple[str, dict]]:
+        """(page access token, body) of every Send API call."""
+        return [(t, b) for m, p, t, b in self.calls if m == "POST" and p.endswith("/me/messages")]
+
+    @staticmethod
+    def _error(status, code, message, kind="OAuthException"):
+        return status, {"error": {"message": message, "type": kind, "code": code, "fbtrace_id": "FAKE"}}
+
+    def handle(self, method, path, token, body):
+        with self._lock:
+            self.calls.append((method, path, token, body))
+            if self.down:
+                return self._error(503, 2, "Service temporarily unavailable", "FacebookApiException")
+            if method == "GET" and path.endswith("/me/accounts"):
+                if token not in self.user_tokens:
+                    return self._error(400, 190, "Invalid OAuth access token.")
+                return 200, {"data": [{"id": pid, "name": self.pages[pid]["name"], "category": "Company",
+                                       "access_token": self.pages[pid]["access_token"],
+                                       "tasks": ["ANALYZE", "ADVERTISE", "MESSAGING", "MODERATE"]}
+                                      for pid in self.user_tokens[token]],
+                             "paging": {"cursors": {"before": "b", "after": "a"}}}
+            if method == "POST" and path.endswith("/me/messages"):
+                if token not in {p["access_token"] for p in self.pages.values()}:
+                    return self._error(400, 190, "Invalid OAuth access token.")
+                if self.fail_sends > 0:
+                    self.fail_sends -= 1
+                    return self._error(500, 1, "An unknown error has occurred.", "FacebookApiException")
+                recipient = (body.get("recipient") or {}).get("id")
+                if not recipient or body.get("messaging_type") != "RESPONSE" or not (body.get("message") or {}).get("text"):
+                    return self._error(400, 100, "(#100) Invalid parameter")
+                self._next += 1
+                return 200, {"recipient_id": recipient, "message_id": f"m_fake{self._next}"}
+            return self._error(400, 100, f"Unsupported {method} request {path}", "GraphMethodException")
+
+
+def sign(raw: bytes, app_secret: str) -> str:
+    return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def message_event(psid: str, page_id: str, mid: str, text: str) -> dict:
+    return {"sender": {"id": psid}, "recipient": {"id": page_id}, "timestamp": 1457764197627,
+            "message": {"mid": mid, "text": text}}
+
+
+def pass_thread_control(psid: str, page_id: str, new_owner_app_id: str = "1517776481860111") -> dict:
+    return {"sender": {"id": psid}, "recipient": {"id": page_id}, "timestamp": 1458692752478,
+            "pass_thread_control": {"previous_owner_app_id": "263902037430900",
+                                    "new_owner_app_id": new_owner_app_id, "metadata": "Additional content"}}
+
+
+def take_thread_control(psid: str, page_id: str) -> dict:
+    return {"sender": {"id": psid}, "recipient": {"id": page_id}, "timestamp": 1458692752478,
+            "take_thread_control": {"previous_owner_app_id": "1517776481860111",
+                                    "new_owner_app_id": "263902037430900", "metadata": "bot takes over"}}
+
+
+def batch(*entries) -> dict:
+    """entries: (page_id, messaging list, standby list)."""
+    return {"object": "page", "entry": [
+        {"id": page_id, "time": 1458692752478, **({"messaging": messaging} if messaging else {}),
+         **({"standby": standby} if standby else {})} for page_id, messaging, standby in entries]}
