@@ -91,7 +91,7 @@ def start_chat_lifecycle(chat_id: int) -> None:
     with app.app_context():
         try:
             chat = lifecycle.lock_chat(chat_id)
-            if chat.process_instance_id is None and chat.state != "completed":
+            if chat.process_instance_id is None and chat.state == "queued":  # not bot, not completed
                 key = chat.queue.lifecycle_process
                 try:
                     instance = _engine(app).start(key, {"ChatId": chat.id, "ContactId": chat.contact_id,

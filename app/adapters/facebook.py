@@ -73,7 +73,8 @@ def _parse_item(page_id: str, item, standby: bool) -> tuple[PageEvent | None, st
         return None, "an event that is not an object"
     sender = item.get("sender")
     psid = sender.get("id") if isinstance(sender, dict) else None
-    if not isinstance(psid, (str, int)) or isinstance(psid, bool) or not str(psid).isdigit() or len(str(psid)) > 64:
+    if not isinstance(psid, (str, int)) or isinstance(psid, bool) or not str(psid).isascii() \
+            or not str(psid).isdigit() or len(str(psid)) > 64:
         return None, "an event without a sender id"
     psid = str(psid)
     if isinstance(item.get("pass_thread_control"), dict):

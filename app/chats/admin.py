@@ -91,7 +91,7 @@ def add_operator(queue: Queue, user_id: int | None, role_id: int | None, jobs) -
 def _page_free(page_id: str | None, own_id: int | None = None) -> None:
     if page_id is None:
         return
-    if not page_id.isdigit():
+    if not (page_id.isascii() and page_id.isdigit()):
         raise Invalid("page_id: a Facebook page id is digits only", details={"field": "page_id"})
     row = db.session.scalars(select(Channel).where(Channel.provider == "facebook", Channel.page_id == page_id)).first()
     if row is not None and row.id != own_id:
