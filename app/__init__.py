@@ -1,11 +1,10 @@
 """Chatflow: an omnichannel chat-center engine whose behaviour is BPMN."""
-import logging
 from functools import partial
 
 from flask import Flask
 from sqlalchemy import event
 
-from app import config
+from app import config, logs
 from app.extensions import db
 
 
@@ -20,10 +19,7 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
     app = Flask(__name__)
     app.config.update(config.from_env())
     app.config.update(test_config or {})
-    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("spiff", "alembic"):  # they log every task state change and migration step at INFO
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(app.config.get("LOG_LEVEL", "INFO"))
     db.init_app(app)
     from app.engine import tx
     tx.install()

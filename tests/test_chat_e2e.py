@@ -201,7 +201,8 @@ def test_least_busy_chat_from_webhook_to_timeout_completion_and_a_new_chat(make_
     assert done["completion_reason"] == "timeout"
     assert done["operator_id"] == op2["id"]
     lag = (at(done["completed_at"]) - at(reply2["created_at"])).total_seconds()
-    assert COMPLETION_MINUTES * 60 - 0.1 <= lag <= COMPLETION_MINUTES * 60 + 3.0, lag
+    # RQ keeps whole seconds and its scheduler polls each second: up to ~2 s late, more on a busy machine.
+    assert COMPLETION_MINUTES * 60 - 0.1 <= lag <= COMPLETION_MINUTES * 60 + 4.0, lag
     finished = wait_for(lambda: (i := instance(api, accepted["process_instance_id"]))["state"] == "completed"
                         and i, timeout=5, message="the instance to complete")
     fired = [e["task"] for e in events(finished["history"], "timer_fired")]

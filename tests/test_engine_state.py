@@ -224,3 +224,29 @@ def test_restricted_script_fails_only_its_own_instance(make_app):
         assert db.session.get(ProcessInstance, ids[1]).state == "error"
         assert db.session.get(ProcessInstance, ids[0]).state == "completed"
         assert db.session.get(ProcessInstance, ids[2]).state == "waiting"
+
+
+def test_an_event_subprocess_run_does_not_leak_into_new_instances(make_app):
+    """SpiffWorkflow 3.2 wires a started event subprocess into the shared spec's start task; every
+    instance started afterwards from the cached spec began with it and never completed."""
+    app = make_app()
+    with app.app_context():
+        engine = app.extensions["chatflow.engine"]
+        engine.deploy([("event_subprocess.bpmn", (ENGINE_DATA / "event_subprocess.bpmn").read_bytes())])
+        first = engine.start("EventSubprocess")
+        engine.deliver_message(first.id, "ping")
+        second = engine.start("EventSubprocess")
+        assert [w["kind"] for w in second.waiting_for] == ["message"]
+        events = [e.event for e in db.session.scalars(select(InstanceEvent).where(
+            InstanceEvent.instance_id == second.id))]
+        assert "message_received" not in events
+        engine.deliver_message(second.id, "go")
+        engine.deliver_message(first.id, "go")
+        db.session.commit()
+        assert (second.state, first.state) == ("completed", "completed")
+
+        def ran_count(instance):
+            return [e.task for e in db.session.scalars(select(InstanceEvent).where(
+                InstanceEvent.instance_id == instance.id, InstanceEvent.event == "completed"))].count("count")
+
+        assert (ran_count(first), ran_count(second)) == (1, 0)

@@ -204,6 +204,29 @@ class _Checker:
                                   "(SpiffWorkflow 3.2 makes several share one due time)")
 
 
+def _keep_start_unchanged(spec) -> None:
+    """SpiffWorkflow 3.2 starts an event subprocess by connecting it to the process's start
+    task, in the spec itself, and never disconnects it. Specs are parsed once per version and
+    shared by all its instances, so after one instance ran the subprocess every new instance
+    started it at once and could never complete. The start task forgets it again each time."""
+    start = spec.start
+    if not getattr(start, "trigger_specs", None) or getattr(start, "_chatflow_guarded", False):
+        return
+    trigger = start.trigger_wf
+
+    def trigger_wf(my_task, spec_name):
+        outputs = list(start._outputs)
+        try:
+            return trigger(my_task, spec_name)
+        finally:
+            # The subprocess keeps its own links (it needs an input to run, and connects once);
+            # only the start task forgets it, so new instances do not start it.
+            start._outputs = outputs
+
+    start.trigger_wf = trigger_wf
+    start._chatflow_guarded = True
+
+
 def load(xml: bytes, filename: str, operations: set[str] | None = None) -> LoadedFile:
     """Parse and validate one BPMN file; return its executable processes.
 
@@ -236,8 +259,10 @@ def load(xml: bytes, filename: str, operations: set[str] | None = None) -> Loade
             spec = parser.get_spec(key)
             subprocess_specs = parser.get_subprocess_specs(key)
             checker.check_code(spec)
+            _keep_start_unchanged(spec)
             for sub in subprocess_specs.values():
                 checker.check_code(sub)
+                _keep_start_unchanged(sub)
             name = tree.find(f".//bpmn:process[@id='{key}']", NS).get("name") or key
             result.processes.append(LoadedProcess(key, name, spec, subprocess_specs, checker.restart_rules()))
     except BpmnRefused:

@@ -37,8 +37,12 @@ def receive(channel: Channel, inbound: InboundText, jobs, bot_holds: bool = Fals
     contact = _contact(channel, inbound)
     chat = None
     if channel.active:
+        # Locked: a chat completing at this moment must not take the message with it.
         chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == contact.id,
-                                                     Chat.state != "completed")).first()
+                                                     Chat.state != "completed").with_for_update()
+                                  .execution_options(populate_existing=True)).first()
+        if chat is not None and chat.state == "completed":
+            chat = None
         if chat is None:
             chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id,
                         state="bot" if bot_holds else "queued", address=inbound.address)
