@@ -2,7 +2,7 @@
 from flask import Blueprint, current_app, g
 from sqlalchemy import select
 
-from app.api.auth import accepts, admin, authenticate
+from app.api.auth import PAGE, accepts, admin, authenticate, reads
 from app.api.chats import visible_chat
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, page_args, parse
@@ -46,6 +46,7 @@ def create_action():
 
 @bp.get("/chat-actions")
 @admin
+@reads(PAGE)
 def list_actions():
     """List chat actions."""
     limit, offset = page_args()
@@ -98,6 +99,7 @@ def trigger_action(chat_id, action_id):
 
 @bp.get("/cases")
 @admin
+@reads(PAGE)
 def list_cases():
     """Cases, oldest first."""
     limit, offset = page_args()

@@ -5,6 +5,7 @@ from flask import g, request
 
 from app import accounts
 from app.api.errors import ApiError
+from app.api.validation import check_url
 
 ADMIN_PERMISSION = "CanManageChats"
 
@@ -19,6 +20,7 @@ def authenticate() -> None:
     if user is None:
         raise ApiError(401, "unauthorized", "the token is not valid")
     g.user = user
+    check_url()
 
 
 def is_admin(user) -> bool:
@@ -37,8 +39,37 @@ def admin(view):
 
 
 def accepts(schema, partial: bool = False):
-    """Declare the JSON body a view reads, for /openapi.json."""
+    """Declare the JSON body a view reads (a Schema, or a JSON Schema dict), for /openapi.json."""
     def mark(view):
-        view.body_schema = schema.openapi(partial)
+        view.body_schema = schema if isinstance(schema, dict) else schema.openapi(partial)
         return view
     return mark
+
+
+def accepts_files(description: str, many: bool = False):
+    """Declare a multipart body of one (or `many`) files in parts named `file`, for /openapi.json."""
+    def mark(view):
+        view.files_body = (description, many)
+        return view
+    return mark
+
+
+def answers(media_type: str):
+    """Declare a view whose success is not JSON (XML, text, audio), for /openapi.json."""
+    def mark(view):
+        view.media_type = media_type
+        return view
+    return mark
+
+
+def reads(query: dict | None = None, headers: dict | None = None):
+    """Declare the query parameters and headers (name: JSON Schema) a view reads, for /openapi.json."""
+    def mark(view):
+        view.query_params = {**getattr(view, "query_params", {}), **(query or {})}
+        view.header_params = {**getattr(view, "header_params", {}), **(headers or {})}
+        return view
+    return mark
+
+
+PAGE = {"limit": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100},
+        "offset": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0}}

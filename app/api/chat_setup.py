@@ -1,7 +1,7 @@
 """Admin: queues and their operators, channels, settings (design.md §3)."""
 from flask import Blueprint, current_app, request
 
-from app.api.auth import accepts, admin, authenticate
+from app.api.auth import PAGE, accepts, accepts_files, admin, answers, authenticate, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, page_args, parse
 from app.chats import admin as setup
@@ -90,6 +90,7 @@ def _check_timeout(fields):
 
 @bp.get("/queues")
 @admin
+@reads(PAGE)
 def list_queues():
     """List queues."""
     return [queue_json(q) for q in _page(db.select(Queue).order_by(Queue.id))]
@@ -136,6 +137,7 @@ def add_operator(queue_id):
 
 @bp.get("/queues/<int:queue_id>/operators")
 @admin
+@reads(PAGE)
 def list_operators(queue_id):
     """The queue's operator entries (users and roles)."""
     setup.get(Queue, queue_id)
@@ -199,6 +201,7 @@ def facebook_pages():
 
 @bp.get("/channels")
 @admin
+@reads(PAGE)
 def list_channels():
     """List channels (secrets are never returned)."""
     return [channel_json(c) for c in _page(db.select(Channel).order_by(Channel.id))]
@@ -256,6 +259,7 @@ def put_setting(code):
 
 @bp.put("/settings/OmniChatNotificationSound/file")
 @admin
+@accepts_files("an audio file of at most 2 MiB")
 def upload_sound():
     """Upload the notification sound (multipart part `file`, an audio file of at most 2 MiB)."""
     upload = request.files.get("file")
@@ -276,6 +280,7 @@ def upload_sound():
 
 
 @bp.get("/settings/OmniChatNotificationSound/file")
+@answers("audio/*")
 def get_sound():
     """The notification sound, for any signed-in user's panel."""
     stored = settings.stored_file("OmniChatNotificationSound")

@@ -2,9 +2,9 @@
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 
-from app.api.auth import accepts, authenticate, is_admin
+from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
 from app.api.errors import ApiError
-from app.api.validation import Field, Schema, page_args, parse
+from app.api.validation import Field, Schema, id_arg, page_args, parse
 from app.chats import routing, service, settings
 from app.chats.lifecycle import lock_chat
 from app.extensions import db
@@ -82,6 +82,8 @@ def _operator_view():
 
 
 @bp.get("/chats")
+@reads({**PAGE, "state": {"enum": list(CHAT_STATES)}, "queue_id": {"type": "integer", "minimum": 0},
+        "view": {"enum": ["operator"]}})
 def list_chats():
     """Admins: all chats (?state=, ?queue_id=). Operators: the chats they may see now."""
     if not is_admin(g.user) or request.args.get("view") == "operator":
@@ -92,15 +94,15 @@ def list_chats():
         if state not in CHAT_STATES:
             raise ApiError(400, "bad_query", f"state must be one of {', '.join(CHAT_STATES)}", {"field": "state"})
         query = query.where(Chat.state == state)
-    if request.args.get("queue_id"):
-        if not request.args["queue_id"].isdigit():
-            raise ApiError(400, "bad_query", "queue_id must be a whole number", {"field": "queue_id"})
-        query = query.where(Chat.queue_id == int(request.args["queue_id"]))
+    queue_id = id_arg("queue_id")
+    if queue_id is not None:
+        query = query.where(Chat.queue_id == queue_id)
     limit, offset = page_args()
     return [chat_json(c) for c in db.session.scalars(query.limit(limit).offset(offset))]
 
 
 @bp.get("/me/chats")
+@reads({**PAGE, "state": {"enum": list(CHAT_STATES)}})
 def my_chats():
     """The chats you may see now as an operator (also for admins who are operators)."""
     return _operator_view()
@@ -113,6 +115,7 @@ def get_chat(chat_id):
 
 
 @bp.get("/chats/<int:chat_id>/history")
+@reads(PAGE)
 def chat_history(chat_id):
     """What happened to the chat: offers (with candidates and why), accepts, completion."""
     visible_chat(chat_id)
@@ -132,6 +135,7 @@ def accept(chat_id):
 
 
 @bp.get("/chats/<int:chat_id>/messages")
+@reads(PAGE)
 def list_messages(chat_id):
     """The chat's messages, oldest first, with delivery status."""
     visible_chat(chat_id)

@@ -1,7 +1,7 @@
 from flask import Blueprint, current_app, request
 from sqlalchemy import func, select
 
-from app.api.auth import accepts, admin, authenticate
+from app.api.auth import PAGE, accepts, accepts_files, admin, answers, authenticate, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, page_args, parse
 from app.engine.errors import NotFound
@@ -48,6 +48,7 @@ def get_instance(instance_id: int) -> ProcessInstance:
 
 @bp.post("/processes")
 @admin
+@accepts_files("one or more .bpmn files", many=True)
 def deploy():
     """Deploy one or more .bpmn files (multipart, each in a part named `file`)."""
     uploads = request.files.getlist("file")
@@ -61,6 +62,7 @@ def deploy():
 
 @bp.get("/processes")
 @admin
+@reads(PAGE)
 def list_processes():
     """Deployed process keys with their latest version, oldest (first deployed) first."""
     latest = (select(ProcessVersion.key, func.max(ProcessVersion.version).label("v"),
@@ -92,6 +94,7 @@ def get_process(key):
 
 @bp.get("/processes/<key>/versions/<int:number>/bpmn")
 @admin
+@answers("application/xml")
 def get_version_xml(key, number):
     """The BPMN XML of one version, as deployed."""
     for v in _versions(key):
@@ -113,6 +116,8 @@ def start_instance(key):
 
 @bp.get("/process-instances")
 @admin
+@reads({**PAGE, "process": {"type": "string"}, "state": {"enum": list(INSTANCE_STATES)},
+        "chat_id": {"type": "integer"}})
 def list_instances():
     """Instances, filtered by ?process=, ?state= and ?chat_id= (its business key)."""
     query = select(ProcessInstance).order_by(ProcessInstance.id)

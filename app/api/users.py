@@ -1,7 +1,7 @@
 from flask import Blueprint, g
 
 from app import accounts
-from app.api.auth import accepts, admin, authenticate
+from app.api.auth import PAGE, accepts, admin, authenticate, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, page_args, parse
 from app.extensions import db
@@ -50,6 +50,7 @@ def create_user():
 
 @bp.get("/users")
 @admin
+@reads(PAGE)
 def list_users():
     """List users."""
     return [user_json(u) for u in page(User)]
@@ -97,6 +98,7 @@ def create_role():
 
 @bp.get("/roles")
 @admin
+@reads(PAGE)
 def list_roles():
     """List roles with their members."""
     return [role_json(r) for r in page(Role)]

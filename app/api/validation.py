@@ -7,6 +7,9 @@ from flask import request
 from app.api.errors import ApiError
 
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+# Our integer columns (ids, counts) are 32-bit INTEGER on PostgreSQL: a larger id names nothing,
+# and would make the driver overflow.
+MIN_INT, MAX_INT = -2**31, 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class Field:
             out["items"] = {"type": _JSON_TYPES[self.items]}
         if self.max_length and str in types:
             out["maxLength"] = self.max_length
+        if self.required and types == (str,) and not self.choices:
+            out.update(minLength=1, pattern=r"\S")
+        if int in types and float not in types:
+            out.update(minimum=MIN_INT, maximum=MAX_INT)
         if self.description:
             out["description"] = self.description
         return out
@@ -42,7 +49,8 @@ class Schema:
 
     def openapi(self, partial: bool = False) -> dict:
         required = [n for n, f in self.fields.items() if f.required and not partial]
-        out = {"type": "object", "properties": {n: f.schema() for n, f in self.fields.items()}}
+        out = {"type": "object", "properties": {n: f.schema() for n, f in self.fields.items()},
+               "additionalProperties": False}
         if required:
             out["required"] = required
         return out
@@ -79,7 +87,11 @@ def _check(name: str, spec: Field, value):
         value = value if int in types else float(value)
     if not isinstance(value, types):
         raise _invalid(name, f"must be {' or '.join(_JSON_TYPES[t] for t in types)}")
+    if isinstance(value, int) and not isinstance(value, bool) and not MIN_INT <= value <= MAX_INT:
+        raise _invalid(name, "is out of range")
     if isinstance(value, str):
+        if "\x00" in value:
+            raise _invalid(name, "must not contain NUL characters")
         if spec.required and not value.strip():
             raise _invalid(name, "must not be empty")
         if spec.max_length and len(value) > spec.max_length:
@@ -90,6 +102,8 @@ def _check(name: str, spec: Field, value):
         for item in value:
             if not isinstance(item, spec.items) or isinstance(item, bool) and spec.items is not bool:
                 raise _invalid(name, f"items must be {_JSON_TYPES[spec.items]}")
+            if isinstance(item, str) and "\x00" in item:
+                raise _invalid(name, "items must not contain NUL characters")
     return value
 
 
@@ -108,6 +122,29 @@ def parse(schema: Schema, partial: bool = False) -> dict:
             continue
         out[name] = _check(name, spec, body[name])
     return out
+
+
+def check_url() -> None:
+    """Path and query values that no row can match and the database cannot even be asked
+    about: an integer id beyond 64 bits names nothing (404); NUL characters are refused (400)."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and value > MAX_INT:
+            raise ApiError(404, "not_found", f"no {name.removesuffix('_id')} {value}")
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(400, "bad_path", f"{name} must not contain NUL characters", {"field": name})
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise ApiError(400, "bad_query", "the query must not contain NUL characters", {"field": name})
+
+
+def id_arg(name: str) -> int | None:
+    """An optional whole-number query parameter such as ?queue_id=; 400 when it is not one."""
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_INT:
+        raise ApiError(400, "bad_query", f"{name} must be a whole number", {"field": name})
+    return int(raw)
 
 
 def page_args() -> tuple[int, int]:

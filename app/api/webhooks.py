@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters import facebook, telegram
+from app.api.auth import accepts, answers, reads
 from app.api.errors import ApiError
-from app.api.validation import request_json
+from app.api.validation import MAX_INT, request_json
 from app.chats import bots, service, settings
 from app.extensions import db
 from app.models.chat import Channel
@@ -21,9 +22,11 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
 @bp.post("/telegram/<int:channel_id>")
+@accepts({"type": "object", "description": "a Telegram Update"})
+@reads(headers={"X-Telegram-Bot-Api-Secret-Token": {"type": "string"}})
 def telegram_update(channel_id):
     """A Telegram Update; X-Telegram-Bot-Api-Secret-Token must match; a repeated update_id is ignored."""
-    channel = db.session.get(Channel, channel_id)
+    channel = db.session.get(Channel, channel_id) if channel_id <= MAX_INT else None
     given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
     if channel is None or channel.provider != "telegram" or not channel.webhook_secret \
             or not hmac.compare_digest(given.encode(), channel.webhook_secret.encode()):
@@ -59,6 +62,8 @@ def _store_once(store, attempts: int = 5):
 
 
 @bp.get("/facebook")
+@answers("text/plain")
+@reads({"hub.mode": {"type": "string"}, "hub.verify_token": {"type": "string"}, "hub.challenge": {"type": "string"}})
 def facebook_verify():
     """Subscription check: hub.mode=subscribe and hub.verify_token = FacebookVerifyToken → the challenge."""
     expected = settings.get("FacebookVerifyToken")
@@ -70,6 +75,8 @@ def facebook_verify():
 
 
 @bp.post("/facebook")
+@accepts({"type": "object", "description": "page events: {\"object\": \"page\", \"entry\": [...]}"})
+@reads(headers={"X-Hub-Signature-256": {"type": "string"}})
 def facebook_events():
     """Page events signed with X-Hub-Signature-256; batched entries are routed by page id."""
     raw = request.get_data(cache=True)
