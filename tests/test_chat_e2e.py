@@ -7,7 +7,6 @@ import signal
 import time
 from datetime import datetime, timedelta
 
-import pytest
 from conftest import ROOT, Api, wait_for
 from fakes.telegram import update
 

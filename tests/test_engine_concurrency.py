@@ -35,7 +35,7 @@ app = create_app({"SQLALCHEMY_DATABASE_URI": url, "AUTO_MIGRATE": False, "REDIS_
                   "BOOTSTRAP_ADMIN_TOKEN": None}, start_jobs=False)
 engine = app.extensions["chatflow.engine"]
 with app.app_context():
-    engine.specs.get(db.session.get(ProcessInstance, instance_id).version)  # parse before the race
+    engine.specs.get(db.session.get(ProcessInstance, instance_id).process_version_id)  # parse before the race
     db.session.rollback()
 print("ready", flush=True)
 sys.stdin.readline()

@@ -132,7 +132,7 @@ def test_spec_cache_parses_each_version_once(make_app, monkeypatch):
         engine_of(second).diagram(db.session.get(ProcessInstance, v1_id))
         versions = {v.version: v for v in db.session.scalars(select(ProcessVersion))}
         assert sorted(p.decode() for p in parsed) == sorted(v.xml for v in versions.values())
-        assert engine_of(second).specs.get(versions[1]) is engine_of(second).specs.get(versions[1])
+        assert engine_of(second).specs.get(versions[1].id) is engine_of(second).specs.get(versions[1].id)
         assert len(parsed) == 2
         assert {db.session.get(ProcessInstance, i).data["count"] for i in (v2_id, v2b_id)} == {6, 3}
 
@@ -250,3 +250,21 @@ def test_an_event_subprocess_run_does_not_leak_into_new_instances(make_app):
                 InstanceEvent.instance_id == instance.id, InstanceEvent.event == "completed"))].count("count")
 
         assert (ran_count(first), ran_count(second)) == (1, 0)
+
+
+def test_state_dump_skips_converting_the_spec_but_stores_the_same(make_app):
+    """state.dump builds the dict without SpiffWorkflow's spec conversion (a speed-up): it must be
+    exactly what the full to_dict gives once spec and subprocess_specs are dropped."""
+    from app.engine import state
+    app = make_app()
+    deploy(app, "ping_loop.bpmn", "event_subprocess.bpmn", "hour_timer.bpmn")
+    ping_id = start(app, "PingLoop")
+    ping(app, ping_id, 0)
+    sub_id, timer_id = start(app, "EventSubprocess"), start(app, "HourTimer")
+    with app.app_context():
+        engine_of(app).deliver_message(sub_id, "ping")  # an event subprocess is running
+        db.session.commit()
+        for instance_id in (ping_id, sub_id, timer_id):
+            workflow = engine_of(app)._restore(db.session.get(ProcessInstance, instance_id))
+            assert state._state_dict(workflow) == state._full_dict(workflow)
+            assert json.loads(db.session.get(ProcessInstance, instance_id).workflow_state)["tasks"]

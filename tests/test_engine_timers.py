@@ -219,7 +219,7 @@ def test_cycle_timer_fires_each_cycle_and_reschedules_its_row(make_app, clock):
     app = quiet_app(make_app)
     deploy(app, "reminder_cycle.bpmn")  # R3/PT1H on a user task, non-interrupting
     instance_id = start(app, "ReminderCycle")
-    ((task_id, element, due),) = snapshot(app, instance_id)["timers"]
+    ((task_id, element, _),) = snapshot(app, instance_id)["timers"]
     assert element == "remind"
 
     with app.app_context():
@@ -238,7 +238,6 @@ def test_cycle_timer_fires_each_cycle_and_reschedules_its_row(make_app, clock):
                 ((row_task, _, next_due),) = snap["timers"]
                 assert row_task == task_id
                 assert abs(next_due - (clock.now() + timedelta(hours=1))) < timedelta(seconds=1)
-                due = next_due
             else:
                 assert snap["timers"] == []
         clock.advance(hours=2)

@@ -11,12 +11,10 @@ Then the tests grep the answers (every body the scenario received) and the log o
 The one exemption: the answer of POST /api/users, which carries the new user's token once.
 """
 import hashlib
-import io
 import json
 import logging
 import re
 import threading
-from pathlib import Path
 
 import pytest
 import requests

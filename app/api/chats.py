@@ -151,8 +151,9 @@ def send_message(chat_id):
     """Reply: stored at once as pending, delivered by a worker with retries."""
     visible_chat(chat_id)
     message = service.reply(chat_id, g.user, parse(REPLY)["text"], engine(), jobs())
+    answer = message_json(message)  # as stored: a worker may have sent it by the time we answer
     db.session.commit()
-    return message_json(message), 201
+    return answer, 201
 
 
 @bp.post("/chats/<int:chat_id>/complete")

@@ -2,7 +2,7 @@
 from collections import OrderedDict
 from threading import Lock
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.bpmn.errors import BpmnRefused
 from app.bpmn.loader import LoadedFile, LoadedProcess, load, parse_specs
@@ -50,10 +50,10 @@ def latest_version(key: str) -> ProcessVersion | None:
                               .order_by(ProcessVersion.version.desc()).limit(1)).first()
 
 
-def version_counts() -> dict[str, int]:
-    rows = db.session.execute(select(ProcessVersion.key, func.max(ProcessVersion.version))
-                              .group_by(ProcessVersion.key)).all()
-    return dict(rows)
+def latest_version_ref(key: str):
+    """(id, version) of the latest version of `key`, without its XML; None if none is deployed."""
+    return db.session.execute(select(ProcessVersion.id, ProcessVersion.version).where(ProcessVersion.key == key)
+                              .order_by(ProcessVersion.version.desc()).limit(1)).first()
 
 
 class SpecCache:
@@ -69,12 +69,14 @@ class SpecCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
-    def get(self, version: ProcessVersion) -> LoadedProcess:
+    def get(self, version_id: int) -> LoadedProcess:
+        """The parsed version; its row (and XML) is read only when it is not cached yet."""
         with self._lock:
-            specs = self._items.get(version.id)
+            specs = self._items.get(version_id)
             if specs is not None:
-                self._items.move_to_end(version.id)
+                self._items.move_to_end(version_id)
                 return specs
+        version = db.session.get(ProcessVersion, version_id)
         specs = parse_specs(version.xml.encode("utf-8"), version.filename, version.key)
-        self.put(version.id, specs)
+        self.put(version_id, specs)
         return specs

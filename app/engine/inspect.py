@@ -82,8 +82,10 @@ def user_tasks(workflow) -> list:
     return workflow.get_tasks(state=TaskState.READY, manual=True)
 
 
-def waiting_for(workflow) -> list[dict]:
-    waits = [{"task": w.element_id, "kind": "timer", "due_at": w.due_at.isoformat()} for w in timer_waits(workflow)]
+def waiting_for(workflow, timers: list[TimerWait] | None = None) -> list[dict]:
+    """What the workflow waits for; `timers`: its timer_waits, when the caller has them already."""
+    timers = timer_waits(workflow) if timers is None else timers
+    waits = [{"task": w.element_id, "kind": "timer", "due_at": w.due_at.isoformat()} for w in timers]
     waits += [{"task": element_id(t) or t.task_spec.name, "kind": "message", "message": d.name, "due_at": None}
               for t, d in message_catchers(workflow)]
     waits += [{"task": element_id(t) or t.task_spec.name, "kind": "user", "due_at": None} for t in user_tasks(workflow)]

@@ -10,7 +10,8 @@ from uuid import UUID
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
@@ -38,6 +39,17 @@ def _plain(data: dict) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
+def database_fault(error: BaseException | None) -> BaseException | None:
+    """The database error behind `error`, if any: SpiffWorkflow wraps what a service task raises."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (DBAPIError, PendingRollbackError)):
+            return error
+        seen.add(id(error))
+        error = getattr(error, "exception", None) or error.__cause__ or error.__context__
+    return None
+
+
 def describe_error(error: Exception) -> str:
     task = getattr(error, "task", None)
     element = inspect.element_id(task) if task is not None else None
@@ -62,15 +74,15 @@ class Engine:
     # -- instances --------------------------------------------------------------------
     def start(self, key: str, data: dict | None = None, business_key: str | None = None) -> ProcessInstance:
         """Start the latest version of `key` with `data` and run it until it waits."""
-        version = store.latest_version(key)
+        version = store.latest_version_ref(key)  # id and number only: the XML is read only on a cache miss
         if version is None:
             raise NotFound(f"no process {key!r} is deployed", code="process_not_found")
-        parsed = self.specs.get(version)
+        parsed = self.specs.get(version.id)
         workflow = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=self.script_engine)
         workflow.get_next_task(state=TaskState.READY).set_data(**(data or {}))
-        instance = ProcessInstance(version=version, process_version_id=version.id, process_key=key,
+        instance = ProcessInstance(process_version_id=version.id, process_key=key,
                                    business_key=business_key, state="running", workflow_state="", data={},
-                                   waiting_for=[])
+                                   waiting_for=[], revision=0, created_at=utcnow())
         db.session.add(instance)
         db.session.flush()
         self._record(instance, None, "started", {"version": version.version})
@@ -89,7 +101,7 @@ class Engine:
         live = instance.state not in FINISHED
         catchers = inspect.message_catchers(workflow, name) if live else []
         starts = inspect.message_starts(workflow, name) if live else []
-        restart_on = self.specs.get(instance.version).restart_on
+        restart_on = self.specs.get(instance.process_version_id).restart_on
         restarts = [w for w in inspect.timer_waits(workflow) if name in restart_on.get(w.element_id, ())] \
             if live else []
         if not catchers and not starts and not restarts:
@@ -154,7 +166,7 @@ class Engine:
         now = now or utcnow()
         due = {w.task_id for w in inspect.timer_waits(workflow) if w.due_at <= now}
         if not due:
-            self._sync_timers(instance, workflow)  # a stale row (the instance moved on) is dropped
+            self._sync_timers(instance, inspect.timer_waits(workflow))  # a stale row (moved on) is dropped
             return False
 
         def fire():
@@ -204,8 +216,12 @@ class Engine:
 
     # -- internals --------------------------------------------------------------------
     def _lock(self, instance_id: int) -> ProcessInstance | None:
-        return db.session.execute(select(ProcessInstance).where(ProcessInstance.id == instance_id)
-                                  .with_for_update().execution_options(populate_existing=True)).scalar_one_or_none()
+        instance = db.session.execute(select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                                      .with_for_update().execution_options(populate_existing=True)
+                                      ).scalar_one_or_none()
+        if instance is not None:
+            instance._pending_events = []  # nothing left over from a step that rolled back
+        return instance
 
     def _open(self, instance_id: int):
         instance = self._lock(instance_id)
@@ -214,17 +230,24 @@ class Engine:
         return instance, self._restore(instance)
 
     def _restore(self, instance: ProcessInstance):
-        parsed = self.specs.get(instance.version)
+        # By id: the version row (with its XML) is read only when the spec is not cached yet.
+        parsed = self.specs.get(instance.process_version_id)
         return state.load(instance.workflow_state, parsed.spec, parsed.subprocess_specs, self.script_engine)
 
     def _advance(self, instance: ProcessInstance, workflow, action) -> None:
         """Run `action` on the workflow, record what happened, save; an error fails only this instance."""
         before = inspect.snapshot(workflow)
+        # The timer rows equal the timers of the state just loaded (each save syncs them), so the
+        # save can compare with these instead of reading the rows back.
+        timers_before = {} if instance.state in FINISHED + ("error",) else {
+            w.task_id: w for w in inspect.timer_waits(workflow)}
         error = None
         token = current_instance.set(instance)
         try:
             action()
         except Exception as e:  # scripts and services are the diagram's code: their failure is the instance's
+            if (fault := database_fault(e)) is not None:  # but not the database's: the whole step
+                raise fault  # rolls back, to be retried
             error = describe_error(e)
         finally:
             current_instance.reset(token)
@@ -236,25 +259,30 @@ class Engine:
             # Also a retry that fails again: its task went from ERROR to ERROR, which is no change.
             failed = inspect.errored_tasks(workflow)
             self._record(instance, inspect.element_id(failed[0]) if failed else None, "error", {"message": error})
-        self._save(instance, workflow, error)
+        self._save(instance, workflow, error, timers_before=timers_before)
 
-    def _save(self, instance: ProcessInstance, workflow, error: str | None, final_state: str | None = None):
+    def _save(self, instance: ProcessInstance, workflow, error: str | None, final_state: str | None = None,
+              timers_before: dict | None = None):
+        # Once: pruning below drops finished branches and spare joins, never a timer or a catch.
+        timers = inspect.timer_waits(workflow)
+        waiting = inspect.waiting_for(workflow, timers)
         if final_state:
-            instance.state = final_state
+            new_state = final_state
         elif workflow.is_completed():
-            instance.state = "completed"
+            new_state = "completed"
         elif error or inspect.errored_tasks(workflow):
-            instance.state = "error"
+            new_state = "error"
         else:
-            instance.state = "waiting" if inspect.waiting_for(workflow) else "running"
-        instance.error = error if instance.state == "error" else None
+            new_state = "waiting" if waiting else "running"
         inspect.prune_finished_branches(workflow)
-        instance.workflow_state = state.dump(workflow)
-        instance.waiting_for = [] if instance.state in FINISHED else inspect.waiting_for(workflow)
-        instance.data = _plain(self._current_data(workflow))
-        instance.revision = (instance.revision or 0) + 1
-        instance.updated_at = utcnow()
-        self._sync_timers(instance, workflow)
+        values = {"state": new_state, "error": error if new_state == "error" else None,
+                  "workflow_state": state.dump(workflow), "waiting_for": [] if new_state in FINISHED else waiting,
+                  "data": _plain(self._current_data(workflow)), "revision": (instance.revision or 0) + 1,
+                  "updated_at": utcnow()}
+        for key, value in values.items():
+            setattr(instance, key, value)
+        self._write_events(instance)
+        self._sync_timers(instance, [] if new_state in FINISHED + ("error",) else timers, timers_before)
 
     @staticmethod
     def _current_data(workflow) -> dict:
@@ -267,27 +295,42 @@ class Engine:
                 data.update(task.data)
         return data
 
-    def _sync_timers(self, instance: ProcessInstance, workflow) -> None:
-        """Make the timer rows match what the workflow waits on; schedule new or moved ones."""
-        waits = {} if instance.state in FINISHED + ("error",) else {
-            w.task_id: w for w in inspect.timer_waits(workflow)}
-        rows = {r.task_id: r for r in db.session.scalars(select(Timer).where(Timer.instance_id == instance.id))}
-        stale = [r.id for task_id, r in rows.items() if task_id not in waits]
-        if stale:
-            db.session.execute(delete(Timer).where(Timer.id.in_(stale)))
+    def _sync_timers(self, instance: ProcessInstance, waits: list, before: dict | None = None) -> None:
+        """Make the timer rows match `waits`; schedule new or moved ones after commit.
+
+        `before`: the timers the rows hold now (those of the state just loaded, since every save
+        syncs them), which saves reading them back; None reads them.
+        """
+        if before is None:
+            before = {r.task_id: r for r in db.session.scalars(select(Timer).where(Timer.instance_id == instance.id))}
+        waits = {w.task_id: w for w in waits}
+        gone = [task_id for task_id in before if task_id not in waits]
+        if gone:
+            db.session.execute(delete(Timer).where(Timer.instance_id == instance.id, Timer.task_id.in_(gone)))
         for task_id, wait in waits.items():
-            row = rows.get(task_id)
-            if row is not None and row.due_at == wait.due_at:
+            if task_id in before and before[task_id].due_at == wait.due_at:
                 continue
-            if row is None:
+            if task_id in before:
+                db.session.execute(update(Timer).where(Timer.instance_id == instance.id, Timer.task_id == task_id)
+                                   .values(due_at=wait.due_at))
+            else:
                 db.session.add(Timer(instance_id=instance.id, task_id=task_id, element_id=wait.element_id,
                                      due_at=wait.due_at))
-            else:
-                row.due_at = wait.due_at
             job_id = f"timer-{instance.id}-{task_id}-{int(wait.due_at.timestamp() * 1000)}"
             after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, FIRE_TIMERS_JOB, instance.id,
                                              job_id=job_id))
 
     def _record(self, instance, element, event, details, at=None) -> None:
-        db.session.add(InstanceEvent(instance_id=instance.id, task=element, event=event, details=details,
-                                     at=at or utcnow()))
+        """Buffer a history row; _save writes the step's rows in one INSERT (no RETURNING)."""
+        pending = getattr(instance, "_pending_events", None)
+        if pending is None:
+            pending = instance._pending_events = []
+        pending.append({"instance_id": instance.id, "task": element, "event": event, "details": details,
+                        "at": at or utcnow()})
+
+    @staticmethod
+    def _write_events(instance) -> None:
+        pending = getattr(instance, "_pending_events", None)
+        if pending:
+            instance._pending_events = []
+            db.session.execute(insert(InstanceEvent), pending)
