@@ -1,0 +1,308 @@
+"""Timers bench (issue 7, goal 3): 10,000 chats waiting on acceptance timers due within one
+minute, 2 `chatflow worker` processes; lag between each timer's due time and the chat's state
+change, none lost, none fired twice.
+
+    .venv/bin/python bench/timers.py          # ~4 min; --help for the knobs
+
+The production shape from bench/_servers.py (PostgreSQL database chatflow_bench_timers, Redis DB 8,
+2 `chatflow worker` = RQ SimpleWorker + scheduler + the database sweep; one gunicorn worker only
+for the setup over the API). One least_busy queue, N/100 operators × SimultaneousChats 100, so
+every chat is offered and its `acceptance_timeout` timer armed; no completion timeout.
+
+Creating 10,000 chats through 10,000 webhooks would take minutes, so --creators processes create
+them in-process on the same database and Redis: `service.receive` (the webhook's own code) stores
+contact, chat and message, then the body of the start job (`app.jobs.start_chat_lifecycle`) starts
+the lifecycle, which routes (offers) the chat and arms the timer; its RQ wake-up is scheduled
+(`enqueue_at`) after commit as always. Creation takes longer than a minute on a small machine, so
+to put every due time inside ONE minute, the creators give chat k the acceptance timeout that
+makes it due at T0 + window * k / N (`OmniChatOperatorAcceptChatTimeout` read per chat, as if an
+admin changed the setting before each chat; nothing else is changed): the due times are spread
+evenly over the window, T0 = creation start + --lead seconds.
+
+Before anything is due, the due time of each chat's timer is read from the `timers` rows. Lag =
+time of the chat's `offer_timed_out` chat event (written in the transaction that moves the chat)
+minus that due time. Checks: every chat has exactly one offer_timed_out (none lost, none fired
+twice) and was then re-offered to another operator or queued exactly once, and its state agrees.
+Every operator misses its offers (nobody accepts), so re-offers find nobody: chats end `queued`.
+"""
+import argparse
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _servers  # noqa: E402
+from _pg import machine, pct  # noqa: E402
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--chats", type=int, default=10_000)
+    p.add_argument("--window", type=float, default=60, help="seconds over which the due times are spread")
+    p.add_argument("--lead", type=float, default=120, help="first due time, seconds after creation starts")
+    p.add_argument("--creators", type=int, default=2, help="processes creating chats")
+    p.add_argument("--job-workers", type=int, default=2)
+    p.add_argument("--sweep-seconds", type=float, default=None,
+                   help="CHATFLOW_TIMER_SWEEP_SECONDS for the workers (default: the app's, 5)")
+    p.add_argument("--max-wait", type=float, default=120, help="seconds after the last due time to wait")
+    p.add_argument("--goal-seconds", type=float, default=2.0)
+    p.add_argument("--database", default="chatflow_bench_timers")
+    p.add_argument("--redis-db", type=int, default=8)
+    p.add_argument("--keep-database", action="store_true")
+    return p.parse_args()
+
+
+class _NoJobs:
+    """receive() schedules the start job after commit; the creator runs the start itself."""
+
+    def enqueue(self, *args, **kw):
+        pass
+
+
+def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel_id: int, t0: float,
+                window: float, done: "multiprocessing.Queue"):
+    """Create chats k = part, part + parts, ... with chat k due at t0 + window * k / n."""
+    from app import create_app
+    from app import jobs as app_jobs
+    from app.adapters.telegram import InboundText
+    from app.chats import service, settings
+    from app.extensions import db
+    from app.models.chat import Channel
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+                      "REDIS_URL": redis_url, "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": None,
+                      "LOG_LEVEL": "WARNING"}, start_jobs=False)
+    app_jobs._worker_app = app
+    original = settings.get
+    planned = {"seconds": None}
+
+    def get(code):
+        if code == "OmniChatOperatorAcceptChatTimeout" and planned["seconds"] is not None:
+            return planned["seconds"] / 60
+        return original(code)
+
+    settings.get = get  # read per chat by route_chat (lifecycle._timeouts)
+    late, made = 0, 0
+    ks = list(range(part, n, parts))
+    batch = 50
+    for i in range(0, len(ks), batch):
+        chunk = ks[i:i + batch]
+        with app.app_context():
+            channel = db.session.get(Channel, channel_id)
+            chat_ids = []
+            for k in chunk:
+                user = str(7_000_000 + k)
+                message = service.receive(channel, InboundText(external_id=str(90_000_000 + k), user_id=user,
+                                                               address=user, name=f"Client {k}", text="hello"),
+                                          _NoJobs())
+                chat_ids.append((k, message.chat_id))
+            db.session.commit()
+            db.session.remove()
+        for k, chat_id in chat_ids:
+            seconds = t0 + window * k / n - time.time()
+            if seconds < 5:
+                late += 1
+                seconds = 5
+            planned["seconds"] = round(seconds, 3)
+            app_jobs.start_chat_lifecycle(chat_id)
+            made += 1
+    done.put((part, made, late))
+
+
+def cpu_snapshot(groups: dict) -> dict:
+    """CPU seconds used so far: the whole machine (busy, total) and per named process group
+    (`groups`: name -> process group id) plus every postgres process, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    out = {"machine_busy": (sum(fields) - idle) / tick, "machine_total": sum(fields) / tick}
+    by_group = {pgid: name for name, pgid in groups.items()}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2:].split()
+        pgrp, cpu = int(rest[2]), (int(rest[11]) + int(rest[12])) / tick
+        name = by_group.get(pgrp) or ("postgres" if comm.startswith("postgres") else
+                                      "redis" if comm.startswith("redis") else None)
+        if name:
+            out[name] = out.get(name, 0) + cpu
+    return out
+
+
+def main() -> int:
+    args = parse_args()
+    n = args.chats
+    per_op = 100
+    n_ops = math.ceil(n / per_op)
+    extra_env = {} if args.sweep_seconds is None else {"CHATFLOW_TIMER_SWEEP_SECONDS": str(args.sweep_seconds)}
+    print(f"chatflow timers bench: {n} chats, due evenly over {args.window:.0f} s starting {args.lead:.0f} s after "
+          f"creation starts; {n_ops} operators x SimultaneousChats {per_op}; {args.job_workers} chatflow workers; "
+          f"sweep every {args.sweep_seconds or '5 (default)'} s")
+    print(f"machine: {machine()}")
+    failures = []
+    started = time.monotonic()
+    with _servers.stack(args.database, args.redis_db, web_workers=1, job_workers=args.job_workers,
+                        extra_env=extra_env, keep_database=args.keep_database, label="bench_timers") as s:
+        cfg = _servers.setup_queue(s, rule="least_busy", operators=n_ops, simultaneous=per_op,
+                                   accept_timeout_minutes=60, completion_timeout_minutes=None)
+        print(f"setup done in {time.monotonic() - started:.1f} s; logs in {s.logdir}")
+
+        # -- create
+        t_create = time.time()
+        t0 = t_create + args.lead
+        ctx = multiprocessing.get_context("fork")
+        done = ctx.Queue()
+        creators = [ctx.Process(target=create_part, args=(i, args.creators, n, s.dsn, s.redis_url,
+                                                          cfg["channel"]["id"], t0, args.window, done))
+                    for i in range(args.creators)]
+        try:
+            for c in creators:
+                c.start()
+            reports = [done.get(timeout=args.lead + args.window) for _ in creators]
+        finally:
+            for c in creators:
+                c.join(10)
+                if c.is_alive():
+                    c.kill()
+                    c.join()
+        create_seconds = time.time() - t_create
+        made, late = sum(r[1] for r in reports), sum(r[2] for r in reports)
+        print(f"created {made} chats in {create_seconds:.1f} s ({made / create_seconds:.0f}/s with "
+              f"{args.creators} processes); {late} created too late for their planned due time")
+        if late:
+            failures.append(f"{late} chats created after their planned due time (raise --lead)")
+
+        with psycopg.connect(s.dsn, autocommit=True) as conn:
+            q = lambda sql, *a: conn.execute(sql, a).fetchall()  # noqa: E731
+            states = dict(q("select state, count(*) from chats group by state"))
+            rows = q("""select c.id, c.offered_to_id, t.due_at from chats c
+                        join timers t on t.instance_id = c.process_instance_id where t.element_id = 'acceptance_timeout'""")
+            due = {r[0]: r[2] for r in rows}
+            first_op = {r[0]: r[1] for r in rows}
+            if states != {"offered": n} or len(due) != n:
+                failures.append(f"before the timers: chats {states}, acceptance timers {len(due)} (want {n} offered)")
+            dues = sorted(due.values())
+            print(f"before the timers: chats {states}; {len(due)} acceptance timers due from {dues[0]:%H:%M:%S.%f} "
+                  f"to {dues[-1]:%H:%M:%S.%f} ({(dues[-1] - dues[0]).total_seconds():.1f} s apart); "
+                  f"first due {dues[0].timestamp() - time.time():.1f} s from now")
+            scheduled = s.red.zcard("rq:scheduled:chatflow")
+            print(f"RQ wake-ups scheduled: {scheduled}")
+
+            # -- watch
+            from rq import Queue, Worker
+            rq_queue = Queue("chatflow", connection=s.red)
+            workers_before = {w.name: (w.successful_job_count, w.total_working_time)
+                              for w in Worker.all(queue=rq_queue)}
+            timeline = []
+            groups = {n: p.pid for n, p, _ in s.procs.children if n.startswith("worker")}
+            cpu_before = None
+            last_due = dues[-1].timestamp()
+            deadline = last_due + args.max_wait
+            fired = 0
+            print("\n   t (s from first due) | due so far | changed so far | backlog | RQ queued | RQ scheduled (incl. next cycles)")
+            while time.time() < deadline:
+                s.procs.check_alive()
+                now = time.time()
+                fired = q("select count(*) from chat_events where event = 'offer_timed_out'")[0][0]
+                due_so_far = sum(1 for d in dues if d.timestamp() <= now)
+                queued, sched = rq_queue.count, s.red.zcard("rq:scheduled:chatflow")
+                timeline.append((now - dues[0].timestamp(), due_so_far, fired, queued, sched))
+                if now >= dues[0].timestamp() - 2 and len(timeline) % 5 == 0:
+                    print(f"   {now - dues[0].timestamp():8.1f} | {due_so_far:6} | {fired:6} | "
+                          f"{due_so_far - fired:6} | {queued:6} | {sched:6}")
+                if cpu_before is None and now >= dues[0].timestamp() - 1:
+                    cpu_before = cpu_snapshot(groups)
+                if fired >= n and now > last_due:
+                    break
+                time.sleep(1 if now < dues[0].timestamp() - 5 else 0.5)
+            cpu_after = cpu_snapshot(groups)
+            time.sleep(3)  # anything fired twice shows up now
+            workers_after = {w.name: (w.successful_job_count, w.total_working_time)
+                             for w in Worker.all(queue=rq_queue)}
+
+            # -- analyse
+            events = q("""select chat_id, event, at, details from chat_events
+                          where event in ('offer_timed_out', 'offered', 'waiting_for_operator') order by id""")
+            timed_out = defaultdict(list)
+            after = defaultdict(Counter)
+            for chat_id, event, at, details in events:
+                if event == "offer_timed_out":
+                    timed_out[chat_id].append((at, details))
+                elif timed_out[chat_id]:
+                    after[chat_id][event] += 1
+            timed_out = {k: v for k, v in timed_out.items() if v}
+            lost = [c for c in due if c not in timed_out]
+            twice = [c for c, v in timed_out.items() if len(v) > 1]
+            wrong_op = [c for c, v in timed_out.items() if v[0][1].get("operator_id") != first_op.get(c)]
+            not_once = [c for c in timed_out if sum(after[c].values()) != 1]
+            final = dict(q("select state, count(*) from chats group by state"))
+            bad_state = q("""select count(*) from chats where (state = 'offered') <> (offered_to_id is not null)
+                             or state not in ('queued', 'offered')""")[0][0]
+            lags = sorted((timed_out[c][0][0] - d).total_seconds() for c, d in due.items() if c in timed_out)
+            ceil_part = [math.ceil(d.timestamp()) - d.timestamp() for d in dues]
+            errors = q("select count(*) from process_instances where state = 'error'")[0][0]
+            inactive = q("select count(*) from users where login like 'op%%' and status = 'inactive'")[0][0]
+        first_change = min(v[0][0] for v in timed_out.values()) if timed_out else None
+        last_change = max(v[0][0] for v in timed_out.values()) if timed_out else None
+        jobs_run = {k: (workers_after.get(k, (0, 0))[0] - v[0], workers_after.get(k, (0, 0))[1] - v[1])
+                    for k, v in workers_before.items()}
+        tracebacks = _servers.traceback_counts(s.logdir)
+        failed_jobs = _servers.rq_failed(s.red)
+
+    print(f"\n== {n} acceptance timers due over {(dues[-1] - dues[0]).total_seconds():.1f} s "
+          f"({n / max(1e-9, (dues[-1] - dues[0]).total_seconds()):.0f}/s)")
+    if lags:
+        print(f"   lag due -> offer_timed_out: p50 {pct(lags, 50):.2f} s, p90 {pct(lags, 90):.2f} s, "
+              f"p99 {pct(lags, 99):.2f} s, max {lags[-1]:.2f} s, min {lags[0]:.3f} s")
+        span = (last_change - first_change).total_seconds()
+        print(f"   state changes from {first_change:%H:%M:%S.%f} to {last_change:%H:%M:%S.%f}: {span:.1f} s, "
+              f"{len(timed_out) / max(span, 1e-9):.0f} changes/s sustained")
+    print(f"   part of the lag from RQ's whole-second schedule (enqueue_at rounded up): mean "
+          f"{sum(ceil_part) / len(ceil_part):.2f} s, max {max(ceil_part):.2f} s; the scheduler then polls every 1 s")
+    for name, (jobs, busy) in sorted(jobs_run.items()):
+        print(f"   worker {name[:12]}: {jobs} RQ jobs run, {busy:.1f} s busy in jobs"
+              f" ({1000 * busy / max(jobs, 1):.1f} ms per job)")
+    if cpu_before:
+        used = {k: cpu_after.get(k, 0) - cpu_before.get(k, 0) for k in cpu_after}
+        total = used.pop("machine_total")
+        busy = used.pop("machine_busy")
+        print(f"   CPU from the first due time to the last change: machine {100 * busy / max(total, 1e-9):.0f} % busy "
+              f"of {os.cpu_count()} CPUs; CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(used.items()))
+              + f" (of {busy:.1f} busy)")
+    print(f"   lost (no offer_timed_out): {len(lost)}; fired twice: {len(twice)}; offer_timed_out for another operator "
+          f"than the first offer's: {len(wrong_op)}; not re-offered/queued exactly once after it: {len(not_once)}")
+    print(f"   chats now {final}; inconsistent state {bad_state}; operators now inactive {inactive}/{n_ops}; "
+          f"instances in error {errors}; failed RQ jobs {failed_jobs}; tracebacks {tracebacks or 'none'}")
+    if lost:
+        failures.append(f"{len(lost)} timers lost")
+    if twice:
+        failures.append(f"{len(twice)} fired twice")
+    if wrong_op or not_once or bad_state or errors or failed_jobs or tracebacks:
+        failures.append(f"wrong operator {len(wrong_op)}, not re-offered/queued once {len(not_once)}, "
+                        f"bad state {bad_state}, errors {errors}, failed jobs {failed_jobs}, tracebacks {tracebacks}")
+    goal = bool(lags) and pct(lags, 99) <= args.goal_seconds and not lost and not twice
+    print(f"\ngoal (p99 ≤ {args.goal_seconds:.0f} s, none lost, none twice): {'met' if goal else 'NOT met'}; "
+          f"whole run {time.monotonic() - started:.0f} s")
+    if failures:
+        print("FAILED: " + "; ".join(failures))
+        return 1
+    shutil.rmtree(s.logdir, ignore_errors=True)  # kept when something failed
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
