@@ -157,13 +157,19 @@ class Engine:
         self._advance(instance, workflow, complete)
         return instance
 
-    def fire_timers(self, instance_id: int, now: datetime | None = None) -> bool:
-        """Advance an instance whose timers are due. Does nothing (returns False) if none is."""
-        instance = self._lock(instance_id)
+    def fire_timers(self, instance_id: int, now: datetime | None = None, skip_locked: bool = False) -> bool:
+        """Advance an instance whose timers are due. Does nothing (returns False) if none is.
+
+        With `skip_locked` (the sweep) an instance another process is advancing is left to it.
+        """
+        now = now or utcnow()
+        if db.session.scalar(select(Timer.id).where(Timer.instance_id == instance_id, Timer.due_at <= now)
+                             .limit(1)) is None:
+            return False  # a stale wake-up: the instance moved on; not even its state is loaded
+        instance = self._lock(instance_id, skip_locked)
         if instance is None or instance.state in FINISHED or instance.state == "error":
             return False
         workflow = self._restore(instance)
-        now = now or utcnow()
         due = {w.task_id for w in inspect.timer_waits(workflow) if w.due_at <= now}
         if not due:
             self._sync_timers(instance, inspect.timer_waits(workflow))  # a stale row (moved on) is dropped
@@ -215,9 +221,10 @@ class Engine:
         return list(dict.fromkeys(r.instance_id for r in rows))
 
     # -- internals --------------------------------------------------------------------
-    def _lock(self, instance_id: int) -> ProcessInstance | None:
+    def _lock(self, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
         instance = db.session.execute(select(ProcessInstance).where(ProcessInstance.id == instance_id)
-                                      .with_for_update().execution_options(populate_existing=True)
+                                      .with_for_update(skip_locked=skip_locked)
+                                      .execution_options(populate_existing=True)
                                       ).scalar_one_or_none()
         if instance is not None:
             instance._pending_events = []  # nothing left over from a step that rolled back
