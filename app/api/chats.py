@@ -6,7 +6,6 @@ from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, id_arg, page_args, parse
 from app.chats import routing, service, settings
-from app.chats.lifecycle import lock_chat
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent, Message
 
@@ -162,7 +161,6 @@ def complete(chat_id):
     chat = visible_chat(chat_id)
     reason = "operator" if chat.operator_id == g.user.id and chat.state == "in_work" else "admin"
     if reason == "admin" and not is_admin(g.user):
-        lock_chat(chat_id)
         raise ApiError(409, "chat_not_in_work", f"chat {chat_id} is not in work by you")
     chat = service.complete(chat_id, g.user, reason, engine(), jobs())
     db.session.commit()

@@ -10,7 +10,7 @@ from sqlalchemy import select, union
 from app.chats import settings
 from app.extensions import db
 from app.models import RoleMember, User
-from app.models.chat import QueueOperator
+from app.models.chat import Queue, QueueOperator
 
 CANDIDATES_RECORDED = 5
 
@@ -29,11 +29,14 @@ def serves(user_id: int, queue_id: int) -> bool:
     return db.session.execute(select(ops.c[0]).where(ops.c[0] == user_id)).first() is not None
 
 
-def queues_of(user_id: int) -> list[int]:
+def queues_of(user_id: int, rule: str | None = None) -> list[int]:
+    """Queues a user serves (directly or through a role), optionally only those with one routing rule."""
     roles = select(RoleMember.role_id).where(RoleMember.user_id == user_id)
-    rows = db.session.scalars(select(QueueOperator.queue_id).where(
-        (QueueOperator.user_id == user_id) | QueueOperator.role_id.in_(roles)).distinct())
-    return sorted(set(rows))
+    query = select(QueueOperator.queue_id).where((QueueOperator.user_id == user_id)
+                                                 | QueueOperator.role_id.in_(roles))
+    if rule is not None:
+        query = query.join(Queue, Queue.id == QueueOperator.queue_id).where(Queue.routing_rule == rule)
+    return sorted(set(db.session.scalars(query)))
 
 
 def least_busy_candidates(queue_id: int, limit: int | None = None, exclude: int | None = None) -> list[User]:

@@ -14,7 +14,7 @@ from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import User
-from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message, Queue
+from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message
 from app.models.types import utcnow
 
 START_JOB = "app.jobs.start_chat_lifecycle"
@@ -82,8 +82,7 @@ def visible_chats(user: User, state: str | None = None, limit: int = 100, offset
     conditions = [(Chat.offered_to_id == user.id) & (Chat.state == "offered"),
                   (Chat.operator_id == user.id) & (Chat.state == "in_work")]
     if routing.has_capacity(user):
-        all_queues = [q for q in routing.queues_of(user.id)
-                      if db.session.get(Queue, q).routing_rule == "all"]
+        all_queues = routing.queues_of(user.id, rule="all")
         if all_queues:
             conditions.append((Chat.state == "queued") & Chat.queue_id.in_(all_queues)
                               & Chat.process_instance_id.is_not(None))
@@ -175,7 +174,7 @@ def set_status(user: User, status: str, jobs) -> User:
 
 def waiting_chat_for(user_id: int) -> Chat | None:
     """The oldest queued least_busy chat this operator could be offered now."""
-    queues = [q for q in routing.queues_of(user_id) if db.session.get(Queue, q).routing_rule == "least_busy"]
+    queues = routing.queues_of(user_id, rule="least_busy")
     if not queues:
         return None
     return db.session.scalars(select(Chat).where(Chat.queue_id.in_(queues), Chat.state == "queued",
