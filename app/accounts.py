@@ -4,7 +4,7 @@ import secrets
 
 from sqlalchemy import select
 
-from app.engine.errors import Conflict, Invalid, NotFound
+from app.engine.errors import Conflict, Invalid
 from app.extensions import db
 from app.models import ApiToken, Role, User
 
@@ -65,13 +65,6 @@ def update_user(user: User, changes: dict) -> User:
     if "roles" in changes:
         user.roles = _roles_named(changes["roles"])
     return user
-
-
-def get(model, id_: int):
-    row = db.session.get(model, id_)
-    if row is None:
-        raise NotFound(f"no {model.__name__.lower()} {id_}")
-    return row
 
 
 def delete_user(user: User) -> None:

@@ -4,9 +4,9 @@ from sqlalchemy import select
 
 from app.api.auth import PAGE, accepts, admin, authenticate, reads
 from app.api.chats import visible_chat
-from app.api.errors import ApiError
 from app.api.validation import Field, Schema, page_args, parse
 from app.chats import actions
+from app.engine.errors import get_or_404
 from app.extensions import db
 from app.models.chat import Case, ChatAction, Contact
 
@@ -25,13 +25,6 @@ def action_json(a: ChatAction) -> dict:
 def case_json(c: Case) -> dict:
     return {"id": c.id, "number": c.number, "subject": c.subject, "status": c.status, "contact_id": c.contact_id,
             "chat_id": c.chat_id, "created_at": c.created_at.isoformat()}
-
-
-def _get(model, id_: int, what: str):
-    row = db.session.get(model, id_)
-    if row is None:
-        raise ApiError(404, f"{what}_not_found", f"no {what.replace('_', ' ')} {id_}")
-    return row
 
 
 @bp.post("/chat-actions")
@@ -58,7 +51,7 @@ def list_actions():
 @admin
 def get_action(action_id):
     """One chat action."""
-    return action_json(_get(ChatAction, action_id, "action"))
+    return action_json(get_or_404(ChatAction, action_id, "action"))
 
 
 @bp.patch("/chat-actions/<int:action_id>")
@@ -66,7 +59,7 @@ def get_action(action_id):
 @accepts(ACTION, partial=True)
 def update_action(action_id):
     """Rename an action, move it to another queue or point it at another process."""
-    action = actions.update_action(_get(ChatAction, action_id, "action"), parse(ACTION, partial=True))
+    action = actions.update_action(get_or_404(ChatAction, action_id, "action"), parse(ACTION, partial=True))
     db.session.commit()
     return action_json(action)
 
@@ -75,7 +68,7 @@ def update_action(action_id):
 @admin
 def delete_action(action_id):
     """Delete an action; instances it started run on."""
-    db.session.delete(_get(ChatAction, action_id, "action"))
+    db.session.delete(get_or_404(ChatAction, action_id, "action"))
     db.session.commit()
     return "", 204
 
@@ -110,14 +103,14 @@ def list_cases():
 @admin
 def get_case(case_id):
     """One case."""
-    return case_json(_get(Case, case_id, "case"))
+    return case_json(get_or_404(Case, case_id, "case"))
 
 
 @bp.get("/contacts/<int:contact_id>")
 @admin
 def get_contact(contact_id):
     """A contact with the identities channels know them by."""
-    contact = _get(Contact, contact_id, "contact")
+    contact = get_or_404(Contact, contact_id, "contact")
     return {"id": contact.id, "name": contact.name, "created_at": contact.created_at.isoformat(),
             "identities": [{"provider": i.provider, "external_id": i.external_id, "channel_id": i.channel_id}
                            for i in contact.identities]}

@@ -6,6 +6,7 @@ from app.api.errors import ApiError
 from app.api.validation import Field, Schema, page_args, parse
 from app.chats import admin as setup
 from app.chats import settings
+from app.engine.errors import get_or_404
 from app.extensions import db
 from app.models.chat import Channel, Queue, QueueOperator, StoredFile
 
@@ -100,7 +101,7 @@ def list_queues():
 @admin
 def get_queue(queue_id):
     """One queue."""
-    return queue_json(setup.get(Queue, queue_id))
+    return queue_json(get_or_404(Queue, queue_id))
 
 
 @bp.patch("/queues/<int:queue_id>")
@@ -110,7 +111,7 @@ def update_queue(queue_id):
     """Change a queue; running chats keep the process version they started on."""
     fields = parse(QUEUE, partial=True)
     _check_timeout(fields)
-    queue = setup.update_queue(setup.get(Queue, queue_id), fields)
+    queue = setup.update_queue(get_or_404(Queue, queue_id), fields)
     db.session.commit()
     return queue_json(queue)
 
@@ -119,7 +120,7 @@ def update_queue(queue_id):
 @admin
 def delete_queue(queue_id):
     """Delete a queue no channel or chat uses (409 queue_in_use otherwise)."""
-    setup.delete_queue(setup.get(Queue, queue_id))
+    setup.delete_queue(get_or_404(Queue, queue_id))
     db.session.commit()
     return "", 204
 
@@ -130,7 +131,7 @@ def delete_queue(queue_id):
 def add_operator(queue_id):
     """Add a user, or every member of a role, as operators of the queue."""
     body = parse(OPERATOR)
-    entry = setup.add_operator(setup.get(Queue, queue_id), body.get("user_id"), body.get("role_id"), jobs())
+    entry = setup.add_operator(get_or_404(Queue, queue_id), body.get("user_id"), body.get("role_id"), jobs())
     db.session.commit()
     return operator_json(entry), 201
 
@@ -140,7 +141,7 @@ def add_operator(queue_id):
 @reads(PAGE)
 def list_operators(queue_id):
     """The queue's operator entries (users and roles)."""
-    setup.get(Queue, queue_id)
+    get_or_404(Queue, queue_id)
     return [operator_json(o) for o in _page(db.select(QueueOperator).where(QueueOperator.queue_id == queue_id)
                                             .order_by(QueueOperator.id))]
 
@@ -149,7 +150,7 @@ def list_operators(queue_id):
 @admin
 def remove_operator(queue_id, entry_id):
     """Remove an operator entry; chats they already have stay with them."""
-    entry = setup.get(QueueOperator, entry_id)
+    entry = get_or_404(QueueOperator, entry_id)
     if entry.queue_id != queue_id:
         raise ApiError(404, "not_found", f"queue {queue_id} has no operator entry {entry_id}")
     db.session.delete(entry)
@@ -211,7 +212,7 @@ def list_channels():
 @admin
 def get_channel(channel_id):
     """One channel."""
-    return channel_json(setup.get(Channel, channel_id))
+    return channel_json(get_or_404(Channel, channel_id))
 
 
 @bp.patch("/channels/<int:channel_id>")
@@ -219,7 +220,7 @@ def get_channel(channel_id):
 @accepts(CHANNEL_CHANGE, partial=True)
 def update_channel(channel_id):
     """Change a channel; activating a Telegram channel sets its webhook again."""
-    channel = setup.update_channel(setup.get(Channel, channel_id), parse(CHANNEL_CHANGE, partial=True), telegram())
+    channel = setup.update_channel(get_or_404(Channel, channel_id), parse(CHANNEL_CHANGE, partial=True), telegram())
     db.session.commit()
     return channel_json(channel)
 
@@ -228,7 +229,7 @@ def update_channel(channel_id):
 @admin
 def delete_channel(channel_id):
     """Delete a channel without chats (409 channel_has_chats otherwise: deactivate it)."""
-    setup.delete_channel(setup.get(Channel, channel_id))
+    setup.delete_channel(get_or_404(Channel, channel_id))
     db.session.commit()
     return "", 204
 

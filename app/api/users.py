@@ -4,6 +4,7 @@ from app import accounts
 from app.api.auth import PAGE, accepts, admin, authenticate, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, page_args, parse
+from app.engine.errors import get_or_404
 from app.extensions import db
 from app.models import Role, User
 
@@ -60,7 +61,7 @@ def list_users():
 @admin
 def get_user(user_id):
     """One user."""
-    return user_json(accounts.get(User, user_id))
+    return user_json(get_or_404(User, user_id))
 
 
 @bp.patch("/users/<int:user_id>")
@@ -68,7 +69,7 @@ def get_user(user_id):
 @accepts(USER, partial=True)
 def update_user(user_id):
     """Change a user's login, name, roles or permissions."""
-    user = accounts.update_user(accounts.get(User, user_id), parse(USER, partial=True))
+    user = accounts.update_user(get_or_404(User, user_id), parse(USER, partial=True))
     db.session.commit()
     return user_json(user)
 
@@ -77,7 +78,7 @@ def update_user(user_id):
 @admin
 def delete_user(user_id):
     """Delete a user and their tokens; someone who worked chats is kept (409 user_has_chats)."""
-    user = accounts.get(User, user_id)
+    user = get_or_404(User, user_id)
     if user.id == g.user.id:
         raise ApiError(409, "cannot_delete_self", "you cannot delete your own user")
     accounts.delete_user(user)
@@ -109,7 +110,7 @@ def list_roles():
 @accepts(MEMBER)
 def add_member(role_id):
     """Add a user to a role."""
-    role = accounts.get(Role, role_id)
+    role = get_or_404(Role, role_id)
     user = db.session.get(User, parse(MEMBER)["user_id"])
     if user is None:
         raise ApiError(422, "invalid_value", "user_id: no such user", {"field": "user_id"})

@@ -6,20 +6,13 @@ from sqlalchemy import func, select
 
 from app.adapters.telegram import ProviderError
 from app.chats import settings
-from app.engine.errors import Conflict, Invalid, NotFound
+from app.engine.errors import Conflict, Invalid, get_or_404
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import Role, RoleMember, User
 from app.models.chat import Channel, Chat, Message, Queue, QueueOperator
 
 DRAIN_JOB = "app.jobs.drain_operator"
-
-
-def get(model, id_: int):
-    row = db.session.get(model, id_)
-    if row is None:
-        raise NotFound(f"no {model.__tablename__.rstrip('s').replace('_', ' ')} {id_}")
-    return row
 
 
 def _check_process(key: str | None, field: str = "lifecycle_process") -> None:
@@ -99,7 +92,7 @@ def _page_free(page_id: str | None, own_id: int | None = None) -> None:
 
 
 def create_channel(fields: dict, telegram) -> Channel:
-    get(Queue, fields["queue_id"])
+    get_or_404(Queue, fields["queue_id"])
     if fields["provider"] == "facebook":
         _page_free(fields.get("page_id"))
     channel = Channel(**fields)
@@ -114,7 +107,7 @@ def create_channel(fields: dict, telegram) -> Channel:
 
 def update_channel(channel: Channel, fields: dict, telegram) -> Channel:
     if "queue_id" in fields:
-        get(Queue, fields["queue_id"])
+        get_or_404(Queue, fields["queue_id"])
     if channel.provider == "facebook" and "page_id" in fields:
         _page_free(fields["page_id"], channel.id)
     becomes_active = fields.get("active") and not channel.active
@@ -181,7 +174,7 @@ def facebook_pages(graph, user_access_token: str) -> list[dict]:
 def add_facebook_pages(graph, user_access_token: str, page_ids: list[str], queue_id: int, active: bool = True):
     """One channel per selected page, named after it, with its page token; a page that
     already has a channel gets the fresh token instead of a second channel."""
-    get(Queue, queue_id)
+    get_or_404(Queue, queue_id)
     pages = {p["id"]: p for p in facebook_pages(graph, user_access_token)}
     unknown = [pid for pid in page_ids if pid not in pages]
     if unknown:

@@ -21,3 +21,13 @@ class Conflict(EngineError):
 
 class Invalid(EngineError):
     status, code = 422, "invalid"
+
+
+def get_or_404(model, id_: int, what: str | None = None):
+    """The row `id_` of `model`, or NotFound naming it (code `{what}_not_found` when `what` is given)."""
+    from app.extensions import db
+    row = db.session.get(model, id_)
+    if row is None:
+        noun = what or model.__tablename__.rstrip("s").replace("_", " ")
+        raise NotFound(f"no {noun} {id_}", code=f"{what}_not_found" if what else None)
+    return row
