@@ -1,13 +1,13 @@
 """A local fake of the Facebook Graph API (the calls Chatflow makes) and webhook payload builders."""
 import hashlib
 import hmac
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from fakes import JsonApiServer
 
-class FakeGraph:
+
+class FakeGraph(JsonApiServer):
     """Pages with tokens; a user token that manages them; records every call; can fail sends."""
 
     def __init__(self):
@@ -19,46 +19,12 @@ class FakeGraph:
         self.down = False
         self._next = 0
         self._lock = threading.Lock()
-        fake = self
+        super().__init__(path_prefix="/v25.0")
 
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, method):
-                url = urlparse(self.path)
-                token = (parse_qs(url.query).get("access_token") or [""])[0]
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
-                    body = {}
-                status, answer = fake.handle(method, url.path, token, body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self._answer("GET")
-
-            def do_POST(self):
-                self._answer("POST")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v25.0"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, method: str, raw_path: str, body: dict):
+        url = urlparse(raw_path)
+        token = (parse_qs(url.query).get("access_token") or [""])[0]
+        return self.handle(method, url.path, token, body)
 
     def sent(self) -> list[tuple[str, dict]]:
         """(page access token, body) of every Send API call."""

@@ -1,10 +1,10 @@
 """A local fake of the Telegram Bot API: POST /bot<token>/<method>, answering as Telegram does."""
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fakes import JsonApiServer
 
 
-class FakeTelegram:
+class FakeTelegram(JsonApiServer):
     """Knows some bot tokens; records every call; can be told to fail sendMessage."""
 
     def __init__(self, tokens=("123:good-token",)):
@@ -14,38 +14,10 @@ class FakeTelegram:
         self.down = False            # answer every call with 502
         self._next_message_id = 1000
         self._lock = threading.Lock()
-        fake = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                try:
-                    payload = json.loads(body) if body else {}
-                except ValueError:
-                    payload = {}
-                status, answer = fake.handle(self.path, payload)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, method: str, raw_path: str, body: dict):
+        return self.handle(raw_path, body)
 
     def sent(self, token=None) -> list[dict]:
         return [p for t, m, p in self.calls if m == "sendMessage" and (token is None or t == token)]
