@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from app.extensions import db
 from app.models import ProcessInstance
 from app.models.chat import Channel
@@ -26,6 +28,33 @@ _client_ids = itertools.count(7001)
 def ok(response, status=200):
     assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:500])
     return response.get_json()
+
+
+def error(resp, status, code=None, field=None):
+    """Assert an error answer: its status, and its code and details.field when given."""
+    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
+    body = resp.get_json()["error"]
+    if code:
+        assert body["code"] == code, body
+    if field:
+        assert body["details"].get("field") == field, body
+    return body
+
+
+def count(api, model, *where):
+    """Rows of `model` in the test database (matching `where`)."""
+    with api.app.app_context():
+        n = db.session.scalar(select(func.count()).select_from(model).where(*where))
+        db.session.remove()
+        return n
+
+
+def rows(api, query):
+    with api.app.app_context():
+        out = list(db.session.scalars(query))
+        db.session.expunge_all()
+        db.session.remove()
+        return out
 
 
 def error_code(response):

@@ -9,10 +9,10 @@ import json
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from app.extensions import db
 from app.models.chat import Channel, Chat, Contact, Message
+from chat_helpers import count, error, rows
 from conftest import ROOT, Api, wait_for
 from fakes.facebook import batch, message_event, pass_thread_control, sign, take_thread_control
 
@@ -31,29 +31,10 @@ def ok(resp, status=200):
     return resp.get_json()
 
 
-def error(resp, status, code=None, field=None):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    body = resp.get_json()["error"]
-    if code:
-        assert body["code"] == code, body
-    if field:
-        assert body["details"].get("field") == field, body
-    return body
 
 
-def count(api, model, *where):
-    with api.app.app_context():
-        n = db.session.scalar(select(func.count()).select_from(model).where(*where))
-        db.session.remove()
-        return n
 
 
-def rows(api, query):
-    with api.app.app_context():
-        out = list(db.session.scalars(query))
-        db.session.expunge_all()
-        db.session.remove()
-        return out
 
 
 def nothing_stored(api):

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from app.adapters.telegram import InboundText, UnsupportedUpdate, parse_update
 from app.extensions import db
 from app.models.chat import Channel, Chat, Contact, Message
+from chat_helpers import count, error, rows
 from conftest import ROOT, Api, wait_for
 from fakes.telegram import update
 
@@ -24,14 +25,6 @@ def api(make_app):
     return Api(make_app())
 
 
-def error(resp, status, code=None, field=None):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True))
-    body = resp.get_json()["error"]
-    if code:
-        assert body["code"] == code, body
-    if field:
-        assert body["details"].get("field") == field, body
-    return body
 
 
 def calls(telegram, method):
@@ -61,19 +54,8 @@ def secret_of(api, channel_id):
         return db.session.get(Channel, channel_id).webhook_secret
 
 
-def count(api, model, *where):
-    with api.app.app_context():
-        n = db.session.scalar(select(func.count()).select_from(model).where(*where))
-        db.session.remove()
-        return n
 
 
-def rows(api, query):
-    with api.app.app_context():
-        out = list(db.session.scalars(query))
-        db.session.expunge_all()
-        db.session.remove()
-        return out
 
 
 def assert_no_secrets(resp, *extra):
