@@ -67,11 +67,15 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         from app.adapters.rq_jobs import RQJobQueue
         jobs = RQJobQueue(app.config["REDIS_URL"], app.config["RQ_QUEUE"])
         app.extensions["chatflow.jobs_health"] = jobs.health
+        from app.adapters.events import RedisEvents
+        app.extensions["chatflow.events"] = RedisEvents(app.config["REDIS_URL"])
     else:
         from app.adapters.inprocess import InProcessJobQueue
         jobs = InProcessJobQueue(app, sweep=partial(sweep, 0),
                                  sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0))
         app.extensions["chatflow.jobs_health"] = jobs.health
+        from app.adapters.events import LocalEvents
+        app.extensions["chatflow.events"] = LocalEvents()
     app.extensions["chatflow.jobs"] = jobs
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
     from app.adapters.facebook import GraphClient
@@ -83,7 +87,9 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
 
 
 def _register_routes(app: Flask) -> None:
-    from app.api import actions, chat_setup, chats, errors, processes, system, users, webhooks
+    from app import console
+    from app.api import actions, chat_setup, chats, errors, events, processes, system, users, webhooks
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, actions, webhooks):
+    for module in (system, users, processes, chat_setup, chats, actions, events, webhooks, console):
         app.register_blueprint(module.bp)
+    app.register_blueprint(console.root)

@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 DEFAULT_SQLITE = Path("instance") / "chatflow.sqlite3"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def database_url(raw: str | None) -> str:
@@ -35,4 +36,8 @@ def from_env(env=os.environ) -> dict:
         # Seconds before each retry of an outgoing message; after the last, it is `failed`.
         "OUTBOUND_RETRY_DELAYS": [float(x) for x in env.get("CHATFLOW_OUTBOUND_RETRY_DELAYS", "2,10,60,300")
                                   .split(",")],
+        # The web console serves bpmn-js from here (`npm ci` in the repository fills it).
+        "NODE_MODULES": env.get("CHATFLOW_NODE_MODULES", str(REPO / "node_modules")),
+        # Seconds between keep-alive comments on an idle /api/events stream.
+        "EVENTS_KEEPALIVE_SECONDS": float(env.get("CHATFLOW_EVENTS_KEEPALIVE_SECONDS", 15)),
     }

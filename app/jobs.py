@@ -147,6 +147,7 @@ def deliver_message(message_id: int) -> str:
     is due is sent, so a job and the sweep never both send it.
     """
     from app.adapters.telegram import ProviderError
+    from app.chats import live
     from app.models import Message
     app = _app()
     with app.app_context():
@@ -180,5 +181,7 @@ def deliver_message(message_id: int) -> str:
         else:
             message.status, message.attempts, message.sent_at = "sent", attempt, utcnow()
             message.error, message.next_attempt_at = None, None
+        if message.status != "pending":
+            live.message_status(message)
         db.session.commit()
         return message.status

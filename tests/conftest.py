@@ -6,12 +6,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from redis import Redis
 from sqlalchemy import create_engine, text
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app import create_app
 from app.config import database_url
@@ -24,6 +26,8 @@ ADMIN_TOKEN = "test-admin-token"
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
 CORPUS = ROOT.parent / "shared" / "bpmn-corpus"
+CHROMIUM = os.environ.get("CHATFLOW_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # kept by CI as artifacts (README, "Web console")
 
 
 @pytest.fixture(scope="session")
@@ -226,3 +230,83 @@ def start_worker(db_url, redis_url, telegram_server, graph_server):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+@pytest.fixture
+def serve():
+    """Serve apps over real HTTP on 127.0.0.1 (threaded werkzeug); `serve(app)` gives the base URL."""
+    servers = []
+
+    def start(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+        server.daemon_threads = True  # open /api/events streams must not hold the shutdown
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package) driven by Playwright; skipped where it is not
+    installed, unless CHATFLOW_REQUIRE_BROWSER=1 (CI installs it and sets that)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CHATFLOW_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"no Chromium at {CHROMIUM} and CHATFLOW_REQUIRE_BROWSER=1")
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def console(browser, request):
+    """`console(base, token)`: a fresh browser tab signed in with that token (as the sign-in
+    page would leave it). On failure each open tab is saved as a screenshot."""
+    contexts = []
+
+    def open_page(base: str, token: str | None):
+        context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
+        if token:
+            context.add_init_script(f"localStorage.setItem('chatflow.token', {token!r})")
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        return page
+
+    yield open_page
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for i, context in enumerate(contexts):
+        if failed:
+            for j, page in enumerate(context.pages):
+                shot(page, f"FAILED-{request.node.name}-{i}-{j}")
+        context.close()
+
+
+def shot(page, name: str) -> Path:
+    """Save a screenshot under artifacts/screenshots/ (the folder the README names)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -6,6 +6,7 @@ from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, id_arg, page_args, parse
 from app.chats import routing, service, settings
+from app.chats.live import message_json
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent, Message
 
@@ -31,11 +32,6 @@ def chat_json(c: Chat) -> dict:
             "offered_to_id": c.offered_to_id, "process_instance_id": c.process_instance_id,
             "created_at": c.created_at.isoformat(), "accepted_at": _iso(c.accepted_at),
             "completed_at": _iso(c.completed_at), "completion_reason": c.completion_reason}
-
-
-def message_json(m: Message) -> dict:
-    return {"id": m.id, "direction": m.direction, "text": m.text, "created_at": m.created_at.isoformat(),
-            "status": m.status, **({"error": m.error} if m.error else {})}
 
 
 def _iso(value):

@@ -64,8 +64,8 @@ def _responses(method: str, view, endpoint: str) -> dict:
 def build_openapi(app) -> dict:
     paths: dict = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
+        if rule.endpoint == "static" or rule.endpoint.split(".")[0] in ("console", "root"):
+            continue  # pages and their files, not the API
         view = app.view_functions[rule.endpoint]
         path = _PARAM.sub(r"{\2}", rule.rule)
         params = _path_params(rule.rule)

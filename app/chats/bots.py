@@ -12,7 +12,7 @@ from functools import partial
 
 from sqlalchemy import select
 
-from app.chats import routing
+from app.chats import live, routing
 from app.chats.lifecycle import lock_chat, record
 from app.engine.errors import Conflict
 from app.engine.tx import after_commit
@@ -63,5 +63,9 @@ def bot_took_thread(channel: Channel, user_id: str, engine) -> Chat | None:
         operator = routing.lock_user(chat.offered_to_id)
         operator.chats_offered = max(0, operator.chats_offered - 1)
     record(chat, "withdrawn_by_bot", was=chat.state, offered_to=chat.offered_to_id)
+    if chat.state == "offered":
+        live.chat_withdrawn(chat, chat.offered_to_id, "taken_by_bot")
+    elif chat.queue.routing_rule == "all":
+        live.tell(live.queue_operators(chat.queue_id), "chat_withdrawn", chat_id=chat.id, reason="taken_by_bot")
     chat.state, chat.offered_to_id, chat.offered_at, chat.process_instance_id = "bot", None, None, None
     return chat

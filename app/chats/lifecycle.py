@@ -7,7 +7,7 @@ from functools import partial
 
 from sqlalchemy import select
 
-from app.chats import routing, settings
+from app.chats import live, routing, settings
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
@@ -45,6 +45,8 @@ def route_chat(chat_id: int) -> dict:
     else:
         record(chat, "queued", rule=chat.queue.routing_rule)
         result["offered_to"] = chat.offered_to_id
+        if chat.state == "queued":
+            live.chat_visible(chat)
     return result
 
 
@@ -66,6 +68,8 @@ def offer_timed_out(chat_id: int) -> dict:
         record(chat, "offer_timed_out", operator_id=missed.id, offered_at=chat.offered_at.isoformat(),
                operator_now="inactive")
         chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+        live.chat_withdrawn(chat, missed.id, "accept_timeout")
+        live.status_changed(missed.id, "inactive")
         return {"offered_to": _offer(chat, exclude=missed.id)}
     if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
         return {"offered_to": _offer(chat)}
@@ -78,6 +82,9 @@ def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
     if chat.state == "completed":
         return {"completed": False, "reason": chat.completion_reason}
     freed = []
+    concerned = [chat.operator_id, chat.offered_to_id]
+    if chat.state == "queued" and chat.queue.routing_rule == "all":
+        concerned += live.queue_operators(chat.queue_id)
     if chat.operator_id is not None and chat.state == "in_work":
         operator = routing.lock_user(chat.operator_id)
         operator.chats_in_work = max(0, operator.chats_in_work - 1)
@@ -89,6 +96,7 @@ def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
     chat.state, chat.completion_reason, chat.completed_at = "completed", reason, utcnow()
     chat.offered_to_id = None
     record(chat, "completed", reason=reason)
+    live.chat_completed(chat, concerned)
     if jobs is not None:
         for user_id in freed:
             after_commit(db.session, jobs.enqueue, DRAIN_JOB, user_id)
@@ -114,6 +122,7 @@ def _offer(chat: Chat, exclude: int | None = None) -> int | None:
                                 "last_accepted_at": c.last_accepted_at.isoformat() if c.last_accepted_at else None}
                                for c in candidates],
                    why="fewest chats in work, then longest since last accepted")
+            live.chat_offered(chat)
             return chosen.id
     chat.state = "queued"
     return None

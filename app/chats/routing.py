@@ -39,12 +39,21 @@ def queues_of(user_id: int, rule: str | None = None) -> list[int]:
     return sorted(set(db.session.scalars(query)))
 
 
-def least_busy_candidates(queue_id: int, limit: int | None = None, exclude: int | None = None) -> list[User]:
-    """Eligible operators, best first; one indexed query (never a loop over chats)."""
+def _eligible(what, queue_id: int, limit: int | None):
     limit = limit or settings.get("SimultaneousChats")
     ops = operator_ids(queue_id)
-    query = (select(User).where(User.id.in_(select(ops.c[0])), User.status == "active",
-                                User.chats_in_work + User.chats_offered < limit)
+    return select(what).where(User.id.in_(select(ops.c[0])), User.status == "active",
+                              User.chats_in_work + User.chats_offered < limit)
+
+
+def eligible_operators(queue_id: int, limit: int | None = None) -> list[int]:
+    """Ids of the queue's operators who may take a chat now."""
+    return list(db.session.scalars(_eligible(User.id, queue_id, limit)))
+
+
+def least_busy_candidates(queue_id: int, limit: int | None = None, exclude: int | None = None) -> list[User]:
+    """Eligible operators, best first; one indexed query (never a loop over chats)."""
+    query = (_eligible(User, queue_id, limit)
              .order_by(User.chats_in_work, User.last_accepted_at.asc().nulls_first(), User.id)
              .limit(CANDIDATES_RECORDED))
     if exclude is not None:

@@ -8,7 +8,7 @@ from functools import partial
 from sqlalchemy import or_, select
 
 from app.adapters.telegram import InboundText
-from app.chats import bots, lifecycle, routing, settings
+from app.chats import bots, lifecycle, live, routing, settings
 from app.chats.lifecycle import lock_chat, record
 from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
@@ -57,6 +57,8 @@ def receive(channel: Channel, inbound: InboundText, jobs, bot_holds: bool = Fals
                       direction="in", text=inbound.text, status="received", external_id=inbound.external_id)
     db.session.add(message)
     db.session.flush()
+    if chat is not None:
+        live.chat_message(chat, message)
     return message
 
 
@@ -115,6 +117,7 @@ def accept(chat_id: int, user: User, engine) -> Chat:
     operator.last_accepted_at = utcnow()
     chat.state, chat.operator_id, chat.accepted_at, chat.offered_to_id = "in_work", operator.id, utcnow(), None
     record(chat, "accepted", operator_id=operator.id)
+    live.chat_taken(chat)
     engine.deliver_message(chat.process_instance_id, "chat_accepted", {"OperatorId": operator.id})
     return chat
 
@@ -167,6 +170,7 @@ def set_status(user: User, status: str, jobs) -> User:
     operator = routing.lock_user(user.id)
     if operator.status != status:
         operator.status = status
+        live.status_changed(operator.id, status)
         if status == "active":
             after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, operator.id))
     return operator

@@ -1,0 +1,67 @@
+"""Who hears what on `/api/events` (README, "Live events").
+
+Each call names the users a chat change concerns; the event goes out only once the
+transaction commits, so nobody hears of a change that was rolled back.
+"""
+from flask import current_app
+from sqlalchemy import select
+
+from app.chats import routing
+from app.engine.tx import after_commit
+from app.extensions import db
+from app.models.chat import Chat, Message
+
+
+def tell(user_ids, event: str, **data) -> None:
+    bus = current_app.extensions.get("chatflow.events")
+    recipients = sorted({user_id for user_id in user_ids if user_id is not None})
+    if bus is not None and recipients:
+        after_commit(db.session, bus.publish, recipients, {"type": event, **data})
+
+
+def queue_operators(queue_id: int) -> list[int]:
+    ops = routing.operator_ids(queue_id)
+    return list(db.session.scalars(select(ops.c[0])))
+
+
+def chat_offered(chat: Chat) -> None:
+    tell([chat.offered_to_id], "chat_offered", chat_id=chat.id, queue_id=chat.queue_id)
+
+
+def chat_visible(chat: Chat) -> None:
+    """A chat queued in an `all` queue: every operator who may take it now sees it."""
+    tell(routing.eligible_operators(chat.queue_id), "chat_visible", chat_id=chat.id, queue_id=chat.queue_id)
+
+
+def chat_withdrawn(chat: Chat, user_id: int, reason: str) -> None:
+    tell([user_id], "chat_withdrawn", chat_id=chat.id, reason=reason)
+
+
+def chat_taken(chat: Chat) -> None:
+    """Everyone serving the queue drops it from their list; the taker's other tabs move it to work."""
+    tell(queue_operators(chat.queue_id), "chat_taken", chat_id=chat.id, operator_id=chat.operator_id)
+
+
+def chat_completed(chat: Chat, concerned) -> None:
+    tell(concerned, "chat_completed", chat_id=chat.id, reason=chat.completion_reason)
+
+
+def chat_message(chat: Chat, message: Message) -> None:
+    """A client's message reaches the operator working the chat, or the one it is offered to."""
+    tell([chat.operator_id if chat.state == "in_work" else chat.offered_to_id], "chat_message",
+         chat_id=chat.id, message=message_json(message))
+
+
+def message_status(message: Message) -> None:
+    tell([message.author_id], "message_status", chat_id=message.chat_id, message_id=message.id,
+         status=message.status)
+
+
+def status_changed(user_id: int, status: str) -> None:
+    tell([user_id], "status_changed", status=status)
+
+
+def message_json(m: Message) -> dict:
+    """A message as the API and the events show it."""
+    return {"id": m.id, "direction": m.direction, "text": m.text, "created_at": m.created_at.isoformat(),
+            "status": m.status, **({"error": m.error} if m.error else {})}

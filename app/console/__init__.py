@@ -1,0 +1,50 @@
+"""The web console: pages served by this app that call its HTTP API with the user's bearer token.
+
+Pages are shells that hold no data; everything they show comes from /api with the token the
+user signed in with (kept in the browser's localStorage), so the API's access rules are the
+console's. bpmn-js comes from npm (`npm ci`) and is served from node_modules, never committed.
+"""
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, redirect, render_template, send_from_directory
+
+bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+root = Blueprint("root", __name__)
+
+# The files of the bpmn-js package the instance page loads (viewer bundle and its styles).
+BPMN_JS_FILES = {"bpmn-navigated-viewer.production.min.js", "assets/diagram-js.css", "assets/bpmn-js.css"}
+
+PAGES = {"": ("index.html", "Sign in"), "operator": ("operator.html", "Operator panel"),
+         "setup": ("setup.html", "Chat setup"), "processes": ("processes.html", "Processes")}
+
+
+@root.get("/")
+def home():
+    return redirect("/console/")
+
+
+def _page(name: str):
+    template, title = PAGES[name]
+    return render_template(f"console/{template}", title=title, page=name or "index")
+
+
+bp.add_url_rule("/", "index", lambda: _page(""))
+for _name in ("operator", "setup", "processes"):
+    bp.add_url_rule(f"/{_name}", _name, lambda _name=_name: _page(_name))
+
+
+@bp.get("/instances/<int:instance_id>")
+def instance(instance_id: int):
+    return render_template("console/instance.html", title=f"Instance {instance_id}", page="instance",
+                           instance_id=instance_id)
+
+
+@bp.get("/vendor/bpmn-js/<path:name>")
+def bpmn_js(name: str):
+    if name not in BPMN_JS_FILES:
+        abort(404)
+    dist = Path(current_app.config["NODE_MODULES"]) / "bpmn-js" / "dist"
+    if not (dist / name).is_file():
+        abort(404, "bpmn-js is not installed: run `npm ci` in the repository")
+    return send_from_directory(dist, name, max_age=3600)

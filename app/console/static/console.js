@@ -1,0 +1,177 @@
+// Shared by every console page: the signed-in token, calls to /api, error display, the live
+// event stream and a small DOM builder. Pages are plain scripts; there is no build step.
+"use strict";
+
+const CF = (() => {
+  const TOKEN_KEY = "chatflow.token";
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      const error = (body && body.error) || {};
+      super(error.message || `HTTP ${status}`);
+      this.status = status;
+      this.code = error.code || "http_" + status;
+      this.details = error.details || {};
+    }
+  }
+
+  function token() { return localStorage.getItem(TOKEN_KEY); }
+
+  function setToken(value) {
+    if (value) localStorage.setItem(TOKEN_KEY, value); else localStorage.removeItem(TOKEN_KEY);
+  }
+
+  function headers(extra) {
+    const h = Object.assign({}, extra);
+    if (token()) h.Authorization = "Bearer " + token();
+    return h;
+  }
+
+  async function answer(response) {
+    const type = response.headers.get("Content-Type") || "";
+    const body = response.status === 204 ? null
+      : type.includes("json") ? await response.json() : await response.text();
+    if (response.status === 401 && document.body.dataset.page !== "index") signIn();
+    if (!response.ok) throw new ApiError(response.status, typeof body === "object" ? body : null);
+    return body;
+  }
+
+  // A JSON call to the API; resolves to the answer's body, rejects with an ApiError.
+  async function api(method, path, body) {
+    const init = {method, headers: headers(body === undefined ? {} : {"Content-Type": "application/json"})};
+    if (body !== undefined) init.body = JSON.stringify(body);
+    return answer(await fetch(path, init));
+  }
+
+  // A multipart upload: `files` go in parts named `file`, as the API expects.
+  async function upload(method, path, files) {
+    const form = new FormData();
+    for (const file of files) form.append("file", file, file.name);
+    return answer(await fetch(path, {method, headers: headers(), body: form}));
+  }
+
+  // Bytes (a sound, a diagram) behind the token, as an object URL or text.
+  async function fetchBlob(path) {
+    const response = await fetch(path, {headers: headers()});
+    if (!response.ok) await answer(response);
+    return response.blob();
+  }
+
+  function signIn() {
+    location.href = "/console/?next=" + encodeURIComponent(location.pathname + location.search);
+  }
+
+  // el("tr", {class: "x", onclick: f}, "text", childNode): text is never parsed as HTML.
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function clearErrors(container) {
+    container.querySelectorAll(".field-error, .form-error").forEach((n) => n.remove());
+    container.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+  }
+
+  // Put an API error next to the field it names (details.field), else at the top of `container`.
+  function showError(container, err) {
+    clearErrors(container);
+    const message = err.message || String(err);
+    const field = err.details && err.details.field;
+    const input = field && container.querySelector(`[name="${CSS.escape(field)}"]`);
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      const label = input.closest("label") || input;
+      label.after(el("div", {class: "field-error", role: "alert", dataset: {field}}, message));
+      input.focus();
+    } else {
+      container.prepend(el("div", {class: "form-error", role: "alert"}, message));
+    }
+  }
+
+  function pageError(err) {
+    const banner = document.getElementById("page-error");
+    banner.textContent = err ? (err.message || String(err)) : "";
+    banner.hidden = !err;
+  }
+
+  // The signed-in user's live events (/api/events, Server-Sent Events). EventSource cannot send
+  // an Authorization header, so the stream is read with fetch. On every (re)connect `onReady`
+  // runs: the page reloads its lists then, so nothing missed while disconnected is lost.
+  function events({onEvent, onReady, onState}) {
+    let stopped = false, controller = null, delay = 500;
+    const setState = (state) => onState && onState(state);
+
+    async function run() {
+      while (!stopped) {
+        controller = new AbortController();
+        try {
+          const response = await fetch("/api/events", {headers: headers(), signal: controller.signal});
+          if (response.status === 401) { signIn(); return; }
+          if (!response.ok || !response.body) throw new Error("events: HTTP " + response.status);
+          const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buffer = "";
+          for (;;) {
+            const {value, done} = await reader.read();
+            if (done) break;
+            buffer += value;
+            let end;
+            while ((end = buffer.indexOf("\n\n")) >= 0) {
+              const frame = buffer.slice(0, end);
+              buffer = buffer.slice(end + 2);
+              const data = frame.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim());
+              if (!data.length) continue;  // a keep-alive comment
+              const event = JSON.parse(data.join("\n"));
+              if (event.type === "ready") { delay = 500; setState("live"); onReady && await onReady(event); }
+              else onEvent(event);
+            }
+          }
+        } catch (err) {
+          if (stopped) return;
+          console.warn("event stream:", err);
+        }
+        setState("reconnecting");
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 10000);
+      }
+    }
+    run();
+    return {close() { stopped = true; if (controller) controller.abort(); }};
+  }
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString() : "";
+  }
+
+  // Every page but sign-in needs a token; admin pages say so when the user is not an admin.
+  async function start({admin} = {}) {
+    if (!token()) { signIn(); return null; }
+    let me;
+    try { me = await api("GET", "/api/me"); } catch (err) { pageError(err); return null; }
+    document.getElementById("nav").hidden = false;
+    document.querySelectorAll("[data-admin]").forEach((a) => { a.hidden = !me.is_admin; });
+    const current = document.querySelector(`[data-nav="${document.body.dataset.page}"]`);
+    if (current) current.setAttribute("aria-current", "page");
+    document.getElementById("who").textContent = me.name || me.login;
+    const out = document.getElementById("sign-out");
+    out.hidden = false;
+    out.onclick = () => { setToken(null); location.href = "/console/"; };
+    if (admin && !me.is_admin) {
+      pageError({message: "This page needs the permission CanManageChats."});
+      return null;
+    }
+    return me;
+  }
+
+  return {ApiError, token, setToken, api, upload, fetchBlob, el, clearErrors, showError, pageError,
+          events, when, start};
+})();
