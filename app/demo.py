@@ -5,9 +5,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app import accounts
+from app.chats import actions
 from app.chats import admin as setup
 from app.extensions import db
-from app.models import Queue, User
+from app.models import ChatAction, Queue, User
 
 DEMO_OPERATORS = (("anna", "Anna (operator)"), ("boris", "Boris (operator)"))
 
@@ -40,7 +41,12 @@ def seed(app, processes_dir: Path) -> list[str]:
         if login not in {u.login for u in _operators(queue)}:
             setup.add_operator(queue, user.id, None, jobs)
         lines.append(f"operator {login} token: {token}")
-    lines.append("connect a Telegram bot: PUT /api/settings/SiteUrl (a public https URL of this server), then "
+    if not db.session.scalars(select(ChatAction).where(ChatAction.queue_id == queue.id)).first():
+        actions.create_action({"name": "Create case", "queue_id": queue.id, "process": "CreateCaseFromChat"})
+    lines.append("chat action 'Create case' (process CreateCaseFromChat) on the queue")
+    lines.append("web console: open the address below and sign in with one of these tokens")
+    lines.append("connect a Telegram bot: set SiteUrl (a public https URL of this server) and add the bot in the "
+                 "console's Chat setup, or PUT /api/settings/SiteUrl, then "
                  f"POST /api/channels {{\"provider\":\"telegram\",\"name\":\"My bot\",\"token\":\"<bot token>\","
                  f"\"queue_id\":{queue.id}}}")
     db.session.commit()
