@@ -225,6 +225,7 @@ class Row:
     query: str = ""
     # public routes only: (label, expected, send) called with no bearer token, as the provider calls
     provider: tuple = field(default_factory=tuple)
+    content_type: str | None = None       # the media type of a 2xx answer, when it is not JSON
 
 
 def admin_only(ok_status, **how) -> Row:
@@ -341,6 +342,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("PUT", "/api/me/status"): any_user(200, send=js({"status": "active"})),
     ("GET", "/api/me/chats"): any_user(200),
     ("GET", "/api/chats"): any_user(200),
+    # the live events stream (an endless response: `test_access` closes it unread)
+    ("GET", "/api/events"): any_user(200, content_type="text/event-stream"),
     # --- one chat (operators of its queue; admins any). Admin conflicts: an admin who does not serve
     # QA cannot accept (409 not_offered_to_you) nor reply to a chat in work by A (409 chat_not_in_work).
     ("GET", "/api/chats/{chat_id}"): chat_scoped(200, 200),
@@ -401,6 +404,11 @@ def _expected(row: Row, who: str) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
+def _body(resp) -> str:
+    """The start of an answer's body for a failure message; an event stream never ends, so not read."""
+    return f"<{resp.mimetype} stream>" if resp.mimetype == "text/event-stream" else resp.get_data(as_text=True)[:300]
+
+
 def _call(w: World, method, path, token, send_kwargs, query=""):
     kw = dict(send_kwargs)
     if query and "query_string" not in kw:
@@ -420,19 +428,22 @@ def test_access(world, key):
         send = row.send(world) if row.send else {}
         resp = _call(world, method, path, world.tokens[who], send, row.query)
         expected = _expected(row, who)
-        if resp.status_code not in expected:
-            failures.append(f"{who}: {method} {path} answered {resp.status_code}, expected {expected}: "
-                            f"{resp.get_data(as_text=True)[:300]}")
-            continue
-        if resp.status_code in (401, 403) and resp.is_json:
-            code = resp.get_json()["error"]["code"]
-            if code != ("unauthorized" if resp.status_code == 401 else "forbidden"):
-                failures.append(f"{who}: {method} {path} answered {resp.status_code} with code {code}")
+        with resp:  # closed, and a streamed answer never read to its (absent) end
+            if resp.status_code not in expected:
+                failures.append(f"{who}: {method} {path} answered {resp.status_code}, expected {expected}: "
+                                f"{_body(resp)}")
+                continue
+            if resp.status_code in (401, 403) and resp.is_json:
+                code = resp.get_json()["error"]["code"]
+                if code != ("unauthorized" if resp.status_code == 401 else "forbidden"):
+                    failures.append(f"{who}: {method} {path} answered {resp.status_code} with code {code}")
+            if row.content_type and resp.status_code < 300 and resp.mimetype != row.content_type:
+                failures.append(f"{who}: {method} {path} answered {resp.content_type}, expected {row.content_type}")
     for label, expected, send in row.provider:
-        resp = _call(world, method, template.format(**world.params), None, send(world), row.query)
-        if resp.status_code != expected:
-            failures.append(f"provider ({label}): answered {resp.status_code}, expected {expected}: "
-                            f"{resp.get_data(as_text=True)[:300]}")
+        with _call(world, method, template.format(**world.params), None, send(world), row.query) as resp:
+            if resp.status_code != expected:
+                failures.append(f"provider ({label}): answered {resp.status_code}, expected {expected}: "
+                                f"{_body(resp)}")
     assert not failures, "\n".join(failures)
 
 

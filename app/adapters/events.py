@@ -14,31 +14,48 @@ from collections import defaultdict
 
 from redis import Redis
 
-CHANNEL = "chatflow:events:user:{}"
+# Pub/sub channels are server-wide, not per database: the database number is part of the
+# name, so installations sharing one Redis server on different databases never hear each other.
+CHANNEL = "chatflow:{db}:events:user:{user_id}"
+SUBSCRIBE_TIMEOUT = 10.0
 
 
 class RedisEvents:
     def __init__(self, url: str):
         self.redis = Redis.from_url(url, health_check_interval=30)
+        self.db = self.redis.connection_pool.connection_kwargs.get("db", 0)
+
+    def channel(self, user_id: int) -> str:
+        return CHANNEL.format(db=self.db, user_id=user_id)
 
     def publish(self, user_ids, event: dict) -> None:
         payload = json.dumps(event)
         with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
-                pipe.publish(CHANNEL.format(user_id), payload)
+                pipe.publish(self.channel(user_id), payload)
             pipe.execute()
 
     def subscribe(self, user_id: int) -> "RedisSubscription":
-        return RedisSubscription(self.redis, CHANNEL.format(user_id))
+        return RedisSubscription(self.redis, self.channel(user_id))
 
 
 class RedisSubscription:
     def __init__(self, redis: Redis, channel: str):
-        self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(channel)  # subscribed from here on: nothing published later is missed
+        self.pubsub = redis.pubsub()
+        self.pubsub.subscribe(channel)
+        # SUBSCRIBE is only sent above; wait until Redis confirms it, so that anything
+        # published from here on (by any process) is received.
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            message = self.pubsub.get_message(timeout=left)
+            if message is not None and message["type"] == "subscribe":
+                return
+        self.pubsub.close()
+        raise TimeoutError(f"Redis did not confirm the subscription to {channel}")
 
     def get(self, timeout: float) -> dict | None:
-        """The next event, or None when `timeout` seconds pass without one."""
+        """The next event, or None when `timeout` seconds pass without one (health-check
+        pongs are skipped)."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             message = self.pubsub.get_message(timeout=left)
