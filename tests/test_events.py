@@ -256,6 +256,22 @@ def test_a_change_is_told_only_once_its_transaction_commits(make_app):
         subscription.close()
 
 
+def test_a_rollback_before_any_sql_drops_what_was_told(make_app):
+    """Told, then rolled back before the transaction reached the database: still never sent."""
+    app = make_app()
+    subscription = app.extensions["chatflow.events"].subscribe(42)
+    try:
+        with app.app_context():
+            live.tell([42], "status_changed", status="inactive")
+            db.session.rollback()
+            db.session.execute(text("select 1"))
+            db.session.commit()
+            db.session.remove()
+        assert subscription.get(0.2) is None
+    finally:
+        subscription.close()
+
+
 # -- 2. the stream --------------------------------------------------------------------------------
 @pytest.fixture
 def embedded(make_app, serve, telegram):
@@ -304,6 +320,19 @@ def test_hanging_up_releases_the_subscription(embedded, streams):
     wait_for(lambda: len(bus._queues.get(ann.id, ())) == 1, timeout=WAIT, message="one subscription left")
     second.close()
     wait_for(lambda: ann.id not in bus._queues, timeout=WAIT, message="no subscription left")
+
+
+def test_a_revoked_token_ends_its_stream(embedded, streams):
+    """A deleted user's open stream ends at the next keep-alive instead of hearing on."""
+    _, api, base, _ = embedded
+    ann = make_operator(api, "ann")
+    stream = streams(base, ann.token)
+    assert stream.frame().event == "ready"
+    assert stream.frame().comment == "keep-alive"
+    assert api.delete(f"/api/users/{ann.id}").status_code == 204
+    with pytest.raises(AssertionError, match="the server ended the stream"):
+        while True:
+            stream.frame()
 
 
 # -- 3. who hears what ----------------------------------------------------------------------------

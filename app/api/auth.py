@@ -10,13 +10,17 @@ from app.api.validation import check_url
 ADMIN_PERMISSION = "CanManageChats"
 
 
+def bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def authenticate() -> None:
     """before_request of the API blueprints: 401 without a valid token."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token()
+    if token is None:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
-    user = accounts.user_for_token(token.strip())
+    user = accounts.user_for_token(token)
     if user is None:
         raise ApiError(401, "unauthorized", "the token is not valid")
     g.user = user

@@ -3,7 +3,8 @@ import json
 
 from flask import Blueprint, Response, current_app, g
 
-from app.api.auth import answers, authenticate
+from app import accounts
+from app.api.auth import answers, authenticate, bearer_token
 from app.extensions import db
 
 bp = Blueprint("events", __name__, url_prefix="/api")
@@ -14,10 +15,17 @@ bp.before_request(authenticate)
 @answers("text/event-stream")
 def events():
     """Your live events (Server-Sent Events): offers, chats taken, client messages, completions, status."""
-    user_id, status = g.user.id, g.user.status
-    subscription = current_app.extensions["chatflow.events"].subscribe(user_id)
-    keepalive = current_app.config["EVENTS_KEEPALIVE_SECONDS"]
+    user_id, status, token = g.user.id, g.user.status, bearer_token()
+    app = current_app._get_current_object()
+    subscription = app.extensions["chatflow.events"].subscribe(user_id)
+    keepalive = app.config["EVENTS_KEEPALIVE_SECONDS"]
     db.session.close()  # a stream may last hours; it must not hold a database connection
+
+    def still_valid() -> bool:
+        """A token revoked (user deleted, token rotated) ends its streams at the next keep-alive."""
+        with app.app_context():
+            user = accounts.user_for_token(token)
+            return user is not None and user.id == user_id
 
     def stream():
         try:
@@ -25,7 +33,12 @@ def events():
             yield "retry: 2000\n" + _frame("ready", {"type": "ready", "user_id": user_id, "status": status})
             while True:
                 event = subscription.get(timeout=keepalive)
-                yield ": keep-alive\n\n" if event is None else _frame(event["type"], event)
+                if event is not None:
+                    yield _frame(event["type"], event)
+                elif still_valid():
+                    yield ": keep-alive\n\n"
+                else:
+                    return
         finally:
             subscription.close()
 

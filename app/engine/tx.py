@@ -7,13 +7,17 @@ truth and the timer sweep catches up.
 import logging
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 log = logging.getLogger(__name__)
 _KEY = "chatflow_after_commit"
 
 
 def after_commit(session, func, *args) -> None:
+    if isinstance(session, scoped_session):
+        session = session()
+    if not session.in_transaction():
+        session.begin()  # so that a rollback before any SQL still drops this work
     session.info.setdefault(_KEY, []).append((func, args))
 
 
@@ -25,11 +29,13 @@ def _run(session):
             log.exception("after-commit work %s%r failed; the sweep will catch up", getattr(func, "__name__", func), args)
 
 
-def _drop(session):
-    session.info.pop(_KEY, None)
+def _drop(session, previous_transaction):
+    # Soft rollback: also a rollback before any SQL ran, which the database never saw.
+    if not previous_transaction.nested:
+        session.info.pop(_KEY, None)
 
 
 def install() -> None:
     if not event.contains(Session, "after_commit", _run):
         event.listen(Session, "after_commit", _run)
-        event.listen(Session, "after_rollback", _drop)
+        event.listen(Session, "after_soft_rollback", _drop)
