@@ -141,6 +141,18 @@ def app(make_app):
     return make_app(redis_url=os.environ.get("REDIS_URL"))
 
 
+@pytest.fixture
+def running_app(make_app, request):
+    """The suite's shape with its jobs running: embedded, or with REDIS_URL set RQ plus a real
+    `chatflow worker`, whose events reach this app's streams through Redis."""
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        return make_app()
+    app = make_app(redis_url=redis_url)
+    request.getfixturevalue("start_worker")(sweep_seconds=0.5)
+    return app
+
+
 class Api:
     """A test client that speaks JSON with a bearer token."""
 

@@ -3,6 +3,7 @@ page (bpmn-js diagram with the instance's elements marked), in a real browser ov
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
 from chat_helpers import configure, deploy_lifecycle, make_channel, make_operator, make_queue, new_chat, ok
@@ -47,6 +48,11 @@ def element(page, element_id):
 
 def marker(name):
     return re.compile(rf"(^|\s){name}(\s|$)")
+
+
+@pytest.fixture
+def app(running_app):
+    return running_app
 
 
 def test_deploy_versions_refusals_and_start(app, api, serve, console, tmp_path):

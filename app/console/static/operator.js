@@ -22,7 +22,6 @@
   const state = {
     me: null,
     chats: [],
-    queueNames: {},
     acceptErrors: new Map(),   // chat id -> message, shown in place until the next accept
     unread: new Map(),         // chat id in work -> client messages since last opened
     missedChat: null,          // the offer whose acceptance timeout made me inactive
@@ -172,8 +171,8 @@
     return refreshing;
   }
 
-  function queueName(id) {
-    return state.queueNames[id] || `Queue ${id}`;
+  function queueName(chat) {
+    return chat.queue_name || `Queue ${chat.queue_id}`;
   }
 
   function age(iso) {
@@ -199,7 +198,7 @@
         el("strong", {class: "op-contact"}, name),
         unread ? el("span", {class: "badge pending", title: "new client messages"}, `${unread} new`) : null,
         el("div", {class: "muted"},
-          el("span", {class: "op-queue"}, queueName(chat.queue_id)), " · ",
+          el("span", {class: "op-queue"}, queueName(chat)), " · ",
           el("time", {class: "op-age", datetime: chat.created_at, title: CF.when(chat.created_at)},
              age(chat.created_at)))),
       button,
@@ -292,7 +291,7 @@
     if (!view) { $("chat-title").textContent = "No chat selected"; return; }
     $("chat-title").textContent = chat ? `Chat with ${chat.contact.name}` : `Chat #${state.selected}`;
     $("chat-meta").textContent = chat
-      ? `#${chat.id} · ${queueName(chat.queue_id)} · started ${CF.when(chat.created_at)}`
+      ? `#${chat.id} · ${queueName(chat)} · started ${CF.when(chat.created_at)}`
         + (chat.accepted_at ? ` · accepted ${CF.when(chat.accepted_at)}` : "")
       : "";
     const ended = view.ended;
@@ -388,8 +387,10 @@
       result.replaceChildren(el("div", {class: "banner " + (failed ? "error" : "ok")},
         data.CaseNumber && !failed ? el("strong", {}, `Case ${data.CaseNumber} created`) : el("strong", {}, action.name),
         " · ",
-        el("a", {href: `/console/instances/${answer.process_instance_id}`},
-           `process instance ${answer.process_instance_id}`), " ",
+        // The instance page reads the process API, which is for admins.
+        state.me.is_admin ? el("a", {href: `/console/instances/${answer.process_instance_id}`},
+                               `process instance ${answer.process_instance_id}`)
+          : `process instance ${answer.process_instance_id}`, " ",
         el("span", {class: "badge " + answer.state}, answer.state),
         answer.error ? el("div", {}, answer.error) : null));
     } catch (err) {
@@ -457,12 +458,6 @@
     state.me = me;
     renderMe();
     sound.load();
-    if (me.is_admin) {
-      // Queue names are an admin read; operators see queue ids.
-      try {
-        for (const q of await CF.api("GET", "/api/queues?limit=1000")) state.queueNames[q.id] = q.name;
-      } catch (err) { /* ids it is */ }
-    }
     CF.events({
       onEvent,
       onState: setLive,
