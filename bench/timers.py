@@ -19,7 +19,7 @@ makes it due at T0 + window * k / N (`OmniChatOperatorAcceptChatTimeout` read pe
 admin changed the setting before each chat; nothing else is changed): the due times are spread
 evenly over the window, T0 = creation start + --lead seconds.
 
-Before anything is due, the due time of each chat's timer is read from the `timers` rows. Lag =
+Before anything is due, the due time of each chat's timer is read from each instance's `next_timer_at`. Lag =
 time of the chat's `offer_timed_out` chat event (written in the transaction that moves the chat)
 minus that due time. Checks: every chat has exactly one offer_timed_out (none lost, none fired
 twice) and was then re-offered to another operator or queued exactly once, and its state agrees.
@@ -188,8 +188,9 @@ def main() -> int:
         with psycopg.connect(s.dsn, autocommit=True) as conn:
             q = lambda sql, *a: conn.execute(sql, a).fetchall()  # noqa: E731
             states = dict(q("select state, count(*) from chats group by state"))
-            rows = q("""select c.id, c.offered_to_id, t.due_at from chats c
-                        join timers t on t.instance_id = c.process_instance_id where t.element_id = 'acceptance_timeout'""")
+            # An offered chat's only timer is its acceptance timeout (the queue has no completion timeout).
+            rows = q("""select c.id, c.offered_to_id, p.next_timer_at from chats c
+                        join process_instances p on p.id = c.process_instance_id where p.next_timer_at is not null""")
             due = {r[0]: r[2] for r in rows}
             first_op = {r[0]: r[1] for r in rows}
             if states != {"offered": n} or len(due) != n:

@@ -10,7 +10,7 @@ from uuid import UUID
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
@@ -23,7 +23,7 @@ from app.engine.operations import Operations
 from app.engine.ports import JobQueue
 from app.engine.tx import after_commit
 from app.extensions import db
-from app.models import InstanceEvent, ProcessInstance, Timer
+from app.models import InstanceEvent, ProcessInstance
 from app.models.types import utcnow
 
 FIRE_TIMERS_JOB = "app.jobs.fire_timers"
@@ -83,8 +83,7 @@ class Engine:
         instance = ProcessInstance(process_version_id=version.id, process_key=key,
                                    business_key=business_key, state="running", workflow_state="", data={},
                                    waiting_for=[], revision=0, created_at=utcnow())
-        db.session.add(instance)
-        db.session.flush()
+        # Not added to the session yet: _save INSERTs it once, whole, after its first step.
         self._record(instance, None, "started", {"version": version.version})
         self._advance(instance, workflow, workflow.do_engine_steps)
         return instance
@@ -163,16 +162,17 @@ class Engine:
         With `skip_locked` (the sweep) an instance another process is advancing is left to it.
         """
         now = now or utcnow()
-        if db.session.scalar(select(Timer.id).where(Timer.instance_id == instance_id, Timer.due_at <= now)
-                             .limit(1)) is None:
+        due_at = db.session.scalar(select(ProcessInstance.next_timer_at).where(ProcessInstance.id == instance_id))
+        if due_at is None or due_at > now:
             return False  # a stale wake-up: the instance moved on; not even its state is loaded
         instance = self._lock(instance_id, skip_locked)
         if instance is None or instance.state in FINISHED or instance.state == "error":
             return False
         workflow = self._restore(instance)
-        due = {w.task_id for w in inspect.timer_waits(workflow) if w.due_at <= now}
-        if not due:
-            self._sync_timers(instance, inspect.timer_waits(workflow))  # a stale row (moved on) is dropped
+        waits = inspect.timer_waits(workflow)
+        due = {w.task_id for w in waits if w.due_at <= now}
+        if not due:  # next_timer_at was stale (it is rewritten on every save, so only by hand)
+            instance.next_timer_at = min((w.due_at for w in waits), default=None)
             return False
 
         def fire():
@@ -216,9 +216,8 @@ class Engine:
 
     def due_instances(self, cutoff: datetime, limit: int = 500) -> list[int]:
         """Instances with a timer due at or before `cutoff`, most overdue first."""
-        rows = db.session.execute(select(Timer.instance_id, Timer.due_at).where(Timer.due_at <= cutoff)
-                                  .order_by(Timer.due_at).limit(limit)).all()
-        return list(dict.fromkeys(r.instance_id for r in rows))
+        return list(db.session.scalars(select(ProcessInstance.id).where(ProcessInstance.next_timer_at <= cutoff)
+                                       .order_by(ProcessInstance.next_timer_at).limit(limit)))
 
     # -- internals --------------------------------------------------------------------
     def _lock(self, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
@@ -244,8 +243,7 @@ class Engine:
     def _advance(self, instance: ProcessInstance, workflow, action) -> None:
         """Run `action` on the workflow, record what happened, save; an error fails only this instance."""
         before = inspect.snapshot(workflow)
-        # The timer rows equal the timers of the state just loaded (each save syncs them), so the
-        # save can compare with these instead of reading the rows back.
+        # What was scheduled: the timers of the state just loaded (each save schedules its new ones).
         timers_before = {} if instance.state in FINISHED + ("error",) else {
             w.task_id: w for w in inspect.timer_waits(workflow)}
         error = None
@@ -288,8 +286,13 @@ class Engine:
                   "updated_at": utcnow()}
         for key, value in values.items():
             setattr(instance, key, value)
-        self._write_events(instance)
-        self._sync_timers(instance, [] if new_state in FINISHED + ("error",) else timers, timers_before)
+        waits = [] if new_state in FINISHED + ("error",) else timers
+        instance.next_timer_at = min((w.due_at for w in waits), default=None)
+        if instance.id is None:  # a new instance: one INSERT of the whole row
+            db.session.add(instance)
+            db.session.flush()
+        self._schedule_timers(instance, waits, timers_before)
+        self._write_events(instance)  # its autoflush writes the row in one UPDATE
 
     @staticmethod
     def _current_data(workflow) -> dict:
@@ -302,28 +305,15 @@ class Engine:
                 data.update(task.data)
         return data
 
-    def _sync_timers(self, instance: ProcessInstance, waits: list, before: dict | None = None) -> None:
-        """Make the timer rows match `waits`; schedule new or moved ones after commit.
+    def _schedule_timers(self, instance: ProcessInstance, waits: list, before: dict | None) -> None:
+        """Schedule the RQ wake-up of each new or moved timer, after commit.
 
-        `before`: the timers the rows hold now (those of the state just loaded, since every save
-        syncs them), which saves reading them back; None reads them.
+        `before`: the timers of the state as loaded (already scheduled); None for a new instance.
         """
-        if before is None:
-            before = {r.task_id: r for r in db.session.scalars(select(Timer).where(Timer.instance_id == instance.id))}
-        waits = {w.task_id: w for w in waits}
-        gone = [task_id for task_id in before if task_id not in waits]
-        if gone:
-            db.session.execute(delete(Timer).where(Timer.instance_id == instance.id, Timer.task_id.in_(gone)))
-        for task_id, wait in waits.items():
-            if task_id in before and before[task_id].due_at == wait.due_at:
+        for wait in waits:
+            if before and wait.task_id in before and before[wait.task_id].due_at == wait.due_at:
                 continue
-            if task_id in before:
-                db.session.execute(update(Timer).where(Timer.instance_id == instance.id, Timer.task_id == task_id)
-                                   .values(due_at=wait.due_at))
-            else:
-                db.session.add(Timer(instance_id=instance.id, task_id=task_id, element_id=wait.element_id,
-                                     due_at=wait.due_at))
-            job_id = f"timer-{instance.id}-{task_id}-{int(wait.due_at.timestamp() * 1000)}"
+            job_id = f"timer-{instance.id}-{wait.task_id}-{int(wait.due_at.timestamp() * 1000)}"
             after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, FIRE_TIMERS_JOB, instance.id,
                                              job_id=job_id))
 
@@ -332,7 +322,7 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending is None:
             pending = instance._pending_events = []
-        pending.append({"instance_id": instance.id, "task": element, "event": event, "details": details,
+        pending.append({"task": element, "event": event, "details": details,
                         "at": at or utcnow()})
 
     @staticmethod
@@ -340,4 +330,6 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending:
             instance._pending_events = []
-            db.session.execute(insert(InstanceEvent), pending)
+            # render_nulls: one INSERT for all rows, not one per pattern of NULL columns.
+            db.session.execute(insert(InstanceEvent).execution_options(render_nulls=True),
+                               [{"instance_id": instance.id, **row} for row in pending])

@@ -2,8 +2,8 @@
 from app.models.auth import ApiToken, Role, RoleMember, User
 from app.models.chat import (Case, Channel, Chat, ChatAction, ChatEvent, Contact, ContactIdentity, Message, Queue,
                              QueueOperator, Setting, StoredFile)
-from app.models.process import InstanceEvent, ProcessInstance, ProcessVersion, Timer
+from app.models.process import InstanceEvent, ProcessInstance, ProcessVersion
 
-__all__ = ["ApiToken", "Role", "RoleMember", "User", "InstanceEvent", "ProcessInstance", "ProcessVersion", "Timer",
+__all__ = ["ApiToken", "Role", "RoleMember", "User", "InstanceEvent", "ProcessInstance", "ProcessVersion",
            "Channel", "Chat", "ChatEvent", "Contact", "ContactIdentity", "Message", "Queue", "QueueOperator",
            "Setting", "StoredFile", "ChatAction", "Case"]

@@ -39,6 +39,9 @@ class ProcessInstance(db.Model):
     waiting_for: Mapped[list] = mapped_column(JSON, default=list)
     # Incremented on every save; lets clients and tests see that an update happened.
     revision: Mapped[int] = mapped_column(default=0)
+    # When the earliest timer it waits on is due (None: none). The database's truth about timers,
+    # written in the same UPDATE as the state; the sweep reads it by index, RQ only wakes it up.
+    next_timer_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     version: Mapped[ProcessVersion] = relationship()
@@ -53,16 +56,5 @@ class InstanceEvent(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     task: Mapped[str | None] = mapped_column(String(200))
     event: Mapped[str] = mapped_column(String(40))
-    details: Mapped[dict | None] = mapped_column(JSON)
+    details: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 
-
-class Timer(db.Model):
-    """A timer an instance waits on. The database row is the truth; RQ only delivers the wake-up."""
-
-    __tablename__ = "timers"
-    __table_args__ = (UniqueConstraint("instance_id", "task_id"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"), index=True)
-    task_id: Mapped[str] = mapped_column(String(36))
-    element_id: Mapped[str] = mapped_column(String(200))
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
