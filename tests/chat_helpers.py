@@ -155,10 +155,15 @@ class TelegramChannel:
 def make_channel(api: Api, queue_id: int, token="123:good-token", name=None) -> TelegramChannel:
     channel = ok(api.post("/api/channels", {"provider": "telegram", "name": name or f"Bot {queue_id}",
                                             "token": token, "queue_id": queue_id, "active": True}), 201)
+    return telegram_channel(api, channel["id"])
+
+
+def telegram_channel(api: Api, channel_id: int) -> TelegramChannel:
+    """An existing Telegram channel, with the webhook secret only Telegram would know."""
     with api.app.app_context():
-        secret = db.session.get(Channel, channel["id"]).webhook_secret
+        secret = db.session.get(Channel, channel_id).webhook_secret
         db.session.remove()
-    return TelegramChannel(api, channel["id"], secret)
+    return TelegramChannel(api, channel_id, secret)
 
 
 # -- reading ----------------------------------------------------------------------------

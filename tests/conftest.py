@@ -3,6 +3,7 @@ the app on the embedded job thread or on RQ (REDIS_URL), and real `chatflow work
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from redis import Redis
 from sqlalchemy import create_engine, text
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -322,3 +324,63 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def start_web(db_url, redis_url, telegram_server):
+    """`start_web(n, meanwhile)`: n gunicorn web processes (gthread) on the test database and
+    Redis; `meanwhile()` runs while they boot; answers their base URLs once each answers
+    /healthz. Each runs in its own process group, stopped after the test."""
+    procs = []
+
+    def launch():
+        port = _free_port()
+        env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url,
+               "TELEGRAM_API_BASE": telegram_server.url, "CHATFLOW_EVENTS_KEEPALIVE_SECONDS": "0.5"}
+        env.pop("CHATFLOW_BOOTSTRAP_ADMIN_TOKEN", None)
+        log = tempfile.TemporaryFile()
+        # --no-control-socket: gunicorn's control socket is one path per user, not per process
+        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-k", "gthread", "--threads", "8",
+                                 "-w", "1", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3",
+                                 "--no-control-socket", "app:create_app()"],
+                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append((proc, log))
+        return proc, log, f"http://127.0.0.1:{port}"
+
+    def serving(proc, log, base) -> str:
+        def up():
+            if proc.poll() is not None:
+                return True
+            try:
+                return requests.get(f"{base}/healthz", timeout=5).status_code == 200
+            except requests.RequestException:  # not listening yet, or its worker still booting
+                return False
+        wait_for(up, timeout=30, interval=0.1, message=f"gunicorn on {base} to answer /healthz")
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"gunicorn exited: {log.read().decode(errors='replace')[-3000:]}")
+        return base
+
+    def start(count: int = 1, meanwhile=None) -> list[str]:
+        launched = [launch() for _ in range(count)]  # they boot side by side
+        if meanwhile is not None:
+            meanwhile()
+        return [serving(*one) for one in launched]
+
+    yield start
+    for proc, _ in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc, log in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

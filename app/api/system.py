@@ -61,11 +61,16 @@ def _responses(method: str, view, endpoint: str) -> dict:
     return {**success, "4XX": _ERROR, "5XX": _ERROR}
 
 
+def documented(rule) -> bool:
+    """Every route but static files and the console's pages (they are not the API)."""
+    return rule.endpoint != "static" and rule.endpoint.split(".")[0] not in ("console", "root")
+
+
 def build_openapi(app) -> dict:
     paths: dict = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.endpoint.split(".")[0] in ("console", "root"):
-            continue  # pages and their files, not the API
+        if not documented(rule):
+            continue
         view = app.view_functions[rule.endpoint]
         path = _PARAM.sub(r"{\2}", rule.rule)
         params = _path_params(rule.rule)
