@@ -36,32 +36,20 @@
       diagramMessage(`The diagram could not be loaded: ${err.message}`);
       return;
     }
-    if (typeof BpmnJS === "undefined") {  // the bundle's <script> answered 404: npm ci was not run
-      canvasEl.hidden = true;
-      diagramMessage("The diagram viewer (bpmn-js) is not installed on the server: run `npm ci` in the " +
-                     "repository and reload. The elements' states are listed below.");
-      listStates(diagram);
-      return;
-    }
-    if (diagram.xml !== importedXml) {  // an instance's XML never changes: import once, then re-mark
-      viewer = viewer || new BpmnJS({container: canvasEl});
+    if (diagram.xml !== importedXml) {  // an instance's XML never changes: draw once, then re-mark
       canvasEl.hidden = false;
       try {
-        await viewer.importXML(diagram.xml);
+        viewer = await CF.drawDiagram(canvasEl, diagram.xml, viewer);
       } catch (err) {
         importedXml = null;
         canvasEl.hidden = true;
-        diagramMessage(/no diagram to display/.test(err.message)
-          ? "This process has no diagram layout (BPMN DI) to draw: it was written without a modeler. " +
-            "The elements' states are listed below."
-          : `The diagram could not be drawn: ${err.message}`);
+        diagramMessage(`${err.message} The elements' states are listed below.`);
         listStates(diagram);
         return;
       }
       importedXml = diagram.xml;
       marked = [];
       diagramMessage(null);
-      viewer.get("canvas").zoom("fit-viewport", "auto");
     }
     mark(diagram);
     listStates(diagram);

@@ -135,23 +135,13 @@
     document.querySelector("#bpmn-xml pre").textContent = xml;
     view.hidden = false;
     message.hidden = true;
-    if (typeof BpmnJS === "undefined") {
-      canvas.hidden = true;
-      message.hidden = false;
-      message.textContent = "The diagram viewer (bpmn-js) is not installed on the server: run `npm ci` in the repository. The XML is below.";
-      return;
-    }
     canvas.hidden = false;
-    if (!viewer) viewer = new BpmnJS({container: canvas});
     try {
-      await viewer.importXML(xml);
-      viewer.get("canvas").zoom("fit-viewport");
+      viewer = await CF.drawDiagram(canvas, xml, viewer);
     } catch (err) {
       canvas.hidden = true;
       message.hidden = false;
-      message.textContent = /no diagram to display/.test(err.message)
-        ? "This file has no diagram layout (BPMN DI) to draw. The XML is below."
-        : `The diagram could not be drawn: ${err.message}`;
+      message.textContent = `${err.message} The XML is below.`;
     }
     view.scrollIntoView({block: "nearest"});
   }
