@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from app.chats import service
+from app.chats import lifecycle, service
 from app.extensions import db
 from app.models import User
 from chat_helpers import (ACCEPT_TIMER, LIFECYCLE, configure, deploy_lifecycle, error_code, events,
@@ -410,3 +410,52 @@ def test_a_changed_lifecycle_diagram_changes_new_chats_while_running_ones_keep_t
     ok(ann.accept(running["id"]))
     ok(bob.accept(fresh["id"]))
     assert instance(api, running["process_instance_id"])["version"] == 1
+
+
+# -- lock order -------------------------------------------------------------------------------
+def test_an_accept_waits_for_a_firing_timer_instead_of_deadlocking(make_app, db_url):
+    """A timer firing holds the chat's instance, then its operation locks the chat (and users).
+    An operator's accept must take the same order (instance, then chat): taking the chat first,
+    it would hold what the firing waits for while waiting for what the firing holds."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: nothing to deadlock")
+    app = make_app()
+    api = Api(app)
+    deploy_lifecycle(api)
+    configure(api)
+    queue = make_queue(api, "least_busy")
+    anna = make_operator(api, "anna", queue["id"])
+    chat = new_chat(api, make_channel(api, queue["id"]).client())
+    assert chat["offered_to_id"] == anna.id
+    firing_failed = []
+
+    def firing():
+        """What fire_timers does around offer_timed_out, holding the locks long enough to collide."""
+        with app.app_context():
+            try:
+                app.extensions["chatflow.engine"].lock(chat["process_instance_id"])
+                locked.set()
+                wait_for(lambda: _waiting_on_locks(db) >= 1, timeout=10, message="the accept to wait")
+                lifecycle.lock_chat(chat["id"])
+                db.session.commit()
+            except Exception as e:  # a deadlock victim
+                firing_failed.append(e)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    locked = threading.Event()
+    thread = threading.Thread(target=firing)
+    thread.start()
+    assert locked.wait(10)
+    accepted = anna.accept(chat["id"])   # blocks until the firing commits
+    thread.join(20)
+    assert not firing_failed, firing_failed
+    assert accepted.status_code == 200, accepted.get_json()
+
+
+def _waiting_on_locks(db) -> int:
+    """Backends of this database waiting for a row lock, seen from a connection of its own."""
+    with db.engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND wait_event_type = 'Lock'").scalar()

@@ -13,7 +13,7 @@ from functools import partial
 from sqlalchemy import select
 
 from app.chats import live, routing
-from app.chats.lifecycle import lock_chat, record
+from app.chats.lifecycle import lock_chat, lock_chat_and_process, record
 from app.engine.errors import Conflict
 from app.engine.tx import after_commit
 from app.extensions import db
@@ -22,12 +22,15 @@ from app.models.chat import Channel, Chat, ContactIdentity
 START_JOB = "app.jobs.start_chat_lifecycle"
 
 
-def open_chat(channel: Channel, user_id: str) -> Chat | None:
+def open_chat(channel: Channel, user_id: str, engine=None) -> Chat | None:
+    """The contact's open chat on this channel, locked (with its process first, given the engine)."""
     contact_ids = select(ContactIdentity.contact_id).where(ContactIdentity.channel_id == channel.id,
                                                            ContactIdentity.external_id == user_id)
     chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id.in_(contact_ids),
                                                  Chat.state != "completed")).first()
-    return lock_chat(chat.id) if chat else None
+    if chat is None:
+        return None
+    return lock_chat_and_process(chat.id, engine) if engine is not None else lock_chat(chat.id)
 
 
 def hand_to_queue(chat: Chat, jobs, why: str) -> None:
@@ -47,7 +50,7 @@ def bot_passed_thread(channel: Channel, user_id: str, jobs) -> Chat | None:
 
 
 def bot_took_thread(channel: Channel, user_id: str, engine) -> Chat | None:
-    chat = open_chat(channel, user_id)
+    chat = open_chat(channel, user_id, engine)
     if chat is None or chat.state == "bot":
         return chat
     if chat.state == "in_work":

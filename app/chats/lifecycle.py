@@ -25,6 +25,19 @@ def lock_chat(chat_id: int) -> Chat:
     return chat
 
 
+def lock_chat_and_process(chat_id: int, engine) -> Chat:
+    """Lock the chat's lifecycle instance first, then the chat (operators' rows after that).
+
+    The order the engine's own steps take them in: a firing timer holds its instance when its
+    operations lock the chat and users, so an operator's action locking the chat first could
+    deadlock with it.
+    """
+    instance_id = db.session.scalar(select(Chat.process_instance_id).where(Chat.id == chat_id))
+    if instance_id is not None:
+        engine.lock(instance_id)
+    return lock_chat(chat_id)
+
+
 def record(chat: Chat, event: str, **details) -> None:
     db.session.add(ChatEvent(chat_id=chat.id, event=event, details=details or None))
 

@@ -9,7 +9,7 @@ from sqlalchemy import or_, select
 
 from app.adapters.telegram import InboundText
 from app.chats import bots, lifecycle, live, routing, settings
-from app.chats.lifecycle import lock_chat, record
+from app.chats.lifecycle import lock_chat_and_process, record
 from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
 from app.extensions import db
@@ -96,7 +96,7 @@ def visible_chats(user: User, state: str | None = None, limit: int = 100, offset
 
 def accept(chat_id: int, user: User, engine) -> Chat:
     """First to accept wins; the others get 409 (chat_taken, not_offered_to_you, limit_reached)."""
-    chat = lock_chat(chat_id)
+    chat = lock_chat_and_process(chat_id, engine)
     if chat.state in ("in_work", "completed"):
         raise Conflict(f"chat {chat_id} is already {chat.state.replace('_', ' ')}", code="chat_taken")
     if chat.process_instance_id is None or chat.state == "bot":
@@ -128,7 +128,7 @@ def reply(chat_id: int, user: User, text: str, engine, jobs) -> Message:
         raise Invalid("text: must not be empty", details={"field": "text"})
     if len(text) > MAX_TEXT:
         raise Invalid(f"text: at most {MAX_TEXT} characters", details={"field": "text"})
-    chat = lock_chat(chat_id)
+    chat = lock_chat_and_process(chat_id, engine)
     if chat.state != "in_work" or chat.operator_id != user.id:
         raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
     message = Message(channel_id=chat.channel_id, contact_id=chat.contact_id, chat_id=chat.id, direction="out",
@@ -143,7 +143,7 @@ def reply(chat_id: int, user: User, text: str, engine, jobs) -> Message:
 
 def complete(chat_id: int, user: User, reason: str, engine, jobs) -> Chat:
     """Complete through the lifecycle; an admin can also end a chat whose process is stuck."""
-    chat = lock_chat(chat_id)
+    chat = lock_chat_and_process(chat_id, engine)
     if chat.state == "completed":
         raise Conflict(f"chat {chat_id} is already completed", code="chat_completed")
     if reason == "operator" and (chat.state != "in_work" or chat.operator_id != user.id):

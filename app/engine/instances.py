@@ -219,6 +219,10 @@ class Engine:
         return list(db.session.scalars(select(ProcessInstance.id).where(ProcessInstance.next_timer_at <= cutoff)
                                        .order_by(ProcessInstance.next_timer_at).limit(limit)))
 
+    def lock(self, instance_id: int) -> None:
+        """Hold the instance's row lock until commit (a caller that must lock it before other rows)."""
+        self._lock(instance_id)
+
     # -- internals --------------------------------------------------------------------
     def _lock(self, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
         instance = db.session.execute(select(ProcessInstance).where(ProcessInstance.id == instance_id)
