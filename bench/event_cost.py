@@ -91,6 +91,11 @@ class NaiveEngine:
                                     {"j": dumped}).scalar_one()
         return self.Row(new_id)
 
+    def lock(self, instance_id):
+        """As ours: the service locks the instance before the chat (lock order)."""
+        from app.extensions import db
+        db.session.execute(text("SELECT id FROM naive_workflows WHERE id = :id FOR UPDATE"), {"id": instance_id})
+
     def deliver_message(self, instance_id, name, data=None, if_waiting=False):
         from app.engine import inspect
         from app.engine.instances import Engine

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.engine.errors import Conflict
 from app.extensions import db
@@ -141,3 +141,32 @@ def test_message_nobody_waits_for_is_refused_and_changes_nothing(make_app):
         instance = db.session.get(ProcessInstance, instance_id)
         assert instance.revision == revision + 1
         assert instance.data["count"] == 1
+
+
+def test_an_instance_is_locked_once_per_transaction_and_again_in_the_next(make_app):
+    """A caller that locked the instance first (lock order) does not make the step read it twice;
+    a new transaction locks and reads it afresh."""
+    app = make_app()
+    instance_id = start_ping_loop(app)
+    reads = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().startswith("SELECT") and "FROM process_instances" in statement \
+                and "process_instances.id = " in statement:
+            reads.append(statement)
+
+    with app.app_context():
+        engine = app.extensions["chatflow.engine"]
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            engine.lock(instance_id)
+            engine.deliver_message(instance_id, "ping", {"sender": "A", "seq": 0})
+            db.session.commit()
+            assert len(reads) == 1, reads
+            engine.deliver_message(instance_id, "ping", {"sender": "A", "seq": 1})
+            db.session.commit()
+            assert len(reads) == 2, reads
+            assert db.session.get(ProcessInstance, instance_id).data["count"] == 2
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+            db.session.remove()

@@ -17,7 +17,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from app.bpmn import store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
-from app.engine import inspect, state
+from app.engine import inspect, state, tx
 from app.engine.errors import Conflict, NotFound
 from app.engine.operations import Operations
 from app.engine.ports import JobQueue
@@ -225,10 +225,15 @@ class Engine:
 
     # -- internals --------------------------------------------------------------------
     def _lock(self, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
-        instance = db.session.execute(select(ProcessInstance).where(ProcessInstance.id == instance_id)
-                                      .with_for_update(skip_locked=skip_locked)
-                                      .execution_options(populate_existing=True)
-                                      ).scalar_one_or_none()
+        held = tx.locked_rows(db.session)
+        instance = held.get(("instance", instance_id))  # locked and loaded earlier in this transaction
+        if instance is None:
+            instance = db.session.execute(select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                                          .with_for_update(skip_locked=skip_locked)
+                                          .execution_options(populate_existing=True)
+                                          ).scalar_one_or_none()
+            if instance is not None:
+                held[("instance", instance_id)] = instance
         if instance is not None:
             instance._pending_events = []  # nothing left over from a step that rolled back
         return instance

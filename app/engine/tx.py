@@ -1,4 +1,4 @@
-"""Work that must happen only once the current transaction has committed.
+"""What lasts as long as the current transaction: work for after its commit, and row locks held.
 
 A job enqueued before commit could run before its rows are visible; a rollback must not
 enqueue anything. If the work itself fails (Redis away), the database still holds the
@@ -11,11 +11,28 @@ from sqlalchemy.orm import Session, scoped_session
 
 log = logging.getLogger(__name__)
 _KEY = "chatflow_after_commit"
+_LOCKED = "chatflow_locked_rows"
+
+
+def _real(session) -> Session:
+    return session() if isinstance(session, scoped_session) else session
+
+
+def locked_rows(session) -> dict:
+    """Rows this transaction holds a lock on (key -> loaded object); a new transaction starts empty."""
+    session = _real(session)
+    if not session.in_transaction():
+        session.begin()
+    transaction = session.get_transaction()
+    owner, rows = session.info.get(_LOCKED, (None, None))
+    if owner is not transaction:
+        rows = {}
+        session.info[_LOCKED] = (transaction, rows)
+    return rows
 
 
 def after_commit(session, func, *args) -> None:
-    if isinstance(session, scoped_session):
-        session = session()
+    session = _real(session)
     if not session.in_transaction():
         session.begin()  # so that a rollback before any SQL still drops this work
     session.info.setdefault(_KEY, []).append((func, args))
