@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from app.chats import lifecycle, service
+from app.chats import lifecycle, routing, service
 from app.extensions import db
 from app.models import User
 from chat_helpers import (ACCEPT_TIMER, LIFECYCLE, configure, deploy_lifecycle, error_code, events,
@@ -459,3 +459,22 @@ def _waiting_on_locks(db) -> int:
     with db.engine.connect() as conn:
         return conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                     "AND wait_event_type = 'Lock'").scalar()
+
+
+def test_an_offer_whose_candidates_all_fill_up_meanwhile_says_why_the_chat_waits(app, api, monkeypatch):
+    """The candidates query saw someone eligible, but under the row lock nobody had room any more
+    (another chat was offered to them, or they went inactive): the chat waits, and says so."""
+    configure(api)
+    queue = make_queue(api, "least_busy")
+    anna = make_operator(api, "anna", queue["id"], status="inactive")
+    chat = new_chat(api, make_channel(api, queue["id"]).client())
+    assert chat["state"] == "queued"
+    with app.app_context():
+        seen_eligible = [db.session.get(User, anna.id)]  # as a query a moment earlier saw her
+        monkeypatch.setattr(routing, "least_busy_candidates", lambda *args: seen_eligible)
+        assert lifecycle.offer_chat(chat["id"]) == {"offered_to": None}
+        db.session.commit()
+        db.session.remove()
+    last = events(api, chat["id"], "waiting_for_operator")[-1]
+    assert "became busy or inactive" in last["details"]["reason"]
+    assert ok(api.get(f"/api/chats/{chat['id']}"))["state"] == "queued"

@@ -137,7 +137,9 @@ def _offer(chat: Chat, exclude: int | None = None) -> int | None:
                    why="fewest chats in work, then longest since last accepted")
             live.chat_offered(chat)
             return chosen.id
-    chat.state = "queued"
+    chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+    record(chat, "waiting_for_operator", rule="least_busy",
+           reason="each candidate became busy or inactive while being offered the chat")
     return None
 
 
