@@ -330,6 +330,15 @@ def test_a_revoked_token_ends_its_stream(embedded, streams):
             stream.frame()
 
 
+def test_the_stream_answers_503_while_redis_is_away(embedded, streams):
+    app, api, base, _ = embedded
+    app.extensions["chatflow.events"] = RedisEvents("redis://127.0.0.1:1/0")  # nothing listens there
+    ann = make_operator(api, "ann")
+    response = requests.get(f"{base}/api/events", headers={"Authorization": f"Bearer {ann.token}"}, timeout=10)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+
+
 # -- 3. who hears what ----------------------------------------------------------------------------
 def test_least_busy_chat_from_offer_to_completion(embedded, streams, telegram):
     """An offer reaches the chosen operator only; the accept reaches the queue's operators; the

@@ -2,9 +2,11 @@
 import json
 
 from flask import Blueprint, Response, current_app, g
+from redis import RedisError
 
 from app import accounts
 from app.api.auth import answers, authenticate, bearer_token
+from app.api.errors import ApiError
 from app.extensions import db
 
 bp = Blueprint("events", __name__, url_prefix="/api")
@@ -17,7 +19,10 @@ def events():
     """Your live events (Server-Sent Events): offers, chats taken, client messages, completions, status."""
     user_id, status, token = g.user.id, g.user.status, bearer_token()
     app = current_app._get_current_object()
-    subscription = app.extensions["chatflow.events"].subscribe(user_id)
+    try:
+        subscription = app.extensions["chatflow.events"].subscribe(user_id)
+    except (RedisError, TimeoutError):  # the console retries with backoff and reloads on `ready`
+        raise ApiError(503, "service_unavailable", "live events are unavailable (Redis); try again shortly")
     keepalive = app.config["EVENTS_KEEPALIVE_SECONDS"]
     db.session.close()  # a stream may last hours; it must not hold a database connection
 
