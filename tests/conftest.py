@@ -300,8 +300,10 @@ def console(browser, request):
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(10_000)
+        page.on("console", lambda m: "Content Security Policy" in m.text and blocked.append(m.text))
         return page
 
+    blocked = []  # what the pages' Content-Security-Policy refused: a page relying on it is broken
     yield open_page
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     for i, context in enumerate(contexts):
@@ -309,6 +311,7 @@ def console(browser, request):
             for j, page in enumerate(context.pages):
                 shot(page, f"FAILED-{request.node.name}-{i}-{j}")
         context.close()
+    assert not blocked, blocked
 
 
 def shot(page, name: str) -> Path:

@@ -1,5 +1,6 @@
 """Signing in to the console: the token is checked against the API, kept in the browser, and
 the user lands on the page for them (admins on Chat setup, operators on their panel)."""
+import requests
 from playwright.sync_api import expect
 
 from chat_helpers import make_operator
@@ -44,3 +45,14 @@ def test_a_page_opened_signed_out_asks_to_sign_in_then_returns(app, serve, conso
     page.get_by_label("Token").fill(ADMIN_TOKEN)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{base}/console/processes")
+
+
+def test_console_pages_allow_scripts_from_this_origin_only(app, serve):
+    """The token is in localStorage: pages refuse inline and foreign scripts, and framing."""
+    base = serve(app)
+    for path in ("/console/", "/console/operator", "/console/setup", "/console/processes", "/console/instances/1"):
+        headers = requests.get(f"{base}{path}", timeout=10).headers
+        policy = dict(part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";"))
+        assert policy["script-src"] == "'self'", path
+        assert policy["frame-ancestors"] == "'none'", path
+        assert headers["X-Content-Type-Options"] == "nosniff", path

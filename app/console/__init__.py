@@ -19,6 +19,23 @@ PAGES = {"": ("index.html", "Sign in"), "operator": ("operator.html", "Operator 
          "setup": ("setup.html", "Chat setup"), "processes": ("processes.html", "Processes")}
 
 
+# The token lives in localStorage, so script injection is what must never work: scripts only from
+# this origin (no inline ones), nothing framed. bpmn-js styles its SVG inline; sounds play from blob: URLs.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@bp.after_request
+def secure(response):
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 @root.get("/")
 def home():
     return redirect("/console/")
