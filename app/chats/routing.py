@@ -5,7 +5,7 @@ work plus chats offered to them are below `SimultaneousChats` (an operator is ne
 more chats than they could accept). Least busy: fewest chats in work, then the longest
 since they last accepted one (never = longest), then the lowest id.
 """
-from sqlalchemy import select, union
+from sqlalchemy import bindparam, select, union
 
 from app.chats import settings
 from app.extensions import db
@@ -15,8 +15,8 @@ from app.models.chat import Queue, QueueOperator
 CANDIDATES_RECORDED = 5
 
 
-def operator_ids(queue_id: int):
-    """Users serving a queue directly or through a role, as a subquery."""
+def operator_ids(queue_id):
+    """Users serving a queue directly or through a role, as a subquery (`queue_id`: a value or a bindparam)."""
     direct = select(QueueOperator.user_id).where(QueueOperator.queue_id == queue_id,
                                                  QueueOperator.user_id.is_not(None))
     via_role = (select(RoleMember.user_id).join(QueueOperator, QueueOperator.role_id == RoleMember.role_id)
@@ -39,26 +39,36 @@ def queues_of(user_id: int, rule: str | None = None) -> list[int]:
     return sorted(set(db.session.scalars(query)))
 
 
-def _eligible(what, queue_id: int, limit: int | None):
-    limit = limit or settings.get("SimultaneousChats")
-    ops = operator_ids(queue_id)
-    return select(what).where(User.id.in_(select(ops.c[0])), User.status == "active",
-                              User.chats_in_work + User.chats_offered < limit)
+def _eligible(*columns):
+    """Operators of :queue_id who are active with room below :limit (in work + offered).
+
+    Built once with bind parameters: a decision only binds its values, and SQLAlchemy reuses the
+    compiled statement and its cache key (building them per call cost more than the server).
+    """
+    ops = operator_ids(bindparam("queue_id"))
+    return select(*columns).where(User.id.in_(select(ops.c[0])), User.status == "active",
+                                  User.chats_in_work + User.chats_offered < bindparam("limit"))
+
+
+ELIGIBLE = _eligible(User.id)
+# Only what a decision reads and records; ids start at 1, so exclude=0 excludes nobody.
+CANDIDATES = (_eligible(User.id, User.chats_in_work, User.chats_offered, User.last_accepted_at)
+              .where(User.id != bindparam("exclude"))
+              .order_by(User.chats_in_work, User.last_accepted_at.asc().nulls_first(), User.id)
+              .limit(CANDIDATES_RECORDED))
 
 
 def eligible_operators(queue_id: int, limit: int | None = None) -> list[int]:
     """Ids of the queue's operators who may take a chat now."""
-    return list(db.session.scalars(_eligible(User.id, queue_id, limit)))
+    params = {"queue_id": queue_id, "limit": limit or settings.get("SimultaneousChats")}
+    return list(db.session.scalars(ELIGIBLE, params))
 
 
-def least_busy_candidates(queue_id: int, limit: int | None = None, exclude: int | None = None) -> list[User]:
-    """Eligible operators, best first; one indexed query (never a loop over chats)."""
-    query = (_eligible(User, queue_id, limit)
-             .order_by(User.chats_in_work, User.last_accepted_at.asc().nulls_first(), User.id)
-             .limit(CANDIDATES_RECORDED))
-    if exclude is not None:
-        query = query.where(User.id != exclude)
-    return list(db.session.scalars(query))
+def least_busy_candidates(queue_id: int, limit: int | None = None, exclude: int | None = None) -> list:
+    """Eligible operators, best first (rows: id, chats_in_work, chats_offered, last_accepted_at);
+    one indexed query, never a loop over chats."""
+    params = {"queue_id": queue_id, "limit": limit or settings.get("SimultaneousChats"), "exclude": exclude or 0}
+    return list(db.session.execute(CANDIDATES, params))
 
 
 def lock_user(user_id: int) -> User:
