@@ -25,6 +25,18 @@ _update_ids = itertools.count(1)
 _client_ids = itertools.count(7001)
 
 
+def set_at(body: dict, path: tuple, value) -> dict:
+    """`body` with the value at a path of keys replaced (KeyError: the key removed), for odd payloads."""
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return body
+
+
 def ok(response, status=200):
     assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:500])
     return response.get_json()

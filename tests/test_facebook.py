@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models.chat import Channel, Chat, Contact, Message
-from chat_helpers import count, error, rows
+from chat_helpers import count, error, rows, set_at
 from conftest import ROOT, Api, wait_for
 from fakes.facebook import batch, message_event, pass_thread_control, sign, take_thread_control
 
@@ -457,15 +457,7 @@ def _entry_with(**fields):
 
 
 def _event_with(path, value):
-    event = message_event(PSID, "111", "mid.odd", "odd")
-    target = event
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return batch(("111", [event], None))
+    return batch(("111", [set_at(message_event(PSID, "111", "mid.odd", "odd"), path, value)], None))
 
 
 ODD_BODIES = {

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.adapters.telegram import InboundText, UnsupportedUpdate, parse_update
 from app.extensions import db
 from app.models.chat import Channel, Chat, Contact, Message
-from chat_helpers import count, error, rows
+from chat_helpers import count, error, rows, set_at
 from conftest import ROOT, Api, wait_for
 from fakes.telegram import update
 
@@ -400,15 +400,7 @@ def _group(uid, kind="group"):
 
 
 def _with(uid, path, value):
-    body = update(uid, 555, "hello")
-    target = body
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return body
+    return set_at(update(uid, 555, "hello"), path, value)
 
 
 ODD_UPDATES = {
