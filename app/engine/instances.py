@@ -39,6 +39,11 @@ def _plain(data: dict) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
+def _next_due(waits) -> datetime | None:
+    """The earliest due time of these timers: the instance's `next_timer_at`, the sweep's index."""
+    return min((w.due_at for w in waits), default=None)
+
+
 def database_fault(error: BaseException | None) -> BaseException | None:
     """The database error behind `error`, if any: SpiffWorkflow wraps what a service task raises."""
     seen = set()
@@ -172,7 +177,7 @@ class Engine:
         waits = inspect.timer_waits(workflow)
         due = {w.task_id for w in waits if w.due_at <= now}
         if not due:  # next_timer_at was stale (it is rewritten on every save, so only by hand)
-            instance.next_timer_at = min((w.due_at for w in waits), default=None)
+            instance.next_timer_at = _next_due(waits)
             return False
 
         def fire():
@@ -296,7 +301,7 @@ class Engine:
         for key, value in values.items():
             setattr(instance, key, value)
         waits = [] if new_state in FINISHED + ("error",) else timers
-        instance.next_timer_at = min((w.due_at for w in waits), default=None)
+        instance.next_timer_at = _next_due(waits)
         if instance.id is None:  # a new instance: one INSERT of the whole row
             db.session.add(instance)
             db.session.flush()
@@ -331,8 +336,7 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending is None:
             pending = instance._pending_events = []
-        pending.append({"task": element, "event": event, "details": details,
-                        "at": at or utcnow()})
+        pending.append({"task": element, "event": event, "details": details, "at": at or utcnow()})
 
     @staticmethod
     def _write_events(instance) -> None:

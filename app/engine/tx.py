@@ -14,15 +14,18 @@ _KEY = "chatflow_after_commit"
 _LOCKED = "chatflow_locked_rows"
 
 
-def _real(session) -> Session:
-    return session() if isinstance(session, scoped_session) else session
+def _begun(session) -> Session:
+    """The real session, inside a transaction: so that what is kept for it ends with it, even a
+    rollback before any SQL ran."""
+    session = session() if isinstance(session, scoped_session) else session
+    if not session.in_transaction():
+        session.begin()
+    return session
 
 
 def locked_rows(session) -> dict:
     """Rows this transaction holds a lock on (key -> loaded object); a new transaction starts empty."""
-    session = _real(session)
-    if not session.in_transaction():
-        session.begin()
+    session = _begun(session)
     transaction = session.get_transaction()
     owner, rows = session.info.get(_LOCKED, (None, None))
     if owner is not transaction:
@@ -32,9 +35,7 @@ def locked_rows(session) -> dict:
 
 
 def after_commit(session, func, *args) -> None:
-    session = _real(session)
-    if not session.in_transaction():
-        session.begin()  # so that a rollback before any SQL still drops this work
+    session = _begun(session)
     session.info.setdefault(_KEY, []).append((func, args))
 
 
