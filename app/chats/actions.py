@@ -2,8 +2,8 @@
 from sqlalchemy import select
 
 from app.adapters.notify import post_notification
-from app.bpmn.store import latest_version
 from app.chats import settings
+from app.chats.admin import check_deployed
 from app.engine.errors import Conflict, Invalid, NotFound
 from app.extensions import db
 from app.models.chat import Case, Chat, ChatAction, Message, Queue
@@ -12,8 +12,8 @@ SUBJECT_MAX = 300
 
 
 def _check(fields: dict) -> None:
-    if "process" in fields and latest_version(fields["process"]) is None:
-        raise Invalid(f"process: no process {fields['process']!r} is deployed", details={"field": "process"})
+    if "process" in fields:
+        check_deployed(fields["process"], "process")
     if "queue_id" in fields and db.session.get(Queue, fields["queue_id"]) is None:
         raise Invalid("queue_id: no such queue", details={"field": "queue_id"})
 

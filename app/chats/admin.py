@@ -15,9 +15,10 @@ from app.models.chat import Channel, Chat, Message, Queue, QueueOperator
 DRAIN_JOB = "app.jobs.drain_operator"
 
 
-def _check_process(key: str | None, field: str = "lifecycle_process") -> None:
-    from app.bpmn.store import latest_version
-    if key is not None and latest_version(key) is None:
+def check_deployed(key: str | None, field: str = "lifecycle_process") -> None:
+    """422 naming `field` unless process `key` is deployed (its id is read, not its XML)."""
+    from app.bpmn.store import latest_version_ref
+    if key is not None and latest_version_ref(key) is None:
         raise Invalid(f"{field}: no process {key!r} is deployed", details={"field": field})
 
 
@@ -31,7 +32,7 @@ def _unique_name(model, name: str, own_id: int | None = None) -> None:
 # -- queues -------------------------------------------------------------------------------
 def create_queue(fields: dict) -> Queue:
     _unique_name(Queue, fields["name"])
-    _check_process(fields.get("lifecycle_process"))
+    check_deployed(fields.get("lifecycle_process"))
     queue = Queue(**fields)
     db.session.add(queue)
     db.session.flush()
@@ -42,7 +43,7 @@ def update_queue(queue: Queue, fields: dict) -> Queue:
     if "name" in fields:
         _unique_name(Queue, fields["name"], queue.id)
     if "lifecycle_process" in fields:
-        _check_process(fields["lifecycle_process"])
+        check_deployed(fields["lifecycle_process"])
     for name, value in fields.items():
         setattr(queue, name, value)
     return queue
