@@ -28,9 +28,10 @@ def jobs():
 
 def chat_json(c: Chat) -> dict:
     return {"id": c.id, "state": c.state, "queue_id": c.queue_id, "queue_name": c.queue.name,
-            "channel_id": c.channel_id, "contact": {"id": c.contact.id, "name": c.contact.name}, "operator_id": c.operator_id,
-            "offered_to_id": c.offered_to_id, "process_instance_id": c.process_instance_id,
-            "created_at": c.created_at.isoformat(), "accepted_at": _iso(c.accepted_at),
+            "channel_id": c.channel_id, "contact": {"id": c.contact.id, "name": c.contact.name},
+            "operator_id": c.operator_id, "offered_to_id": c.offered_to_id,
+            "process_instance_id": c.process_instance_id, "created_at": c.created_at.isoformat(),
+            "accepted_at": _iso(c.accepted_at),
             "completed_at": _iso(c.completed_at), "completion_reason": c.completion_reason}
 
 

@@ -4,6 +4,7 @@ Pages are shells that hold no data; everything they show comes from /api with th
 user signed in with (kept in the browser's localStorage), so the API's access rules are the
 console's. bpmn-js comes from npm (`npm ci`) and is served from node_modules, never committed.
 """
+from functools import partial
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, redirect, render_template, send_from_directory
@@ -15,8 +16,9 @@ root = Blueprint("root", __name__)
 # The files of the bpmn-js package the instance page loads (viewer bundle and its styles).
 BPMN_JS_FILES = {"bpmn-navigated-viewer.production.min.js", "assets/diagram-js.css", "assets/bpmn-js.css"}
 
-PAGES = {"": ("index.html", "Sign in"), "operator": ("operator.html", "Operator panel"),
-         "setup": ("setup.html", "Chat setup"), "processes": ("processes.html", "Processes")}
+# Page (its template and endpoint) -> (path, title).
+PAGES = {"index": ("/", "Sign in"), "operator": ("/operator", "Operator panel"),
+         "setup": ("/setup", "Chat setup"), "processes": ("/processes", "Processes")}
 
 
 # The token lives in localStorage, so script injection is what must never work: scripts only from
@@ -42,13 +44,11 @@ def home():
 
 
 def _page(name: str):
-    template, title = PAGES[name]
-    return render_template(f"console/{template}", title=title, page=name or "index")
+    return render_template(f"console/{name}.html", title=PAGES[name][1], page=name)
 
 
-bp.add_url_rule("/", "index", lambda: _page(""))
-for _name in ("operator", "setup", "processes"):
-    bp.add_url_rule(f"/{_name}", _name, lambda _name=_name: _page(_name))
+for _name, (_path, _) in PAGES.items():
+    bp.add_url_rule(_path, _name, partial(_page, _name))
 
 
 @bp.get("/instances/<int:instance_id>")

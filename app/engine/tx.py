@@ -44,7 +44,8 @@ def _run(session):
         try:
             func(*args)
         except Exception:
-            log.exception("after-commit work %s%r failed; the sweep will catch up", getattr(func, "__name__", func), args)
+            log.exception("after-commit work %s%r failed; the sweep will catch up",
+                          getattr(func, "__name__", func), args)
 
 
 def _drop(session, previous_transaction):
