@@ -12,6 +12,7 @@ drops the database. Everything listens on 127.0.0.1 only.
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -126,6 +127,17 @@ def wait_rq_idle(s: Stack, timeout: float = 60, horizon: float = 5) -> float:
     t0 = time.monotonic()
     wait_until(lambda: rq_busy(s.red) == 0, timeout, "the RQ queue to drain", s.procs, every=0.05)
     return time.monotonic() - t0
+
+
+def finish(logdir: Path | None, failures: list[str]) -> int:
+    """A bench's exit code: 1 with what failed (its logs kept for a look), else 0 and the logs removed."""
+    if failures:
+        print("\nFAILED: " + "; ".join(failures) + (f"; logs in {logdir}" if logdir else ""))
+        return 1
+    if logdir is not None:
+        shutil.rmtree(logdir, ignore_errors=True)
+    print("\nOK")
+    return 0
 
 
 def dumps(obj) -> str:

@@ -22,7 +22,6 @@ waits for the RQ queue to drain before the next level. Only 127.0.0.1 traffic. E
 request of every level was answered as expected and every reply reached the fake Bot API.
 """
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -271,12 +270,7 @@ def main() -> int:
               f"{max(r['eps'] for r in results):.0f} events/s")
     else:
         print(f"\np99 ≤ {args.goal_ms:.0f} ms for every kind holds at none of the levels measured")
-    if failures:
-        print("\nFAILED: " + "; ".join(failures))
-        return 1
-    shutil.rmtree(s.logdir, ignore_errors=True)  # kept when something failed
-    print("\nOK")
-    return 0
+    return _servers.finish(s.logdir, failures)
 
 
 if __name__ == "__main__":

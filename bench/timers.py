@@ -29,7 +29,6 @@ import argparse
 import math
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 from collections import Counter, defaultdict
@@ -301,12 +300,7 @@ def main() -> int:
     goal = bool(lags) and pct(lags, 99) <= args.goal_seconds and not lost and not twice
     print(f"\ngoal (p99 ≤ {args.goal_seconds:.0f} s, none lost, none twice): {'met' if goal else 'NOT met'}; "
           f"whole run {time.monotonic() - started:.0f} s")
-    if failures:
-        print("FAILED: " + "; ".join(failures))
-        return 1
-    shutil.rmtree(s.logdir, ignore_errors=True)  # kept when something failed
-    print("OK")
-    return 0
+    return _servers.finish(s.logdir, failures)
 
 
 if __name__ == "__main__":
