@@ -40,4 +40,6 @@ def from_env(env=os.environ) -> dict:
         "NODE_MODULES": env.get("CHATFLOW_NODE_MODULES", str(REPO / "node_modules")),
         # Seconds between keep-alive comments on an idle /api/events stream.
         "EVENTS_KEEPALIVE_SECONDS": float(env.get("CHATFLOW_EVENTS_KEEPALIVE_SECONDS", 15)),
+        # How long one `PUT /api/me/presence` keeps an API client connected.
+        "PRESENCE_HEARTBEAT_SECONDS": float(env.get("CHATFLOW_PRESENCE_HEARTBEAT_SECONDS", 60)),
     }

@@ -55,7 +55,7 @@ def sweep(grace_seconds: float | None = None) -> dict:
         grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
         cutoff = utcnow() - timedelta(seconds=grace)
         engine = _engine(app)
-        done = {"timers": 0, "chats": 0, "messages": 0}
+        done = {"timers": 0, "chats": 0, "messages": 0, "offers": 0}
         for instance_id in engine.due_instances(cutoff):
             # An instance a worker is advancing right now is left to it, never waited for.
             done["timers"] += _safely(lambda: engine.fire_timers(instance_id, skip_locked=True),
@@ -64,7 +64,14 @@ def sweep(grace_seconds: float | None = None) -> dict:
     from app.chats import service
     with app.app_context():
         chat_ids, message_ids = service.unstarted_chats(cutoff), service.overdue_replies(cutoff)
+        from app.chats import presence
+        operator_ids = presence.holding_lost_offers()
         db.session.remove()
+    for user_id in operator_ids:  # their check job was lost, or their web process died
+        try:
+            done["offers"] += withdraw_offers(user_id)
+        except Exception:
+            log.exception("sweep could not withdraw the offers of user %s", user_id)
     for chat_id in chat_ids:
         start_chat_lifecycle(chat_id)
         done["chats"] += 1
@@ -123,7 +130,7 @@ def drain_operator(user_id: int) -> int:
         try:
             for _ in range(100):  # bounded: the operator's capacity ends it far sooner
                 user = db.session.get(User, user_id)
-                chat = service.waiting_chat_for(user_id) if user and routing.has_capacity(user) else None
+                chat = service.waiting_chat_for(user_id) if user and routing.may_take(user) else None
                 if chat is None:
                     break
                 _engine(app).deliver_message(chat.process_instance_id, "operator_available", {}, if_waiting=True)
@@ -138,6 +145,50 @@ def drain_operator(user_id: int) -> int:
         finally:
             db.session.remove()
     return offered
+
+
+def withdraw_offers(user_id: int) -> int:
+    """Chats offered to an operator who may no longer hold them (inactive, gone past the grace,
+    out of the queue) are withdrawn one by one and offered anew at once; returns how many.
+
+    Each chat's process is told `operator_available`, as when someone becomes eligible: its
+    diagram offers the chat to the next operator and restarts the acceptance timeout.
+    """
+    from sqlalchemy import select
+
+    from app.chats import decisions, lifecycle, presence, routing
+    from app.models import Chat, User
+    app = _app()
+    engine = _engine(app)
+    withdrawn = 0
+    with app.app_context():
+        try:
+            chat_ids = db.session.scalars(select(Chat.id).where(Chat.offered_to_id == user_id,
+                                                                Chat.state == "offered").order_by(Chat.id)).all()
+            for chat_id in chat_ids:
+                chat = lifecycle.lock_chat_and_process(chat_id, engine)
+                user = db.session.get(User, user_id)
+                if chat.state != "offered" or chat.offered_to_id != user_id or user is None:
+                    db.session.rollback()
+                    continue
+                lapsed = decisions.presence_lapsed(user.connected_until, utcnow(), presence.grace_seconds())
+                reason = decisions.offer_lost_because(
+                    routing.view(user, serves_queue=routing.serves(user_id, chat.queue_id)), lapsed)
+                if reason is None:
+                    db.session.rollback()
+                    continue
+                lifecycle.withdraw_offer(chat, reason)
+                if chat.process_instance_id is not None:
+                    _engine(app).deliver_message(chat.process_instance_id, "operator_available", {},
+                                                 if_waiting=True)
+                db.session.commit()
+                withdrawn += 1
+        except Exception:
+            db.session.rollback()
+            raise
+        finally:
+            db.session.remove()
+    return withdrawn
 
 
 def deliver_message(message_id: int) -> str:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from app.chats import lifecycle, routing, service
+from app.chats import decisions, lifecycle, routing, service
 from app.extensions import db
 from app.models import User
 from chat_helpers import (ACCEPT_TIMER, LIFECYCLE, configure, deploy_lifecycle, error_code, events,
@@ -389,15 +389,15 @@ def test_a_changed_lifecycle_diagram_changes_new_chats_while_running_ones_keep_t
     assert r.status_code == 200 and b"R/PT1S" in r.data
 
     fresh = new_chat(api, channel.client())
-    assert fresh["offered_to_id"] == ann.id           # equal load, lower id
+    assert fresh["offered_to_id"] == bob.id           # ann holds the running chat's offer
     assert instance(api, fresh["process_instance_id"])["version"] == 2
 
-    # New chat: ann misses the 1 s acceptance, becomes inactive, bob gets it.
-    moved = wait_chat(api, fresh["id"], lambda c: c["offered_to_id"] == bob.id, timeout=6,
+    # New chat: bob misses the 1 s acceptance, becomes inactive, ann gets it.
+    moved = wait_chat(api, fresh["id"], lambda c: c["offered_to_id"] == ann.id, timeout=6,
                       message="the new chat to be re-offered after 1 s")
     assert moved["state"] == "offered"
-    assert events(api, fresh["id"], "offer_timed_out")[0]["details"]["operator_id"] == ann.id
-    assert ann.me()["status"] == "inactive"
+    assert events(api, fresh["id"], "offer_timed_out")[0]["details"]["operator_id"] == bob.id
+    assert bob.me()["status"] == "inactive"
 
     # The running chat keeps version 1 and its 5-minute acceptance timeout.
     kept = ok(api.get(f"/api/chats/{running['id']}"))
@@ -408,7 +408,7 @@ def test_a_changed_lifecycle_diagram_changes_new_chats_while_running_ones_keep_t
     (timer,) = [w for w in proc["waiting_for"] if w["task"] == "acceptance_timeout"]
     assert timer["kind"] == "timer"
     ok(ann.accept(running["id"]))
-    ok(bob.accept(fresh["id"]))
+    ok(ann.accept(fresh["id"]))
     assert instance(api, running["process_instance_id"])["version"] == 1
 
 
@@ -470,8 +470,8 @@ def test_an_offer_whose_candidates_all_fill_up_meanwhile_says_why_the_chat_waits
     chat = new_chat(api, make_channel(api, queue["id"]).client())
     assert chat["state"] == "queued"
     with app.app_context():
-        seen_eligible = [db.session.get(User, anna.id)]  # as a query a moment earlier saw her
-        monkeypatch.setattr(routing, "least_busy_candidates", lambda *args: seen_eligible)
+        seen_eligible = [decisions.OperatorView(anna.id)]  # as a query a moment earlier saw her
+        monkeypatch.setattr(routing, "candidates", lambda *args, **kw: seen_eligible)
         assert lifecycle.offer_chat(chat["id"]) == {"offered_to": None}
         db.session.commit()
         db.session.remove()

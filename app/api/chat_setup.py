@@ -149,11 +149,11 @@ def list_operators(queue_id):
 @bp.delete("/queues/<int:queue_id>/operators/<int:entry_id>")
 @admin
 def remove_operator(queue_id, entry_id):
-    """Remove an operator entry; chats they already have stay with them."""
+    """Remove an operator entry: chats in work stay with them; chats offered to them go to others."""
     entry = get_or_404(QueueOperator, entry_id)
     if entry.queue_id != queue_id:
         raise ApiError(404, "not_found", f"queue {queue_id} has no operator entry {entry_id}")
-    db.session.delete(entry)
+    setup.remove_operator(entry, jobs())
     db.session.commit()
     return "", 204
 

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, id_arg, page_args, parse
-from app.chats import routing, service, settings
+from app.chats import presence, routing, service, settings
 from app.chats.live import message_json
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent, Message
@@ -40,7 +40,7 @@ def _iso(value):
 
 
 def me_json(user) -> dict:
-    return {"id": user.id, "login": user.login, "name": user.name, "status": user.status,
+    return {"id": user.id, "login": user.login, "name": user.name, **presence.describe(user),
             "queues": routing.queues_of(user.id), "chats_in_work": user.chats_in_work,
             "chats_offered": user.chats_offered, "simultaneous_chats_limit": settings.get("SimultaneousChats"),
             "last_accepted_at": _iso(user.last_accepted_at), "is_admin": is_admin(user)}
@@ -67,6 +67,15 @@ def me():
 def set_status():
     """Set yourself active (take chats) or inactive."""
     user = service.set_status(g.user, parse(STATUS)["status"], jobs())
+    db.session.commit()
+    return me_json(user)
+
+
+@bp.put("/me/presence")
+def heartbeat():
+    """For API clients without an open /api/events stream: call at least every 60 s to count as
+    connected (routing offers chats only to operators who are active and connected)."""
+    user = presence.seen(g.user.id, current_app.config["PRESENCE_HEARTBEAT_SECONDS"], jobs())
     db.session.commit()
     return me_json(user)
 

@@ -1,8 +1,9 @@
-from flask import Blueprint, g
+from flask import Blueprint, current_app, g
 
 from app import accounts
 from app.api.auth import PAGE, accepts, admin, authenticate, reads
 from app.api.errors import ApiError
+from app.chats import presence
 from app.api.validation import Field, Schema, page_args, parse
 from app.engine.errors import get_or_404
 from app.extensions import db
@@ -24,7 +25,8 @@ MEMBER = Schema({"user_id": Field(int, required=True)})
 
 def user_json(user: User) -> dict:
     return {"id": user.id, "login": user.login, "name": user.name, "roles": [r.name for r in user.roles],
-            "permissions": sorted(user.permissions or []), "created_at": user.created_at.isoformat()}
+            "permissions": sorted(user.permissions or []), "created_at": user.created_at.isoformat(),
+            **presence.describe(user)}
 
 
 def role_json(role: Role) -> dict:
@@ -70,6 +72,7 @@ def get_user(user_id):
 def update_user(user_id):
     """Change a user's login, name, roles or permissions."""
     user = accounts.update_user(get_or_404(User, user_id), parse(USER, partial=True))
+    presence.recheck_offers([user.id], current_app.extensions["chatflow.jobs"])  # a role left: its queues too
     db.session.commit()
     return user_json(user)
 

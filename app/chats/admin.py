@@ -5,7 +5,7 @@ from functools import partial
 from sqlalchemy import func, select
 
 from app.adapters.telegram import ProviderError
-from app.chats import settings
+from app.chats import presence, settings
 from app.engine.errors import Conflict, Invalid, get_or_404
 from app.engine.tx import after_commit
 from app.extensions import db
@@ -82,6 +82,14 @@ def add_operator(queue: Queue, user_id: int | None, role_id: int | None, jobs) -
 
 
 # -- channels -----------------------------------------------------------------------------
+def remove_operator(entry: QueueOperator, jobs) -> None:
+    """The users it named (the user, or the role's members) lose the chats offered to them there."""
+    members = [entry.user_id] if entry.user_id else db.session.scalars(
+        select(RoleMember.user_id).where(RoleMember.role_id == entry.role_id)).all()
+    db.session.delete(entry)
+    presence.recheck_offers(members, jobs)
+
+
 def _page_free(page_id: str | None, own_id: int | None = None) -> None:
     if page_id is None:
         return

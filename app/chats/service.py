@@ -8,7 +8,7 @@ from functools import partial
 from sqlalchemy import or_, select
 
 from app.adapters.telegram import InboundText
-from app.chats import bots, lifecycle, live, routing, settings
+from app.chats import bots, decisions, lifecycle, live, routing, settings
 from app.chats.lifecycle import lock_chat_and_process, record
 from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
@@ -19,7 +19,7 @@ from app.models.types import utcnow
 
 START_JOB = "app.jobs.start_chat_lifecycle"
 SEND_JOB = "app.jobs.deliver_message"
-DRAIN_JOB = lifecycle.DRAIN_JOB
+DRAIN_JOB, WITHDRAW_JOB = lifecycle.DRAIN_JOB, lifecycle.WITHDRAW_JOB
 MAX_TEXT = 4096  # Telegram's limit for one message
 
 
@@ -83,7 +83,7 @@ def visible_chats(user: User, state: str | None = None, limit: int = 100, offset
     """Offered to them, queued in their `all` queues while they are eligible, in work by them."""
     conditions = [(Chat.offered_to_id == user.id) & (Chat.state == "offered"),
                   (Chat.operator_id == user.id) & (Chat.state == "in_work")]
-    if routing.has_capacity(user):
+    if routing.may_take(user, connected=True):  # asking is a sign of life
         all_queues = routing.queues_of(user.id, rule="all")
         if all_queues:
             conditions.append((Chat.state == "queued") & Chat.queue_id.in_(all_queues)
@@ -95,23 +95,19 @@ def visible_chats(user: User, state: str | None = None, limit: int = 100, offset
 
 
 def accept(chat_id: int, user: User, engine) -> Chat:
-    """First to accept wins; the others get 409 (chat_taken, not_offered_to_you, limit_reached)."""
+    """First to accept wins; the others get 409 (chat_taken, not_offered_to_you, operator_inactive,
+    limit_reached)."""
     chat = lock_chat_and_process(chat_id, engine)
-    if chat.state in ("in_work", "completed"):
-        raise Conflict(f"chat {chat_id} is already {chat.state.replace('_', ' ')}", code="chat_taken")
-    if chat.process_instance_id is None or chat.state == "bot":
-        raise Conflict(f"chat {chat_id} is not waiting for an operator yet", code="not_offered_to_you")
-    if chat.state == "offered" and chat.offered_to_id != user.id:
-        raise Conflict(f"chat {chat_id} is offered to another operator", code="not_offered_to_you")
-    if chat.state == "queued" and (chat.queue.routing_rule != "all" or not routing.serves(user.id, chat.queue_id)):
-        raise Conflict(f"chat {chat_id} is not offered to you", code="not_offered_to_you")
+    serves = chat.state == "queued" and routing.serves(user.id, chat.queue_id)
     operator = routing.lock_user(user.id)
     limit = settings.get("SimultaneousChats")
-    was_offered = chat.state == "offered"
-    if operator.chats_in_work >= limit or (not was_offered and not routing.has_capacity(operator, limit)):
-        raise Conflict(f"you have {operator.chats_in_work} chats in work, the limit is {limit}",
-                       code="limit_reached")
-    if was_offered:
+    refusal = decisions.accept_refusal(
+        decisions.ChatView(chat.id, chat.state, chat.queue.routing_rule, chat.process_instance_id is not None,
+                           chat.offered_to_id),
+        routing.view(operator, serves_queue=serves, connected=True), limit)
+    if refusal is not None:
+        raise Conflict(refusal.message, code=refusal.code)
+    if chat.state == "offered":
         operator.chats_offered = max(0, operator.chats_offered - 1)
     operator.chats_in_work += 1
     operator.last_accepted_at = utcnow()
@@ -167,12 +163,15 @@ def complete(chat_id: int, user: User, reason: str, engine, jobs) -> Chat:
 
 
 def set_status(user: User, status: str, jobs) -> User:
+    """Active takes chats (once connected); inactive hands back every chat offered to them at once."""
     operator = routing.lock_user(user.id)
     if operator.status != status:
         operator.status = status
         live.status_changed(operator.id, status)
         if status == "active":
             after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, operator.id))
+        elif operator.chats_offered:
+            after_commit(db.session, partial(jobs.enqueue, WITHDRAW_JOB, operator.id, "operator_inactive"))
     return operator
 
 
