@@ -130,6 +130,12 @@ class Operator:
         return self.api.post(f"/api/chats/{chat_id}/complete")
 
 
+def at_work(user_api: Api) -> None:
+    """A new user (inactive, not connected) sets themselves to work as an API client does."""
+    ok(user_api.put("/api/me/presence"))
+    ok(user_api.put("/api/me/status", {"status": "active"}))
+
+
 def make_operator(api: Api, login: str, *queue_ids: int, status="active", connected=True) -> Operator:
     """A user serving the queues; new users start inactive, so by default they set themselves
     active and send a presence heartbeat, as an API client at work does."""

@@ -101,6 +101,7 @@ class World:
 
     def user(self, login=None, *queue_ids) -> dict:
         user = ok(self.admin.post("/api/users", {"login": login or uniq("user")}), 201)
+        ok(self.admin.as_user(user["token"]).put("/api/me/status", {"status": "active"}))  # users start inactive
         for queue_id in queue_ids:
             ok(self.admin.post(f"/api/queues/{queue_id}/operators", {"user_id": user["id"]}), 201)
         return user
@@ -340,6 +341,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     # --- the operator's own state (any user)
     ("GET", "/api/me"): any_user(200),
     ("PUT", "/api/me/status"): any_user(200, send=js({"status": "active"})),
+    ("PUT", "/api/me/presence"): any_user(200),
     ("GET", "/api/me/chats"): any_user(200),
     ("GET", "/api/chats"): any_user(200),
     # the live events stream (an endless response: `test_access` closes it unread)

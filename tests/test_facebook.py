@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models.chat import Channel, Chat, Contact, Message
-from chat_helpers import count, error, rows, set_at
+from chat_helpers import at_work, count, error, rows, set_at
 from conftest import ROOT, Api, wait_for
 from fakes.facebook import batch, message_event, pass_thread_control, sign, take_thread_control
 
@@ -61,6 +61,7 @@ def queue(api, rule="least_busy", name=None):
 
 def operator(api, login, *queue_ids):
     user = ok(api.post("/api/users", {"login": login, "name": login.title()}), 201)
+    at_work(api.as_user(user["token"]))
     for queue_id in queue_ids:
         ok(api.post(f"/api/queues/{queue_id}/operators", {"user_id": user["id"]}), 201)
     return user["id"], api.as_user(user["token"])

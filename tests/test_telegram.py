@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.adapters.telegram import InboundText, UnsupportedUpdate, parse_update
 from app.extensions import db
 from app.models.chat import Channel, Chat, Contact, Message
-from chat_helpers import count, error, rows, set_at
+from chat_helpers import at_work, count, error, rows, set_at
 from conftest import ROOT, Api, wait_for
 from fakes.telegram import update
 
@@ -83,6 +83,7 @@ def tg(api, telegram):
     site(api)
     q = queue(api)
     op = api.post("/api/users", {"login": "op"}).get_json()
+    at_work(api.as_user(op["token"]))
     assert api.post(f"/api/queues/{q['id']}/operators", {"user_id": op["id"]}).status_code == 201
     ch = channel(api, q["id"])
     telegram.calls.clear()
