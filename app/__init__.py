@@ -80,8 +80,9 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
     from app.adapters.facebook import GraphClient
     from app.adapters.telegram import TelegramClient
-    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"])
-    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"])
+    timeout = app.config["PROVIDER_TIMEOUT_SECONDS"]
+    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"], timeout)
+    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"], timeout)
     if start_jobs and hasattr(jobs, "start"):
         jobs.start()  # only now: its first sweep needs the engine
 

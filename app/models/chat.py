@@ -106,11 +106,15 @@ class Message(db.Model):
     chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"), index=True)
     direction: Mapped[str] = mapped_column(String(3))  # in | out
     text: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10))  # received | pending | sent | failed
+    # in: received. out: pending -> sending (an attempt is being made) -> sent | pending (a known
+    # failure, retried) | failed | uncertain (no outcome recorded: it may have been delivered).
+    status: Mapped[str] = mapped_column(String(10))
     # The provider's id (Telegram update_id, Facebook mid) for inbound idempotency.
     external_id: Mapped[str | None] = mapped_column(String(200))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     attempts: Mapped[int] = mapped_column(default=0)
+    # When the latest attempt began: committed before the provider is called.
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a pending reply is next tried; the sweep sends it if its job was lost.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(Text)
