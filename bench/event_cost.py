@@ -1,4 +1,4 @@
-"""Event cost bench (issue 7, goal 1): one chat event through our engine vs. the naive
+"""Event cost bench: one chat event through our engine vs. the naive
 SpiffWorkflow loop, both persisting to PostgreSQL, measured interleaved in one run.
 
     .venv/bin/python bench/event_cost.py            # --help for the knobs; ~1 min

@@ -1,4 +1,4 @@
-"""Hostile input (issue 6, item 2): schemathesis against the live app's /openapi.json.
+"""Hostile input: schemathesis against the live app's /openapi.json.
 
 The app is served over real HTTP by werkzeug on 127.0.0.1 with the processes deployed and a
 little data in place; every operation in the document is called with generated (and
