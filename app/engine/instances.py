@@ -70,8 +70,8 @@ class Engine:
         self.script_engine = ScriptEngine(RestrictedEnvironment(operations.call))
 
     # -- deployment -------------------------------------------------------------------
-    def deploy(self, files: list[tuple[str, bytes]]) -> list[dict]:
-        return store.deploy(files, self.operations.names(), self.specs)
+    def deploy(self, files: list[tuple[str, bytes]], missing_only: bool = False) -> list[dict]:
+        return store.deploy(files, self.operations.names(), self.specs, missing_only)
 
     # -- instances --------------------------------------------------------------------
     def start(self, key: str, data: dict | None = None, business_key: str | None = None) -> ProcessInstance:
