@@ -1,4 +1,9 @@
-"""Chatflow: an omnichannel chat-center engine whose behaviour is BPMN."""
+"""Chatflow: an omnichannel chat-center engine whose behaviour is BPMN.
+
+`create_app` is the wiring: the one place that picks the adapters and hands them to the rest.
+Import rule: this module, `app.jobs` and `app.cli` are the entry points and may import anything;
+no other module imports them. Each package's docstring states its own rule.
+"""
 from functools import partial
 
 from flask import Flask

@@ -1,4 +1,4 @@
-"""Configuration from the environment (design.md §4)."""
+"""Configuration from the environment (README, "Configuration")."""
 import os
 from pathlib import Path
 

@@ -27,7 +27,7 @@ from fakes.telegram import FakeTelegram
 ADMIN_TOKEN = "test-admin-token"
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
-CORPUS = ROOT.parent / "shared" / "bpmn-corpus"
+CORPUS = DATA / "bpmn-corpus"  # third-party files, sources and licences in its MANIFEST.md
 CHROMIUM = os.environ.get("CHATFLOW_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # kept by CI as artifacts (README, "Web console")
 

@@ -1,4 +1,4 @@
-"""Access matrix (issue 6, item 1; design.md §3): every route of the live /openapi.json, called by
+"""Access matrix (docs/api.md, "Access"): every route of the live /openapi.json, called by
 {no token, bad token, operator of another queue, operator of the chat's queue, admin}, answers the
 status its row in MATRIX names.
 

@@ -1,4 +1,4 @@
-"""Operators (and admins) working chats (design.md §3, Operator)."""
+"""Operators (and admins) working chats (docs/api.md, "Operator routes")."""
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 

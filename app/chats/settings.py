@@ -1,4 +1,4 @@
-"""System settings by code, each validated by type, with defaults (design.md §1)."""
+"""System settings by code, each validated by type, with defaults (docs/api.md, "Settings")."""
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlparse

@@ -1,4 +1,8 @@
-"""All tables. Importing this module registers them with the metadata Alembic reads."""
+"""All tables. Importing this module registers them with the metadata Alembic reads.
+
+Import rule: `app.extensions` and the modules of this package only. Tables know nothing of
+the engine, the chat domain or HTTP, so anything may read them.
+"""
 from app.models.auth import ApiToken, Role, RoleMember, User
 from app.models.chat import (Case, Channel, Chat, ChatAction, ChatEvent, Contact, ContactIdentity, Message, Queue,
                              QueueOperator, Setting, StoredFile)
