@@ -2,6 +2,9 @@
 
 `figures` computes, `arithmetic` holds the pure parts (periods, buckets, percentiles, service
 level), `table` turns a report into CSV rows.
+
+Import rule: `app.models`, `app.extensions` and `app.chats.settings` (the service level and the
+chat limit); never `app.api`, `app.engine` or the adapters. Reports only read.
 """
 from datetime import datetime
 
