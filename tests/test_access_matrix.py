@@ -371,6 +371,12 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/chats/{chat_id}/complete"): chat_scoped(200, 200, params=new_chat_in_work),
     ("GET", "/api/chats/{chat_id}/actions"): chat_scoped(200, 200),
     ("POST", "/api/chats/{chat_id}/actions/{action_id}"): chat_scoped(201, 201),
+    # --- reports (admin)
+    ("GET", "/api/reports/overview"): admin_only(200),
+    ("GET", "/api/reports/queues"): admin_only(200, query="tz=Europe/Berlin"),
+    ("GET", "/api/reports/operators"): admin_only(200),
+    ("GET", "/api/reports/timeline"): admin_only(200, query="bucket=day&format=csv", content_type="text/csv"),
+    ("GET", "/api/reports/now"): admin_only(200),
     # --- public: no bearer token needed, none helps
     ("GET", "/healthz"): public(200),
     ("GET", "/openapi.json"): public(200),

@@ -98,7 +98,10 @@ class Chat(db.Model):
 
 class Message(db.Model):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("channel_id", "external_id"),)
+    __table_args__ = (UniqueConstraint("channel_id", "external_id"),
+                      # Reports: replies in a period, and whether a chat had an earlier one.
+                      Index("ix_messages_direction_created", "direction", "created_at"),
+                      Index("ix_messages_chat_direction_created", "chat_id", "direction", "created_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
@@ -127,6 +130,9 @@ class ChatEvent(db.Model):
     """The chat's own history: offers and why they went to whom, accepts, completion."""
 
     __tablename__ = "chat_events"
+    # Reports: events of a kind in a period, and a chat's first event of a kind.
+    __table_args__ = (Index("ix_chat_events_event_at", "event", "at"),
+                      Index("ix_chat_events_chat_event_at", "chat_id", "event", "at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
