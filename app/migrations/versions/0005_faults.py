@@ -5,7 +5,7 @@ attempt is long past has no recorded outcome and becomes `uncertain`. `worker_he
 holds each worker's last beat, so /healthz counts live workers while Redis is away.
 
 Revision ID: 0005_faults
-Revises: 0004
+Revises: 0005_reports
 Create Date: 2026-12-02
 """
 from alembic import op
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_faults'
-down_revision = '0004'
+down_revision = '0005_reports'
 branch_labels = None
 depends_on = None
 
