@@ -104,6 +104,7 @@ class Contract:
     answer: Any = None
     status: tuple[int, ...] = (200,)
     media_type: str | None = None
+    also: tuple[str, ...] = ()
 
     def adapter(self) -> TypeAdapter | None:
         return _adapter(self.answer)
@@ -123,7 +124,7 @@ def _adapter(annotation) -> TypeAdapter | None:
 
 def contract(*, body=None, body_optional: bool = False, raw_body: str | None = None,
              files: tuple[str, bool] | None = None, query=None, headers: dict | None = None, answer=None,
-             status: int | tuple[int, ...] = 200, media_type: str | None = None):
+             status: int | tuple[int, ...] = 200, media_type: str | None = None, also: tuple[str, ...] = ()):
     """Declare a view's request and answer (see the module's docstring).
 
     body: a `Body` model; the view gets the checked body as `body` (None when `body_optional`
@@ -132,9 +133,10 @@ def contract(*, body=None, body_optional: bool = False, raw_body: str | None = N
     query: a `Query` model; the view gets it as `query`. headers: name -> description.
     answer: the JSON answer's type (a model, list[Model], ...); None for no JSON (204, or
         `media_type` for a body the view writes itself). status: the success status(es).
+    also: media types the view answers instead of JSON when asked (a CSV export).
     """
     spec = Contract(body, body_optional, raw_body, files, query, dict(headers or {}), answer,
-                    status if isinstance(status, tuple) else (status,), media_type)
+                    status if isinstance(status, tuple) else (status,), media_type, tuple(also))
     adapter = spec.adapter()
 
     def wrap(view):

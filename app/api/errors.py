@@ -1,4 +1,4 @@
-"""The JSON error body, `{"error": {"code", "message", "details"}}`, for every error the app answers."""
+"""The JSON error format (docs/api.md, "Conventions"), for every error the app answers."""
 import logging
 
 from flask import jsonify

@@ -78,14 +78,20 @@ def _responses(spec: Contract, answer_schema: dict | None) -> dict:
             response["content"] = {spec.media_type: {"schema": {"type": "string"}}}
         elif answer_schema is not None:
             response["content"] = _json(answer_schema)
+        if spec.also and status < 300:
+            response["content"] = {**response.get("content", {}), **_strings(spec.also)}
         out[str(status)] = response
     return {**out, "4XX": _ERROR, "5XX": _ERROR}
+
+
+def _strings(media_types) -> dict:
+    return {t: {"schema": {"type": "string"}} for t in media_types}
 
 
 def _legacy(view) -> Contract:
     """A view not yet declared with @contract: what its old markers say."""
     return Contract(raw_body=None, files=getattr(view, "files_body", None), media_type=getattr(view, "media_type", None),
-                    status=(200, 201))
+                    status=(200, 201), also=tuple(getattr(view, "also_media_types", ())))
 
 
 def document(app) -> dict:
@@ -166,6 +172,7 @@ def _request_body(view, spec: Contract, body_schema: dict | None, components: di
 def _legacy_responses(method: str, spec: Contract) -> dict:
     content = {spec.media_type: {"schema": {"type": "string"}}} if spec.media_type \
         else _json({"type": ["object", "array"]})
+    content = {**content, **_strings(spec.also)}
     if method == "DELETE":
         success = {"204": {"description": "deleted"}}
     elif method == "POST":
