@@ -1,9 +1,8 @@
 """Health and the API's own description."""
 from typing import Literal
 
-from pydantic import ConfigDict
-
 from flask import Blueprint, current_app
+from pydantic import ConfigDict
 from sqlalchemy import text
 
 from app.api.contract import Answer, contract
