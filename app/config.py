@@ -1,4 +1,4 @@
-"""Configuration from the environment (design.md §4)."""
+"""Configuration from the environment (README, "Configuration")."""
 import os
 from pathlib import Path
 
@@ -33,11 +33,18 @@ def from_env(env=os.environ) -> dict:
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),
+        # Longest wait for a provider's answer; an attempt older than this (plus the sweep's
+        # grace) has no outcome coming and is marked `uncertain`.
+        "PROVIDER_TIMEOUT_SECONDS": float(env.get("CHATFLOW_PROVIDER_TIMEOUT_SECONDS", 10)),
         # Seconds before each retry of an outgoing message; after the last, it is `failed`.
         "OUTBOUND_RETRY_DELAYS": [float(x) for x in env.get("CHATFLOW_OUTBOUND_RETRY_DELAYS", "2,10,60,300")
                                   .split(",")],
         # The web console serves bpmn-js from here (`npm ci` in the repository fills it).
         "NODE_MODULES": env.get("CHATFLOW_NODE_MODULES", str(REPO / "node_modules")),
+        # Who may scrape /metrics: this bearer token, or a client in these networks (comma-separated).
+        "METRICS_TOKEN": env.get("CHATFLOW_METRICS_TOKEN") or None,
+        "METRICS_ALLOW": env.get("CHATFLOW_METRICS_ALLOW", "127.0.0.0/8,::1/128"),
+        "LOG_FORMAT": env.get("CHATFLOW_LOG_FORMAT", "text"),
         # Seconds between keep-alive comments on an idle /api/events stream.
         "EVENTS_KEEPALIVE_SECONDS": float(env.get("CHATFLOW_EVENTS_KEEPALIVE_SECONDS", 15)),
         # How long one `PUT /api/me/presence` keeps an API client connected.

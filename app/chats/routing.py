@@ -1,4 +1,5 @@
-"""Who may take a chat: queue membership, and the rows routing decisions are made from.
+"""Who may take a chat: queue membership, and the rows routing decisions are made from
+(docs/api.md, "The chat lifecycle").
 
 The decisions themselves (eligibility, the least-busy choice, presence) are the plain
 functions of `app.chats.decisions`; this module loads and locks what they read. The SQL

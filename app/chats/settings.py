@@ -1,4 +1,4 @@
-"""System settings by code, each validated by type, with defaults (design.md §1)."""
+"""System settings by code, each validated by type, with defaults (docs/api.md, "Settings")."""
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlparse
@@ -15,7 +15,7 @@ def _minutes(value):
     return value
 
 
-def _seconds(value):
+def _grace_seconds(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:
         raise ValueError("must be a number of seconds from 0 to 3600 (fractions allowed)")
     return value
@@ -24,6 +24,12 @@ def _seconds(value):
 def _count(value):
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
         raise ValueError("must be a whole number from 1 to 100")
+    return value
+
+
+def _seconds(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 24 * 3600:
+        raise ValueError("must be a number of seconds above 0, at most a day")
     return value
 
 
@@ -63,9 +69,11 @@ DEFINITIONS = {d.code: d for d in [
     Definition("OmniChatOperatorAcceptChatTimeout", 5, _minutes,
                "minutes an operator has to accept an offered chat (least_busy queues)"),
     Definition("SimultaneousChats", 2, _count, "chats an operator may have in work at once"),
-    Definition("OperatorPresenceGraceSeconds", 60, _seconds,
+    Definition("OperatorPresenceGraceSeconds", 60, _grace_seconds,
                "seconds an active operator may be disconnected (console closed, no heartbeat) before the "
                "chats offered to them go to others; takes effect at the next disconnection"),
+    Definition("ServiceLevelSeconds", 60, _seconds,
+               "reports: a chat accepted within this many seconds of opening meets the service level"),
     Definition("SiteUrl", None, _base_url, "public base URL of this Chatflow, for provider webhooks"),
     Definition("OmniChatNotificationSound", None, None,
                "audio played to operators on a new offer; upload with PUT .../file"),
