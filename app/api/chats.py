@@ -26,8 +26,9 @@ def jobs():
     return current_app.extensions["chatflow.jobs"]
 
 
-def chat_json(c: Chat) -> dict:
-    return {"id": c.id, "state": c.state, "queue_id": c.queue_id, "queue_name": c.queue.name,
+def chat_json(c: Chat, problem: str | None = None) -> dict:
+    """`lifecycle_problem`: why its lifecycle has not started (the sweep starts it once it can)."""
+    return {"lifecycle_problem": problem, "id": c.id, "state": c.state, "queue_id": c.queue_id, "queue_name": c.queue.name,
             "channel_id": c.channel_id, "contact": {"id": c.contact.id, "name": c.contact.name},
             "operator_id": c.operator_id, "offered_to_id": c.offered_to_id,
             "process_instance_id": c.process_instance_id, "created_at": c.created_at.isoformat(),
@@ -103,7 +104,9 @@ def list_chats():
     if queue_id is not None:
         query = query.where(Chat.queue_id == queue_id)
     limit, offset = page_args()
-    return [chat_json(c) for c in db.session.scalars(query.limit(limit).offset(offset))]
+    chats = db.session.scalars(query.limit(limit).offset(offset)).all()
+    problems = service.lifecycle_problems(chats)
+    return [chat_json(c, problems.get(c.id)) for c in chats]
 
 
 @bp.get("/me/chats")
@@ -116,7 +119,8 @@ def my_chats():
 @bp.get("/chats/<int:chat_id>")
 def get_chat(chat_id):
     """One chat."""
-    return chat_json(visible_chat(chat_id))
+    chat = visible_chat(chat_id)
+    return chat_json(chat, service.lifecycle_problems([chat]).get(chat.id))
 
 
 @bp.get("/chats/<int:chat_id>/history")

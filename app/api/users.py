@@ -88,7 +88,8 @@ def create_user(body: UserIn):
     """Create a user; the answer carries its bearer token, shown this once."""
     user, token = accounts.create_user(body.login, body.name, body.roles, body.permissions)
     db.session.commit()
-    return {**UserOut.model_validate(user).model_dump(), "token": token}, 201
+    computed = set(UserOut.model_computed_fields)  # recomputed by NewUser itself
+    return {**UserOut.model_validate(user).model_dump(exclude=computed), "token": token}, 201
 
 
 @bp.get("/users")

@@ -13,6 +13,7 @@ from app.models import Role, RoleMember, User
 from app.models.chat import Channel, Chat, Message, Queue, QueueOperator
 
 DRAIN_JOB = "app.jobs.drain_operator"
+DEFAULT_LIFECYCLE = "ChatLifecycle"
 
 
 def check_deployed(key: str | None, field: str = "lifecycle_process") -> None:
@@ -32,7 +33,8 @@ def _unique_name(model, name: str, own_id: int | None = None) -> None:
 # -- queues -------------------------------------------------------------------------------
 def create_queue(fields: dict) -> Queue:
     _unique_name(Queue, fields["name"])
-    check_deployed(fields.get("lifecycle_process"))
+    fields = {**fields, "lifecycle_process": fields.get("lifecycle_process") or DEFAULT_LIFECYCLE}
+    check_deployed(fields["lifecycle_process"])  # the default too: its chats would wait for ever
     queue = Queue(**fields)
     db.session.add(queue)
     db.session.flush()

@@ -14,7 +14,7 @@ from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import User
-from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message
+from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message, Queue
 from app.models.types import utcnow
 
 START_JOB = "app.jobs.start_chat_lifecycle"
@@ -186,11 +186,24 @@ def waiting_chat_for(user_id: int) -> Chat | None:
 
 
 def unstarted_chats(cutoff, limit: int = 200) -> list[int]:
-    """Chats older than `cutoff` whose lifecycle never started (the start job was lost)."""
+    """Chats older than `cutoff` whose lifecycle never started: the start job was lost, or the
+    queue's process was not deployed then and is now (one that is still missing is not retried)."""
+    from app.models import ProcessVersion
     failed = select(ChatEvent.chat_id).where(ChatEvent.event == "lifecycle_not_started")
-    return list(db.session.scalars(select(Chat.id).where(Chat.process_instance_id.is_(None), Chat.state == "queued",
-                                                         Chat.created_at <= cutoff, Chat.id.not_in(failed))
-                                   .order_by(Chat.id).limit(limit)))
+    deployed = select(Queue.id).where(Queue.lifecycle_process.in_(select(ProcessVersion.key)))
+    return list(db.session.scalars(select(Chat.id).where(
+        Chat.process_instance_id.is_(None), Chat.state == "queued", Chat.created_at <= cutoff,
+        Chat.id.not_in(failed) | Chat.queue_id.in_(deployed)).order_by(Chat.id).limit(limit)))
+
+
+def lifecycle_problems(chats) -> dict[int, str]:
+    """Why these chats' lifecycles did not start (the last failure of each chat still without one)."""
+    ids = [c.id for c in chats if c.process_instance_id is None and c.state not in ("bot", "completed")]
+    if not ids:
+        return {}
+    rows = db.session.execute(select(ChatEvent.chat_id, ChatEvent.details).where(
+        ChatEvent.chat_id.in_(ids), ChatEvent.event == "lifecycle_not_started").order_by(ChatEvent.id))
+    return {chat_id: (details or {}).get("error", "the lifecycle process could not start") for chat_id, details in rows}
 
 
 def overdue_replies(cutoff, limit: int = 200) -> list[int]:
