@@ -58,6 +58,9 @@ class TelegramClient:
         self._call(token, "setWebhook", {"url": url, "secret_token": secret_token,
                                          "allowed_updates": ["message"]})
 
+    def delete_webhook(self, token: str) -> None:
+        self._call(token, "deleteWebhook")
+
     def send_message(self, token: str, chat_id: str, text: str) -> dict:
         return self._call(token, "sendMessage", {"chat_id": int(chat_id) if chat_id.lstrip("-").isdigit()
                                                  else chat_id, "text": text})

@@ -2,7 +2,7 @@
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 
-from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
+from app.api.auth import PAGE, accepts, admin, authenticate, is_admin, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, id_arg, page_args, parse
 from app.chats import delivery, presence, routing, service, settings
@@ -15,7 +15,7 @@ bp.before_request(authenticate)
 
 STATUS = Schema({"status": Field(str, required=True, choices=("active", "inactive"))})
 REPLY = Schema({"text": Field(str, required=True, max_length=service.MAX_TEXT)})
-CHAT_STATES = ("bot", "queued", "offered", "in_work", "completed")
+CHAT_STATES = ("bot", "unrouted", "queued", "offered", "in_work", "completed")
 
 
 def engine():
@@ -139,6 +139,16 @@ def accept(chat_id):
     """Accept an offered or visible chat; 409 chat_taken, not_offered_to_you or limit_reached."""
     visible_chat(chat_id)
     chat = service.accept(chat_id, g.user, engine())
+    db.session.commit()
+    return chat_json(chat)
+
+
+@bp.post("/chats/<int:chat_id>/route")
+@admin
+def route_now(chat_id):
+    """Route a chat that opened while its channel was inactive (409 chat_not_unrouted, channel_inactive)."""
+    visible_chat(chat_id)
+    chat = service.route_now(chat_id, jobs())
     db.session.commit()
     return chat_json(chat)
 

@@ -1,4 +1,5 @@
 """Admin configuration of queues, their operators and channels. Callers commit."""
+import logging
 import secrets
 from functools import partial
 
@@ -12,6 +13,7 @@ from app.extensions import db
 from app.models import Role, RoleMember, User
 from app.models.chat import Channel, Chat, Message, Queue, QueueOperator
 
+log = logging.getLogger(__name__)
 DRAIN_JOB = "app.jobs.drain_operator"
 DEFAULT_LIFECYCLE = "ChatLifecycle"
 
@@ -122,12 +124,26 @@ def update_channel(channel: Channel, fields: dict, telegram) -> Channel:
     if channel.provider == "facebook" and "page_id" in fields:
         _page_free(fields["page_id"], channel.id)
     becomes_active = fields.get("active") and not channel.active
+    becomes_inactive = fields.get("active") is False and channel.active
     token_changed = "token" in fields and fields["token"] != channel.token
     for name, value in fields.items():
         setattr(channel, name, value)
     if channel.active and (becomes_active or token_changed):
         connect(channel, telegram)
+    if becomes_inactive:
+        disconnect(channel, telegram)
     return channel
+
+
+def disconnect(channel: Channel, telegram) -> None:
+    """Telegram: delete the webhook (Telegram keeps the bot's updates until it is set again).
+    If Telegram does not answer, its messages keep arriving and are stored: nothing is lost."""
+    if channel.provider != "telegram" or not channel.token:
+        return
+    try:
+        telegram.delete_webhook(channel.token)
+    except ProviderError as e:
+        log.warning("channel %s: Telegram deleteWebhook failed (%s); messages are stored meanwhile", channel.id, e)
 
 
 def delete_channel(channel: Channel) -> None:

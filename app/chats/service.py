@@ -29,37 +29,51 @@ def receive(channel: Channel, inbound: InboundText, jobs, bot_holds: bool = Fals
 
     With `bot_holds` an external bot owns the conversation: a new chat is `bot`, with no
     operator and no lifecycle, until the bot passes it on. A message sent to us while the
-    chat is `bot` means the bot let go of it: it enters its queue.
+    chat is `bot` means the bot let go of it: it enters its queue. On an inactive channel
+    nothing is lost: a message joins the open chat as usual, and one that would open a chat
+    opens it `unrouted` (no lifecycle) until an admin routes it once the channel is active.
     """
     if db.session.scalars(select(Message.id).where(Message.channel_id == channel.id,
                                                    Message.external_id == inbound.external_id)).first():
         return None
     contact = _contact(channel, inbound)
-    chat = None
-    if channel.active:
-        # Locked: a chat completing at this moment must not take the message with it.
-        chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == contact.id,
-                                                     Chat.state != "completed").with_for_update()
-                                  .execution_options(populate_existing=True)).first()
-        if chat is not None and chat.state == "completed":
-            chat = None
-        if chat is None:
-            chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id,
-                        state="bot" if bot_holds else "queued", address=inbound.address)
-            db.session.add(chat)
-            db.session.flush()
-            record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id, bot=bot_holds)
-            if not bot_holds:
-                after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
-        elif chat.state == "bot" and not bot_holds:
-            bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
-    message = Message(channel_id=channel.id, contact_id=contact.id, chat_id=chat.id if chat else None,
+    # Locked: a chat completing at this moment must not take the message with it.
+    chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == contact.id,
+                                                 Chat.state != "completed").with_for_update()
+                              .execution_options(populate_existing=True)).first()
+    if chat is not None and chat.state == "completed":
+        chat = None
+    if chat is None:
+        state = "bot" if bot_holds else "queued" if channel.active else "unrouted"
+        chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id, state=state,
+                    address=inbound.address)
+        db.session.add(chat)
+        db.session.flush()
+        record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id, bot=bot_holds,
+               **({} if channel.active else {"unrouted": "the channel is inactive"}))
+        if state == "queued":
+            after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
+    elif chat.state == "bot" and not bot_holds and channel.active:
+        bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
+    message = Message(channel_id=channel.id, contact_id=contact.id, chat_id=chat.id,
                       direction="in", text=inbound.text, status="received", external_id=inbound.external_id)
     db.session.add(message)
     db.session.flush()
-    if chat is not None:
-        live.chat_message(chat, message)
+    live.chat_message(chat, message)
     return message
+
+
+def route_now(chat_id: int, jobs) -> Chat:
+    """An admin routes a chat that opened while its channel was inactive (its lifecycle starts now)."""
+    chat = lifecycle.lock_chat(chat_id)
+    if chat.state != "unrouted":
+        raise Conflict(f"chat {chat_id} is {chat.state}, not unrouted", code="chat_not_unrouted")
+    if not chat.channel.active:
+        raise Conflict(f"channel {chat.channel_id} is inactive: activate it first", code="channel_inactive")
+    chat.state, chat.queue_id = "queued", chat.channel.queue_id
+    record(chat, "routed_by_admin", queue_id=chat.queue_id)
+    after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
+    return chat
 
 
 def _contact(channel: Channel, inbound: InboundText) -> Contact:

@@ -367,6 +367,7 @@ MATRIX: dict[tuple[str, str], Row] = {
                                                                                 params=once(_uncertain_reply)),
     ("POST", "/api/chats/{chat_id}/accept"): chat_scoped(200, 409, params=new_queued_chat),
     ("POST", "/api/chats/{chat_id}/complete"): chat_scoped(200, 200, params=new_chat_in_work),
+    ("POST", "/api/chats/{chat_id}/route"): admin_only(409),  # the chat is in work: not unrouted
     ("GET", "/api/chats/{chat_id}/actions"): chat_scoped(200, 200),
     ("POST", "/api/chats/{chat_id}/actions/{action_id}"): chat_scoped(201, 201),
     # --- reports (admin)

@@ -419,10 +419,12 @@ def test_page_id_as_a_number_is_routed(fb):
     assert ok(post_signed(fb.api, body))["stored"] == 1
 
 
-def test_inactive_channel_stores_messages_but_starts_no_chat(fb):
+def test_inactive_channel_stores_messages_in_an_unrouted_chat(fb):
     ok(fb.api.patch(f"/api/channels/{fb.channel['id']}", {"active": False}))
     ok(post_signed(fb.api, msg("111", "mid.inactive")))
-    assert count(fb.api, Message) == 1 and count(fb.api, Chat) == 0
+    assert count(fb.api, Message) == 1
+    (chat,) = rows(fb.api, select(Chat))
+    assert (chat.state, chat.process_instance_id) == ("unrouted", None)
 
 
 def _entry_with(**fields):
