@@ -138,7 +138,7 @@ def drain_operator(user_id: int) -> int:
     Each waiting chat's process is told `operator_available`; its diagram decides to offer.
     Returns how many chats were offered.
     """
-    from app.chats import routing, service
+    from app.chats import lifecycle, routing, service
     from app.models import User
     app = _app()
     offered = 0
@@ -149,7 +149,9 @@ def drain_operator(user_id: int) -> int:
                 chat = service.waiting_chat_for(user_id) if user and routing.may_take(user) else None
                 if chat is None:
                     break
-                _engine(app).deliver_message(chat.process_instance_id, "operator_available", {}, if_waiting=True)
+                # With the queue's timeouts as they are now: the restarted acceptance timer reads them.
+                _engine(app).deliver_message(chat.process_instance_id, "operator_available",
+                                             {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
                 db.session.commit()
                 db.session.refresh(chat)
                 if chat.state != "offered":
@@ -195,8 +197,8 @@ def withdraw_offers(user_id: int) -> int:
                     continue
                 lifecycle.withdraw_offer(chat, reason)
                 if chat.process_instance_id is not None:
-                    _engine(app).deliver_message(chat.process_instance_id, "operator_available", {},
-                                                 if_waiting=True)
+                    engine.deliver_message(chat.process_instance_id, "operator_available",
+                                           {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
                 db.session.commit()
                 withdrawn += 1
         except Exception:

@@ -5,15 +5,19 @@ from sqlalchemy import select
 from app.api.auth import PAGE, accepts, admin, authenticate, is_admin, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, id_arg, page_args, parse
-from app.chats import delivery, presence, routing, service, settings
+from app.chats import decisions, delivery, presence, routing, service, settings
 from app.chats.live import message_json
 from app.extensions import db
-from app.models.chat import Chat, ChatEvent, Message
+from app.models import User
+from app.models.chat import Chat, ChatEvent, Message, Queue
 
 bp = Blueprint("chats", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
 STATUS = Schema({"status": Field(str, required=True, choices=("active", "inactive"))})
+TRANSFER = Schema({"operator_id": Field(int, nullable=True, description="another operator of the chat's queue"),
+                   "queue_id": Field(int, nullable=True, description="another queue"),
+                   "note": Field(str, nullable=True, max_length=500, description="for the history")})
 REPLY = Schema({"text": Field(str, required=True, max_length=service.MAX_TEXT)})
 CHAT_STATES = ("bot", "unrouted", "queued", "offered", "in_work", "completed")
 
@@ -141,6 +145,38 @@ def accept(chat_id):
     chat = service.accept(chat_id, g.user, engine())
     db.session.commit()
     return chat_json(chat)
+
+
+@bp.post("/chats/<int:chat_id>/transfer")
+@accepts(TRANSFER)
+def transfer(chat_id):
+    """Hand a chat in work to another operator of its queue (offered to them) or to another queue
+    (routed by its rule); 409 operator_unavailable, chat_not_in_work, action_not_in_lifecycle."""
+    visible_chat(chat_id)
+    chat = service.transfer(chat_id, g.user, is_admin(g.user), parse(TRANSFER), engine())
+    db.session.commit()
+    return chat_json(chat)
+
+
+@bp.get("/chats/<int:chat_id>/transfer-targets")
+def transfer_targets(chat_id):
+    """Whom a chat could be transferred to now: the queue's other operators (with presence and
+    whether they can take it) and the other queues."""
+    chat = visible_chat(chat_id)
+    limit = settings.get("SimultaneousChats")
+    users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(
+        [o.id for o in routing.operators(chat.queue_id)])))}
+    operators = []
+    for view in routing.operators(chat.queue_id):
+        if view.id == chat.operator_id:
+            continue
+        why_not = decisions.ineligible_because(view, limit)
+        operators.append({"id": view.id, "name": users[view.id].name or users[view.id].login,
+                          "presence": decisions.presence(view.status, view.connected), "holds": view.holds,
+                          "available": why_not is None, "reason": why_not})
+    queues = [{"id": q.id, "name": q.name} for q in db.session.scalars(
+        select(Queue).where(Queue.id != chat.queue_id).order_by(Queue.name))]
+    return {"operators": operators, "queues": queues}
 
 
 @bp.post("/chats/<int:chat_id>/route")

@@ -43,7 +43,8 @@ def record(chat: Chat, event: str, **details) -> None:
     db.session.add(ChatEvent(chat_id=chat.id, event=event, details=details or None))
 
 
-def _timeouts(chat: Chat) -> dict:
+def timeouts(chat: Chat) -> dict:
+    """The routing rule and timeouts of the chat's queue as they are now (timers read them when armed)."""
     return {"rule": chat.queue.routing_rule,
             "accept_timeout_seconds": decisions.seconds(settings.get("OmniChatOperatorAcceptChatTimeout")),
             "completion_timeout_seconds": decisions.seconds(chat.queue.completion_timeout_minutes)}
@@ -52,7 +53,7 @@ def _timeouts(chat: Chat) -> dict:
 def route_chat(chat_id: int) -> dict:
     """First routing of a new chat: `all` makes it visible, `least_busy` offers it."""
     chat = lock_chat(chat_id)
-    result = _timeouts(chat)
+    result = timeouts(chat)
     if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
         result["offered_to"] = _offer(chat)
     else:
@@ -84,11 +85,51 @@ def offer_timed_out(chat_id: int, *, jobs=None) -> dict:
         live.chat_withdrawn(chat, missed.id, "accept_timeout")
         live.status_changed(missed.id, "inactive")
         if jobs is not None and missed.chats_offered:  # their other offers go to others too
-            after_commit(db.session, jobs.enqueue, WITHDRAW_JOB, missed.id, "operator_inactive")
+            after_commit(db.session, jobs.enqueue, WITHDRAW_JOB, missed.id)
+        if chat.queue.routing_rule == "all":  # a chat transferred to one operator of an `all` queue
+            record(chat, "queued", rule="all")
+            live.chat_visible(chat)
+            return {"offered_to": None}
         return {"offered_to": _offer(chat, exclude=(missed.id,))}
     if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
         return {"offered_to": _offer(chat)}
     return {"offered_to": chat.offered_to_id}
+
+
+def transfer_chat(chat_id: int, transfer: dict) -> dict:
+    """Hand a chat in work to another operator of its queue (offered to them, with the acceptance
+    timeout) or to another queue (routed by that queue's rule). Answers like `route_chat`."""
+    chat = lock_chat(chat_id)
+    if chat.state != "in_work":
+        return {**timeouts(chat), "offered_to": chat.offered_to_id}
+    previous = routing.lock_user(chat.operator_id)
+    previous.chats_in_work = max(0, previous.chats_in_work - 1)
+    target_id, queue_id = transfer.get("operator_id"), transfer.get("queue_id")
+    record(chat, "transferred", from_operator_id=previous.id, to_operator_id=target_id,
+           from_queue_id=chat.queue_id, to_queue_id=queue_id, note=transfer.get("note"), by=transfer.get("by"))
+    live.chat_withdrawn(chat, previous.id, "transferred")
+    chat.state, chat.operator_id, chat.accepted_at, chat.last_outgoing_at = "queued", None, None, None
+    if queue_id is not None:
+        chat.queue_id = queue_id
+        db.session.flush()
+        db.session.refresh(chat, ["queue"])
+    result = timeouts(chat)
+    limit = settings.get("SimultaneousChats")
+    if target_id is not None:
+        target = routing.lock_user(target_id)
+        why_not = decisions.ineligible_because(routing.view(target, routing.serves(target.id, chat.queue_id)), limit)
+        if why_not is None:  # still available (checked when asked, and again under the lock)
+            target.chats_offered += 1
+            chat.state, chat.offered_to_id, chat.offered_at = "offered", target.id, utcnow()
+            record(chat, "offered", operator_id=target.id, rule="transfer", why="transferred to them")
+            live.chat_offered(chat)
+            return {**result, "offered_to": target.id}
+        record(chat, "transfer_target_unavailable", operator_id=target.id, reason=why_not)
+    if chat.queue.routing_rule == "least_busy":
+        return {**result, "offered_to": _offer(chat)}
+    record(chat, "queued", rule="all")
+    live.chat_visible(chat)
+    return {**result, "offered_to": None}
 
 
 def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
@@ -179,6 +220,11 @@ def register(operations, jobs) -> None:
     operations.register("offer_timed_out", "The offered operator missed the acceptance timeout: set them "
                         "inactive and offer the chat to the next eligible operator.",
                         {"chat_id": "the chat (ChatId)"}, "{offered_to}")(partial(offer_timed_out, jobs=jobs))
+    operations.register("transfer_chat", "Hand a chat in work to another operator of its queue (offered to "
+                        "them) or to another queue (routed by its rule).",
+                        {"chat_id": "the chat (ChatId)",
+                         "transfer": "the chat_transferred message's data: {operator_id | queue_id, note, by}"},
+                        "{rule, offered_to, accept_timeout_seconds, completion_timeout_seconds}")(transfer_chat)
     operations.register("complete_chat", "Complete the chat with a reason (operator, timeout, admin).",
                         {"chat_id": "the chat (ChatId)", "reason": "operator | timeout | admin"},
                         "{completed, reason}")(partial(complete_chat, jobs=jobs))

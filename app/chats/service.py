@@ -146,7 +146,10 @@ def reply(chat_id: int, user: User, text: str, engine, jobs) -> Message:
     db.session.add(message)
     chat.last_outgoing_at = utcnow()
     db.session.flush()
-    engine.deliver_message(chat.process_instance_id, "operator_replied", {}, if_waiting=True)
+    # The queue's timeouts as they are now: the completion timer re-armed by this reply reads them.
+    timeouts = lifecycle.timeouts(chat)
+    fresh = {"routing": timeouts} if timeouts["completion_timeout_seconds"] is not None else {}
+    engine.deliver_message(chat.process_instance_id, "operator_replied", fresh, if_waiting=True)
     after_commit(db.session, partial(jobs.enqueue, SEND_JOB, message.id, job_id=f"send-{message.id}-1"))
     return message
 
@@ -173,6 +176,40 @@ def complete(chat_id: int, user: User, reason: str, engine, jobs) -> Chat:
                 pass
         lifecycle.complete_chat(chat.id, reason, jobs=jobs)
         record(chat, "completed_outside_process", by=user.id)
+    return chat
+
+
+def transfer(chat_id: int, user: User, admin: bool, target: dict, engine) -> Chat:
+    """Hand a chat in work to another operator of its queue or to another queue, through the
+    lifecycle (message `chat_transferred`): the diagram decides what a transfer does."""
+    chat = lock_chat_and_process(chat_id, engine)
+    if chat.state != "in_work" or not (admin or chat.operator_id == user.id):
+        raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
+    operator_id, queue_id = target.get("operator_id"), target.get("queue_id")
+    if (operator_id is None) == (queue_id is None):
+        raise Invalid("give exactly one of operator_id and queue_id", details={"field": "operator_id"})
+    if operator_id is not None:
+        if operator_id == chat.operator_id:
+            raise Invalid("operator_id: the chat is already theirs", details={"field": "operator_id"})
+        other = db.session.get(User, operator_id)
+        if other is None or not routing.serves(operator_id, chat.queue_id):
+            raise Invalid("operator_id: not an operator of this chat's queue", details={"field": "operator_id"})
+        why_not = decisions.ineligible_because(routing.view(other), settings.get("SimultaneousChats"))
+        if why_not is not None:
+            raise Conflict(f"{other.name or other.login} cannot take the chat now: {why_not}",
+                           code="operator_unavailable", details={"field": "operator_id"})
+    elif queue_id == chat.queue_id or db.session.get(Queue, queue_id) is None:
+        raise Invalid("queue_id: another existing queue, please", details={"field": "queue_id"})
+    payload = {"operator_id": operator_id, "queue_id": queue_id, "note": target.get("note"), "by": user.id}
+    try:
+        engine.deliver_message(chat.process_instance_id, "chat_transferred", {"transfer": payload})
+    except Conflict as e:
+        if e.code != "not_waiting_for_message":
+            raise
+        raise Conflict(f"this chat's lifecycle ({chat.queue.lifecycle_process}, as it was when the chat started) "
+                       "does not handle transfers: it does not wait for the message chat_transferred",
+                       code="action_not_in_lifecycle") from None
+    db.session.refresh(chat)
     return chat
 
 

@@ -217,7 +217,7 @@ def test_queue_without_completion_timeout_never_auto_completes(api, telegram):
     assert (c["state"], c["completion_reason"]) == ("in_work", None)
     proc = instance(api, c["process_instance_id"])
     assert proc["state"] == "waiting"
-    assert [(w["task"], w["kind"]) for w in proc["waiting_for"]] == [("in_work", "message")]
+    assert [(w["task"], w["kind"]) for w in proc["waiting_for"]] == [("in_work", "message"), ("transferred", "message")]
     assert proc["data"]["routing"]["completion_timeout_seconds"] is None
     ok(ann.complete(c["id"]))
     c = ok(api.get(f"/api/chats/{never_chat['id']}"))
@@ -346,7 +346,7 @@ def test_50_offer_timeouts_in_a_row_then_the_chat_is_still_offered_and_accepted(
     assert c["state"] == "in_work", c
     proc = instance(api, chat["process_instance_id"])
     assert proc["state"] == "waiting"
-    assert [(w["task"], w["kind"]) for w in proc["waiting_for"]] == [("in_work", "message")]
+    assert [(w["task"], w["kind"]) for w in proc["waiting_for"]] == [("in_work", "message"), ("transferred", "message")]
     loads = [o.me() for o in operators.values()]
     assert sorted(m["chats_in_work"] for m in loads) == [0, 1]
     assert [m["chats_offered"] for m in loads] == [0, 0]
