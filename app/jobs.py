@@ -64,6 +64,7 @@ def sweep(grace_seconds: float | None = None) -> dict:
     from app.chats import service
     with app.app_context():
         chat_ids, message_ids = service.unstarted_chats(cutoff), service.overdue_replies(cutoff)
+        attachment_ids = overdue_attachments(cutoff)
         db.session.remove()
     for chat_id in chat_ids:
         start_chat_lifecycle(chat_id)
@@ -71,6 +72,8 @@ def sweep(grace_seconds: float | None = None) -> dict:
     for message_id in message_ids:
         deliver_message(message_id)
         done["messages"] += 1
+    for attachment_id in attachment_ids:
+        fetch_attachment(attachment_id)
     return done
 
 
@@ -146,7 +149,7 @@ def deliver_message(message_id: int) -> str:
     The message row is locked while sending, and only a pending message whose next attempt
     is due is sent, so a job and the sweep never both send it.
     """
-    from app.adapters.telegram import ProviderError
+    from app.channels.base import ProviderError
     from app.chats import live
     from app.models import Message
     app = _app()
@@ -160,12 +163,7 @@ def deliver_message(message_id: int) -> str:
         channel, chat = message.chat.channel, message.chat
         attempt = message.attempts + 1
         try:
-            if channel.provider == "telegram":
-                app.extensions["chatflow.telegram"].send_message(channel.token, chat.address, message.text)
-            elif channel.provider == "facebook":
-                app.extensions["chatflow.graph"].send_message(channel.page_access_token, chat.address, message.text)
-            else:
-                raise ProviderError(f"no sender for provider {channel.provider}", retryable=False)
+            message.provider_message_id = _send(app, channel, chat.address, message)
         except ProviderError as e:
             delays = app.config["OUTBOUND_RETRY_DELAYS"]
             message.attempts, message.error = attempt, str(e)
@@ -185,3 +183,125 @@ def deliver_message(message_id: int) -> str:
             live.message_status(message)
         db.session.commit()
         return message.status
+
+
+def _send(app, channel, address: str, message) -> str | None:
+    """Send through the channel's adapter, with the message's file if it has one."""
+    from app import channels
+    from app.channels.base import OutboundFile, ProviderError
+    try:
+        adapter = channels.adapter(channel.provider)
+    except KeyError:
+        raise ProviderError(f"no channel is registered for provider {channel.provider}", retryable=False) from None
+    file = None
+    for attachment in message.attachments:
+        content = app.extensions["chatflow.files"].get(attachment.storage_key or "")
+        if content is None:
+            raise ProviderError(f"file {attachment.id} is missing from the file store", retryable=False)
+        file = OutboundFile(attachment.name, attachment.content_type, content)
+    result = adapter.send(channel, address, message.text, file, str(message.id))
+    return str(result)[:200] if result is not None else None
+
+
+def overdue_attachments(cutoff, limit: int = 200) -> list[int]:
+    """Inbound files still to fetch whose next attempt is overdue (their job was lost)."""
+    from app.models import Attachment
+    return list(db.session.scalars(db.select(Attachment.id).where(Attachment.status == "pending",
+                                                                  Attachment.next_attempt_at <= cutoff)
+                                   .order_by(Attachment.next_attempt_at).limit(limit)))
+
+
+def fetch_attachment(attachment_id: int) -> str:
+    """Fetch an inbound file from its provider into the file store, with the replies' retry
+    policy; a file over MAX_FILE_BYTES is recorded as too_large, one that never comes as failed."""
+    from app import channels
+    from app.channels.base import ProviderError
+    from app.chats import live
+    from app.models import Attachment, Channel
+    app = _app()
+    with app.app_context():
+        attachment = db.session.execute(db.select(Attachment).where(Attachment.id == attachment_id)
+                                        .with_for_update().execution_options(populate_existing=True)
+                                        ).scalar_one_or_none()
+        if attachment is None or attachment.status != "pending" or attachment.next_attempt_at is None \
+                or attachment.next_attempt_at > utcnow() + timedelta(seconds=1):
+            db.session.rollback()
+            return attachment.status if attachment else "missing"
+        message = attachment.message
+        attempt = attachment.attempts + 1
+        attachment.attempts = attempt
+        channel = message.chat.channel if message.chat else db.session.get(Channel, message.channel_id)
+        try:
+            content = channels.adapter(channel.provider).fetch_file(channel, attachment.source or {},
+                                                                    app.config["MAX_FILE_BYTES"])
+        except (ProviderError, KeyError) as e:
+            retryable = isinstance(e, ProviderError) and e.retryable
+            delays = app.config["OUTBOUND_RETRY_DELAYS"]
+            attachment.error = str(e)
+            if isinstance(e, ProviderError) and e.code == "file_too_large":
+                attachment.status, attachment.next_attempt_at = "too_large", None
+            elif retryable and attempt <= len(delays):
+                attachment.next_attempt_at = utcnow() + timedelta(seconds=delays[attempt - 1])
+                after_commit(db.session, partial(app.extensions["chatflow.jobs"].enqueue_at,
+                                                 attachment.next_attempt_at, "app.jobs.fetch_attachment",
+                                                 attachment_id, job_id=f"fetch-{attachment_id}-{attempt + 1}"))
+                log.warning("attachment %s: fetch %s failed (%s); retrying", attachment_id, attempt, e)
+            else:
+                attachment.status, attachment.next_attempt_at = "failed", None
+                log.error("attachment %s failed after %s attempts: %s", attachment_id, attempt, e)
+        else:
+            attachment.storage_key = app.extensions["chatflow.files"].put(content, attachment.name,
+                                                                          attachment.content_type)
+            attachment.status, attachment.size, attachment.error = "stored", len(content), None
+            attachment.next_attempt_at = None
+        if attachment.status != "pending" and message.chat is not None:
+            live.message_changed(message.chat, message)
+        db.session.commit()
+        return attachment.status
+
+
+def acknowledge(channel_id: int, ack: dict) -> None:
+    """Tell the provider an event arrived (Telegram stops the button's spinner); once: a late
+    answer is refused anyway."""
+    from app import channels
+    from app.channels.base import ProviderError
+    from app.models import Channel
+    app = _app()
+    with app.app_context():
+        channel = db.session.get(Channel, channel_id)
+        try:
+            channels.adapter(channel.provider).acknowledge(channel, ack)
+        except ProviderError as e:
+            log.warning("channel %s: acknowledgement failed: %s", channel_id, e)
+        finally:
+            db.session.remove()
+
+
+def name_contact(identity_id: int, attempt: int = 1) -> str | None:
+    """Name a contact from the provider's profile; on failure the placeholder stays and the
+    next attempt follows the replies' delays (and every later message tries again)."""
+    from app import channels
+    from app.channels.base import ProviderError
+    from app.models import Channel, Contact, ContactIdentity
+    app = _app()
+    with app.app_context():
+        identity = db.session.get(ContactIdentity, identity_id)
+        if identity is None or identity.profile_named_at is not None:
+            db.session.remove()
+            return None
+        channel = db.session.get(Channel, identity.channel_id)
+        try:
+            name = channels.adapter(channel.provider).profile_name(channel, identity.external_id)
+        except ProviderError as e:
+            delays = app.config["OUTBOUND_RETRY_DELAYS"]
+            if e.retryable and attempt <= len(delays):
+                app.extensions["chatflow.jobs"].enqueue_at(utcnow() + timedelta(seconds=delays[attempt - 1]),
+                                                           "app.jobs.name_contact", identity_id, attempt + 1)
+            log.warning("contact identity %s: no profile name (%s)", identity_id, e)
+            db.session.remove()
+            return None
+        if name:
+            db.session.get(Contact, identity.contact_id).name = name
+        identity.profile_named_at = utcnow()
+        db.session.commit()
+        return name

@@ -91,7 +91,8 @@ def telegram(telegram_server):
     """The fake Telegram, reset: no calls recorded, no failures planned."""
     fake = telegram_server
     fake.calls.clear()
-    fake.fail_sends, fake.down = 0, False
+    fake.files.clear()
+    fake.fail_sends, fake.fail_downloads, fake.down = 0, 0, False
     return fake
 
 
@@ -106,7 +107,9 @@ def graph_server():
 def graph(graph_server):
     """The fake Graph API, reset."""
     graph_server.calls.clear()
-    graph_server.fail_sends, graph_server.down = 0, False
+    graph_server.profiles.clear()
+    graph_server.cdn.clear()
+    graph_server.fail_sends, graph_server.fail_profiles, graph_server.down = 0, 0, False
     return graph_server
 
 

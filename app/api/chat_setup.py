@@ -1,6 +1,7 @@
 """Admin: queues and their operators, channels, settings (design.md §3)."""
 from flask import Blueprint, current_app, request
 
+from app import channels
 from app.api.auth import PAGE, accepts, accepts_files, admin, answers, authenticate, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, page_args, parse
@@ -38,10 +39,6 @@ SOUND_MAX_BYTES = 2 * 1024 * 1024
 
 def jobs():
     return current_app.extensions["chatflow.jobs"]
-
-
-def telegram():
-    return current_app.extensions["chatflow.telegram"]
 
 
 def queue_json(q: Queue) -> dict:
@@ -169,7 +166,7 @@ def create_channel():
         if not fields.get(name):
             raise ApiError(422, "invalid_value", f"{name}: is required for {fields['provider']}", {"field": name})
     fields.setdefault("active", True)
-    channel = setup.create_channel(fields, telegram())
+    channel = setup.create_channel(fields)
     db.session.commit()
     return channel_json(channel), 201
 
@@ -188,16 +185,16 @@ FACEBOOK_PAGES = Schema({
 def facebook_pages():
     """With a user access token: list the user's pages, or (with page_ids and queue_id) make each a channel."""
     body = parse(FACEBOOK_PAGES)
-    graph = current_app.extensions["chatflow.graph"]
+    graph = channels.adapter("facebook").client
     if "page_ids" not in body:
         return [{"id": p["id"], "name": p["name"], "channel_id": p["channel_id"]}
                 for p in setup.facebook_pages(graph, body["user_access_token"])]
     if body.get("queue_id") is None:
         raise ApiError(422, "invalid_value", "queue_id: is required to connect pages", {"field": "queue_id"})
-    channels = setup.add_facebook_pages(graph, body["user_access_token"], body["page_ids"], body["queue_id"],
-                                        body.get("active", True))
+    made = setup.add_facebook_pages(graph, body["user_access_token"], body["page_ids"], body["queue_id"],
+                                    body.get("active", True))
     db.session.commit()
-    return [channel_json(c) for c in channels], 201
+    return [channel_json(c) for c in made], 201
 
 
 @bp.get("/channels")
@@ -220,7 +217,7 @@ def get_channel(channel_id):
 @accepts(CHANNEL_CHANGE, partial=True)
 def update_channel(channel_id):
     """Change a channel; activating a Telegram channel sets its webhook again."""
-    channel = setup.update_channel(get_or_404(Channel, channel_id), parse(CHANNEL_CHANGE, partial=True), telegram())
+    channel = setup.update_channel(get_or_404(Channel, channel_id), parse(CHANNEL_CHANGE, partial=True))
     db.session.commit()
     return channel_json(channel)
 

@@ -89,11 +89,12 @@ def build_openapi(app) -> dict:
             if schema:
                 op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
             if hasattr(view, "files_body"):
-                description, many = view.files_body
+                description, many, fields = view.files_body
                 file = {"type": "string", "format": "binary"}
-                op["requestBody"] = {"required": True, "description": description, "content": {
+                content = op.get("requestBody", {}).get("content", {})
+                op["requestBody"] = {"required": True, "description": description, "content": {**content,
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                        "file": {"type": "array", "items": file, "minItems": 1} if many else file}}}}}
+                        "file": {"type": "array", "items": file, "minItems": 1} if many else file, **fields}}}}}
             paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",

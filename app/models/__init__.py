@@ -1,9 +1,9 @@
 """All tables. Importing this module registers them with the metadata Alembic reads."""
 from app.models.auth import ApiToken, Role, RoleMember, User
-from app.models.chat import (Case, Channel, Chat, ChatAction, ChatEvent, Contact, ContactIdentity, Message, Queue,
-                             QueueOperator, Setting, StoredFile)
+from app.models.chat import (Attachment, Case, Channel, Chat, ChatAction, ChatEvent, Contact, ContactIdentity,
+                             Message, Queue, QueueOperator, Setting, StoredFile)
 from app.models.process import InstanceEvent, ProcessInstance, ProcessVersion
 
 __all__ = ["ApiToken", "Role", "RoleMember", "User", "InstanceEvent", "ProcessInstance", "ProcessVersion",
            "Channel", "Chat", "ChatEvent", "Contact", "ContactIdentity", "Message", "Queue", "QueueOperator",
-           "Setting", "StoredFile", "ChatAction", "Case"]
+           "Setting", "StoredFile", "ChatAction", "Case", "Attachment"]
