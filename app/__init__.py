@@ -1,4 +1,9 @@
-"""Chatflow: an omnichannel chat-center engine whose behaviour is BPMN."""
+"""Chatflow: an omnichannel chat-center engine whose behaviour is BPMN.
+
+`create_app` is the wiring: the one place that picks the adapters and hands them to the rest.
+Import rule: this module, `app.jobs` and `app.cli` are the entry points and may import anything;
+no other module imports them. Each package's docstring states its own rule.
+"""
 from functools import partial
 
 from flask import Flask
@@ -88,8 +93,8 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
 
 def _register_routes(app: Flask) -> None:
     from app import console
-    from app.api import actions, chat_setup, chats, errors, events, files, processes, system, users, webhooks
+    from app.api import actions, chat_setup, chats, errors, events, files, processes, reports, system, users, webhooks
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, files, actions, events, webhooks, console):
+    for module in (system, users, processes, chat_setup, chats, files, actions, events, reports, webhooks, console):
         app.register_blueprint(module.bp)
     app.register_blueprint(console.root)

@@ -1,4 +1,4 @@
-"""The `chatflow` command (design.md §4). Each command is a few lines over the app."""
+"""The `chatflow` command (docs/api.md, "Command line"). Each command is a few lines over the app."""
 import sys
 import threading
 import time
@@ -31,7 +31,8 @@ def main():
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--demo", is_flag=True, help="Seed demo data and print the tokens to use.")
+@click.option("--demo", is_flag=True, help="Seed what demo data is missing (never a new version of a deployed "
+              "process) and print the tokens to use.")
 def serve(host, port, demo):
     """Run the web app (and, with no REDIS_URL, its in-process worker)."""
     from werkzeug.serving import run_simple

@@ -1,4 +1,4 @@
-"""Configuration from the environment (design.md §4)."""
+"""Configuration from the environment (README, "Configuration")."""
 import os
 from pathlib import Path
 
@@ -40,6 +40,9 @@ def from_env(env=os.environ) -> dict:
         # The largest file fetched from a client or sent by an operator: Telegram's bot download
         # limit ("up to 20MB"); a larger inbound file is recorded as too_large.
         "MAX_FILE_BYTES": int(env.get("CHATFLOW_MAX_FILE_BYTES", 20_000_000)),
+        # Longest wait for a provider's answer; an attempt older than this (plus the sweep's
+        # grace) has no outcome coming and is marked `uncertain`.
+        "PROVIDER_TIMEOUT_SECONDS": float(env.get("CHATFLOW_PROVIDER_TIMEOUT_SECONDS", 10)),
         # Seconds before each retry of an outgoing message; after the last, it is `failed`.
         "OUTBOUND_RETRY_DELAYS": [float(x) for x in env.get("CHATFLOW_OUTBOUND_RETRY_DELAYS", "2,10,60,300")
                                   .split(",")],

@@ -1,4 +1,7 @@
-"""Demo data for `chatflow serve --demo`: tokens, the shipped processes, a queue with operators."""
+"""Demo data for `chatflow serve --demo`: tokens, the shipped processes, a queue with operators.
+
+Seeding only adds what is missing, so a second start changes nothing an admin or analyst set up.
+"""
 import secrets
 from pathlib import Path
 
@@ -24,8 +27,10 @@ def _user_with_token(login: str, name: str, permissions=()) -> str:
 def seed(app, processes_dir: Path) -> list[str]:
     lines = []
     files = [(p.name, p.read_bytes()) for p in sorted(processes_dir.glob("*.bpmn"))]
-    for p in app.extensions["chatflow.engine"].deploy(files):
-        lines.append(f"process {p['key']} version {p['version']}{' (new)' if p['new'] else ''}")
+    # Only processes not deployed yet: a version an analyst deployed stays the latest.
+    for p in app.extensions["chatflow.engine"].deploy(files, missing_only=True):
+        lines.append(f"process {p['key']} version {p['version']}"
+                     f"{' (new)' if p['new'] else ' (already deployed, kept)'}")
     admin_token = app.config["BOOTSTRAP_ADMIN_TOKEN"] or _user_with_token("admin", "Administrator",
                                                                           ["CanManageChats"])
     lines.append(f"admin token: {admin_token}")

@@ -11,6 +11,7 @@ from flask import current_app, has_app_context
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.types import utcnow
+from app.outages import retrying
 
 log = logging.getLogger(__name__)
 _worker_app = None
@@ -47,24 +48,29 @@ def fire_timers(instance_id: int) -> bool:
 def sweep(grace_seconds: float | None = None) -> dict:
     """Catch up on work whose job was lost (Redis restarted empty) or is late.
 
-    The database is the truth: timers overdue, chats whose lifecycle never started and
-    replies still pending past their next attempt are all found and handled here.
+    The database is the truth: timers overdue, chats whose lifecycle never started, replies
+    still pending past their next attempt and attempts nobody answered are all handled here.
     """
     app = _app()
     with app.app_context():
         grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
         cutoff = utcnow() - timedelta(seconds=grace)
         engine = _engine(app)
-        done = {"timers": 0, "chats": 0, "messages": 0}
+        done = {"timers": 0, "chats": 0, "messages": 0, "files": 0}
         for instance_id in engine.due_instances(cutoff):
             # An instance a worker is advancing right now is left to it, never waited for.
             done["timers"] += _safely(lambda: engine.fire_timers(instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
         db.session.remove()
-    from app.chats import service
+    from app.chats import delivery, files, service
     with app.app_context():
         chat_ids, message_ids = service.unstarted_chats(cutoff), service.overdue_replies(cutoff)
-        attachment_ids = overdue_attachments(cutoff)
+        attachment_ids = files.overdue(cutoff)
+        # No provider call outlasts its timeout: an attempt older than that will never be answered.
+        unanswered = utcnow() - timedelta(seconds=app.config["PROVIDER_TIMEOUT_SECONDS"] + grace)
+        done["uncertain"] = sum(_safely(lambda: delivery.mark_uncertain(message_id, unanswered),
+                                        "mark uncertain the reply", message_id)
+                                for message_id in delivery.unanswered_attempts(unanswered))
         db.session.remove()
     for chat_id in chat_ids:
         start_chat_lifecycle(chat_id)
@@ -74,6 +80,7 @@ def sweep(grace_seconds: float | None = None) -> dict:
         done["messages"] += 1
     for attachment_id in attachment_ids:
         fetch_attachment(attachment_id)
+        done["files"] += 1
     return done
 
 
@@ -144,144 +151,125 @@ def drain_operator(user_id: int) -> int:
 
 
 def deliver_message(message_id: int) -> str:
-    """Send an operator's reply through its channel; retry with backoff, then mark it failed.
+    """Send an operator's reply through its channel (app.chats.delivery says how faults end).
 
-    The message row is locked while sending, and only a pending message whose next attempt
-    is due is sent, so a job and the sweep never both send it.
+    The attempt is committed before the provider is called, and no transaction is open during
+    the call; its outcome is then written, retried while the database is away.
     """
     from app.channels.base import ProviderError
-    from app.chats import live
-    from app.models import Message
+    from app.chats import delivery
     app = _app()
     with app.app_context():
-        message = db.session.execute(db.select(Message).where(Message.id == message_id).with_for_update()
-                                     .execution_options(populate_existing=True)).scalar_one_or_none()
-        if message is None or message.status != "pending" or message.next_attempt_at is None \
-                or message.next_attempt_at > utcnow() + timedelta(seconds=1):
-            db.session.rollback()
-            return message.status if message else "missing"
-        channel, chat = message.chat.channel, message.chat
-        attempt = message.attempts + 1
         try:
-            message.provider_message_id = _send(app, channel, chat.address, message)
+            message = delivery.begin_attempt(message_id)
+            if message is None:
+                db.session.rollback()
+                return "not due"
+            attempt, send = message.attempts, _sender(app, message)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+        try:
+            if isinstance(send, ProviderError):
+                raise send
+            send()
+            outcome = delivery.Outcome(sent=True)
         except ProviderError as e:
-            delays = app.config["OUTBOUND_RETRY_DELAYS"]
-            message.attempts, message.error = attempt, str(e)
-            if e.retryable and attempt <= len(delays):
-                message.next_attempt_at = utcnow() + timedelta(seconds=delays[attempt - 1])
-                after_commit(db.session, partial(app.extensions["chatflow.jobs"].enqueue_at, message.next_attempt_at,
-                                                 "app.jobs.deliver_message", message_id,
-                                                 job_id=f"send-{message_id}-{attempt + 1}"))
-                log.warning("message %s: attempt %s failed (%s); retrying", message_id, attempt, e)
-            else:
-                message.status, message.next_attempt_at = "failed", None
-                log.error("message %s failed after %s attempts: %s", message_id, attempt, e)
-        else:
-            message.status, message.attempts, message.sent_at = "sent", attempt, utcnow()
-            message.error, message.next_attempt_at = None, None
-        if message.status != "pending":
-            live.message_status(message)
-        db.session.commit()
-        return message.status
+            outcome = delivery.Outcome(sent=False, error=str(e), retryable=e.retryable,
+                                       maybe_delivered=e.maybe_delivered)
+            log.warning("message %s: attempt %s failed: %s", message_id, attempt, e)
+
+        def record():
+            try:
+                status = delivery.record_outcome(message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"],
+                                                 app.extensions["chatflow.jobs"])
+                db.session.commit()
+                return status
+            except Exception:
+                db.session.rollback()
+                raise
+        return retrying(record)
 
 
-def _send(app, channel, address: str, message) -> str | None:
-    """Send through the channel's adapter, with the message's file if it has one."""
+def _sender(app, message):
+    """The provider call for this reply (with its file, if any), every value read now: the call
+    itself needs no database. A ProviderError when it cannot be made at all."""
     from app import channels
-    from app.channels.base import OutboundFile, ProviderError
+    from app.channels.base import ChannelRef, OutboundFile, ProviderError
+    channel, chat = message.chat.channel, message.chat
     try:
         adapter = channels.adapter(channel.provider)
     except KeyError:
-        raise ProviderError(f"no channel is registered for provider {channel.provider}", retryable=False) from None
+        return ProviderError(f"no channel is registered for provider {channel.provider}", retryable=False)
     file = None
     for attachment in message.attachments:
         content = app.extensions["chatflow.files"].get(attachment.storage_key or "")
         if content is None:
-            raise ProviderError(f"file {attachment.id} is missing from the file store", retryable=False)
+            return ProviderError(f"file {attachment.id} is missing from the file store", retryable=False)
         file = OutboundFile(attachment.name, attachment.content_type, content)
-    result = adapter.send(channel, address, message.text, file, str(message.id))
-    return str(result)[:200] if result is not None else None
-
-
-def overdue_attachments(cutoff, limit: int = 200) -> list[int]:
-    """Inbound files still to fetch whose next attempt is overdue (their job was lost)."""
-    from app.models import Attachment
-    return list(db.session.scalars(db.select(Attachment.id).where(Attachment.status == "pending",
-                                                                  Attachment.next_attempt_at <= cutoff)
-                                   .order_by(Attachment.next_attempt_at).limit(limit)))
+    return partial(adapter.send, ChannelRef.of(channel), chat.address, message.text, file, str(message.id))
 
 
 def fetch_attachment(attachment_id: int) -> str:
-    """Fetch an inbound file from its provider into the file store, with the replies' retry
-    policy; a file over MAX_FILE_BYTES is recorded as too_large, one that never comes as failed."""
+    """Fetch a client's file from its provider into the file store (app.chats.files says how
+    attempts end); no transaction is open during the download."""
     from app import channels
     from app.channels.base import ProviderError
-    from app.chats import live
-    from app.models import Attachment, Channel
+    from app.chats import files
     app = _app()
     with app.app_context():
-        attachment = db.session.execute(db.select(Attachment).where(Attachment.id == attachment_id)
-                                        .with_for_update().execution_options(populate_existing=True)
-                                        ).scalar_one_or_none()
-        if attachment is None or attachment.status != "pending" or attachment.next_attempt_at is None \
-                or attachment.next_attempt_at > utcnow() + timedelta(seconds=1):
-            db.session.rollback()
-            return attachment.status if attachment else "missing"
-        message = attachment.message
-        attempt = attachment.attempts + 1
-        attachment.attempts = attempt
-        channel = message.chat.channel if message.chat else db.session.get(Channel, message.channel_id)
         try:
-            content = channels.adapter(channel.provider).fetch_file(channel, attachment.source or {},
-                                                                    app.config["MAX_FILE_BYTES"])
+            attachment = files.begin_attempt(attachment_id, app.config["PROVIDER_TIMEOUT_SECONDS"])
+            if attachment is None:
+                db.session.rollback()
+                return "not due"
+            attempt, channel, source = attachment.attempts, files.channel_of(attachment), dict(attachment.source or {})
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+        try:
+            content = channels.adapter(channel.provider).fetch_file(channel, source, app.config["MAX_FILE_BYTES"])
+            outcome = files.Fetched(content=content)
         except (ProviderError, KeyError) as e:
-            retryable = isinstance(e, ProviderError) and e.retryable
-            delays = app.config["OUTBOUND_RETRY_DELAYS"]
-            attachment.error = str(e)
-            if isinstance(e, ProviderError) and e.code == "file_too_large":
-                attachment.status, attachment.next_attempt_at = "too_large", None
-            elif retryable and attempt <= len(delays):
-                attachment.next_attempt_at = utcnow() + timedelta(seconds=delays[attempt - 1])
-                after_commit(db.session, partial(app.extensions["chatflow.jobs"].enqueue_at,
-                                                 attachment.next_attempt_at, "app.jobs.fetch_attachment",
-                                                 attachment_id, job_id=f"fetch-{attachment_id}-{attempt + 1}"))
-                log.warning("attachment %s: fetch %s failed (%s); retrying", attachment_id, attempt, e)
-            else:
-                attachment.status, attachment.next_attempt_at = "failed", None
-                log.error("attachment %s failed after %s attempts: %s", attachment_id, attempt, e)
-        else:
-            attachment.storage_key = app.extensions["chatflow.files"].put(content, attachment.name,
-                                                                          attachment.content_type)
-            attachment.status, attachment.size, attachment.error = "stored", len(content), None
-            attachment.next_attempt_at = None
-        if attachment.status != "pending" and message.chat is not None:
-            live.message_changed(message.chat, message)
-        db.session.commit()
-        return attachment.status
+            outcome = files.Fetched(error=str(e), retryable=isinstance(e, ProviderError) and e.retryable,
+                                    too_large=isinstance(e, ProviderError) and e.code == "file_too_large")
+            log.warning("attachment %s: fetch %s failed: %s", attachment_id, attempt, e)
+
+        def record():
+            try:
+                status = files.record_fetch(attachment_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"],
+                                            app.extensions["chatflow.jobs"])
+                db.session.commit()
+                return status
+            except Exception:
+                db.session.rollback()
+                raise
+        return retrying(record)
 
 
 def acknowledge(channel_id: int, ack: dict) -> None:
     """Tell the provider an event arrived (Telegram stops the button's spinner); once: a late
     answer is refused anyway."""
     from app import channels
-    from app.channels.base import ProviderError
+    from app.channels.base import ChannelRef, ProviderError
     from app.models import Channel
     app = _app()
     with app.app_context():
-        channel = db.session.get(Channel, channel_id)
+        channel = ChannelRef.of(db.session.get(Channel, channel_id))
+        db.session.remove()
         try:
             channels.adapter(channel.provider).acknowledge(channel, ack)
         except ProviderError as e:
             log.warning("channel %s: acknowledgement failed: %s", channel_id, e)
-        finally:
-            db.session.remove()
 
 
 def name_contact(identity_id: int, attempt: int = 1) -> str | None:
-    """Name a contact from the provider's profile; on failure the placeholder stays and the
-    next attempt follows the replies' delays (and every later message tries again)."""
+    """Name a contact from the provider's profile. On failure the placeholder stays; a retryable
+    failure is tried again after the replies' delays, and every later message tries again."""
     from app import channels
-    from app.channels.base import ProviderError
+    from app.channels.base import ChannelRef, ProviderError
     from app.models import Channel, Contact, ContactIdentity
     app = _app()
     with app.app_context():
@@ -289,17 +277,18 @@ def name_contact(identity_id: int, attempt: int = 1) -> str | None:
         if identity is None or identity.profile_named_at is not None:
             db.session.remove()
             return None
-        channel = db.session.get(Channel, identity.channel_id)
+        channel, user_id = ChannelRef.of(db.session.get(Channel, identity.channel_id)), identity.external_id
+        db.session.remove()
         try:
-            name = channels.adapter(channel.provider).profile_name(channel, identity.external_id)
+            name = channels.adapter(channel.provider).profile_name(channel, user_id)
         except ProviderError as e:
             delays = app.config["OUTBOUND_RETRY_DELAYS"]
             if e.retryable and attempt <= len(delays):
                 app.extensions["chatflow.jobs"].enqueue_at(utcnow() + timedelta(seconds=delays[attempt - 1]),
                                                            "app.jobs.name_contact", identity_id, attempt + 1)
             log.warning("contact identity %s: no profile name (%s)", identity_id, e)
-            db.session.remove()
             return None
+        identity = db.session.get(ContactIdentity, identity_id)
         if name:
             db.session.get(Contact, identity.contact_id).name = name
         identity.profile_named_at = utcnow()

@@ -1,4 +1,4 @@
-"""Chat actions, cases and the shipped example processes (issue 4; design.md §1, §3), on the embedded default.
+"""Chat actions, cases and the shipped example processes (docs/api.md, "Chat actions and cases"), on the embedded default.
 
 A real Telegram channel (the local fake Bot API) brings client messages in through the signed webhook; operators
 and admins trigger actions over HTTP; NotifySystemAdministrators talks to a small local HTTP endpoint that can be

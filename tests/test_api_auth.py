@@ -1,4 +1,4 @@
-"""Bearer tokens, users and roles, the error format, /openapi.json and /healthz (design.md §3)."""
+"""Bearer tokens, users and roles, the error format, /openapi.json and /healthz (docs/api.md, "Conventions")."""
 import hashlib
 import re
 

@@ -1,4 +1,4 @@
-"""Processes and process instances over HTTP (design.md §3, admin table)."""
+"""Processes and process instances over HTTP (docs/api.md, "Processes and instances")."""
 import time
 from datetime import datetime, timedelta, timezone
 

@@ -1,4 +1,4 @@
-"""Oversize request bodies are refused with 413 in the JSON error format (issue 6, item 2).
+"""Oversize request bodies are refused with 413 in the JSON error format.
 
 The limit is MAX_CONTENT_LENGTH (CHATFLOW_MAX_BODY_BYTES, 5 MiB by default); each test's app
 gets a small one so nothing sends megabytes.

@@ -236,6 +236,42 @@ def test_call_activity_to_process_in_same_file_loads():
     assert "child" in parent.subprocess_specs
 
 
+def _callee(key: str, calls: str | None = None) -> str:
+    body = (f'<bpmn:callActivity id="{key}_call" calledElement="{calls}" />' if calls
+            else f'<bpmn:task id="{key}_call" />')
+    return (f'  <bpmn:process id="{key}" isExecutable="true"><bpmn:startEvent id="{key}_s" />'
+            f'<bpmn:sequenceFlow id="{key}_f1" sourceRef="{key}_s" targetRef="{key}_call" />{body}'
+            f'<bpmn:sequenceFlow id="{key}_f2" sourceRef="{key}_call" targetRef="{key}_e" />'
+            f'<bpmn:endEvent id="{key}_e" /></bpmn:process>\n')
+
+
+def with_processes(xml: str, *processes: str) -> str:
+    return xml.replace("</bpmn:definitions>", "".join(processes) + "</bpmn:definitions>")
+
+
+def test_call_activity_calling_its_own_process_is_refused():
+    p = only(refused(process('    <bpmn:callActivity id="work" calledElement="p" />')))
+    assert (p.line, p.element_id) == (BODY_LINE, "work")
+    assert str(p).startswith("case.bpmn:6 work call activity reaches its own process p (p -> p)")
+
+
+def test_call_activity_reaching_its_own_process_through_others_is_refused():
+    xml = with_processes(process('    <bpmn:callActivity id="work" calledElement="a" />'),
+                         _callee("a", calls="b"), _callee("b", calls="p"))
+    problems = {p.element_id: p.problem for p in refused(xml)}
+    assert problems["work"].startswith("call activity reaches its own process p (p -> a -> b -> p)")
+    # every call on the cycle is named, each with its own process
+    assert problems["a_call"].startswith("call activity reaches its own process a (a -> b -> p -> a)")
+    assert set(problems) == {"work", "a_call", "b_call"}
+
+
+def test_call_chain_without_a_cycle_loads():
+    xml = with_processes(process('    <bpmn:callActivity id="work" calledElement="a" />'),
+                         _callee("a", calls="b"), _callee("b"))
+    parent = {p.key: p for p in load(xml.encode(), "chain.bpmn", OPERATIONS).processes}["p"]
+    assert {"a", "b"} <= set(parent.subprocess_specs)
+
+
 def test_every_problem_of_a_file_is_reported():
     xml = process('    <bpmn:intermediateCatchEvent id="work"><bpmn:timerEventDefinition /></bpmn:intermediateCatchEvent>\n'
                   '    <bpmn:sequenceFlow id="to_ghost" sourceRef="work" targetRef="ghost" />\n'

@@ -1,4 +1,4 @@
-"""A whole chat end to end (issue 3, first "Done when"): over HTTP, on real Redis with a real
+"""A whole chat end to end: over HTTP, on real Redis with a real
 `chatflow worker` process, Telegram webhook in and the fake Bot API out, with timeouts of a few
 seconds given as fractional minutes.
 """

@@ -1,5 +1,5 @@
 """Admin configuration over HTTP: settings (typed, defaults, secrets, the notification sound) and queues
-with their operators (design.md §1, §3), on the embedded default app."""
+with their operators (docs/api.md, "Admin routes"), on the embedded default app."""
 import io
 
 import pytest

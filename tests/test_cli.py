@@ -1,13 +1,17 @@
 """`chatflow check` and `chatflow deploy`, run as real processes against the test database."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
 import pytest
+from sqlalchemy import func, select
 
 from conftest import CORPUS, DATA, ROOT, Api
 from app.engine.catalogue import operation_names
+from app.extensions import db
+from app.models import Queue
 
 LOADER = DATA / "loader"
 
@@ -113,3 +117,46 @@ def test_deploy_empty_folder_is_an_error(run, tmp_path):
     result = run("deploy", tmp_path)
     assert result.returncode != 0
     assert "no .bpmn files" in result.stderr
+
+
+def _serve_demo(db_url) -> list[str]:
+    """Start `chatflow serve --demo` as a real process, read what it seeded, stop it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1"}
+    for name in ("REDIS_URL", "CHATFLOW_BOOTSTRAP_ADMIN_TOKEN"):
+        env.pop(name, None)
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--demo", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:  # the seeding is done once it says where it serves
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Chatflow on http://"):
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert lines and lines[-1].startswith("Chatflow on http://"), "\n".join(lines)
+    return lines
+
+
+def test_demo_restart_keeps_a_changed_lifecycle_the_latest(app, run, tmp_path, db_url):
+    first = _serve_demo(db_url)
+    assert "process ChatLifecycle version 1 (new)" in first
+
+    changed = tmp_path / "ChatLifecycle.bpmn"
+    changed.write_text((ROOT / "processes" / "ChatLifecycle.bpmn").read_text().replace(
+        "</bpmn:definitions>", "<!-- changed by an analyst -->\n</bpmn:definitions>"))
+    deployed = run("deploy", changed)
+    assert deployed.stdout.splitlines() == ["ChatLifecycle version 2 deployed"], deployed.stderr
+
+    second = _serve_demo(db_url)
+    assert "process ChatLifecycle version 2 (already deployed, kept)" in second
+    assert "process CreateCaseFromChat version 1 (already deployed, kept)" in second
+    with app.app_context():
+        from app.bpmn.store import latest_version
+        latest = latest_version("ChatLifecycle")
+        assert (latest.version, latest.xml) == (2, changed.read_text())
+        assert db.session.scalar(select(func.count()).select_from(Queue)) == 1  # the demo queue, once

@@ -1,4 +1,4 @@
-"""Issue 8's "done when", in headless Chromium against the running service:
+"""The console end to end, in headless Chromium against the running service:
 
 1. An admin, in the console only, deploys the shipped processes, creates a queue with an
    operator, a Telegram channel against the fake Bot API and a "Create case" action. The

@@ -1,4 +1,5 @@
-"""Third-party BPMN files (../shared/bpmn-corpus): each loads or is refused precisely, never a traceback."""
+"""Third-party BPMN files (tests/data/bpmn-corpus, sources and licences in its MANIFEST.md):
+each loads or is refused precisely, never a traceback."""
 import pytest
 
 from app.bpmn.errors import BpmnRefused, Problem

@@ -1,4 +1,4 @@
-"""Facebook Messenger channels over HTTP against the fake Graph API (issue 5): the subscription
+"""Facebook Messenger channels over HTTP against the fake Graph API: the subscription
 check, signed webhooks in Facebook's real format (batches, echoes, receipts, odd bodies,
 idempotency on `mid`), replies through the Send API with retries, the external bot
 (Handover Protocol: standby, pass_thread_control, take_thread_control) and channel setup

@@ -1,4 +1,4 @@
-"""Faults, each a test (issue 6 §5): a worker killed mid-step, Redis restarted empty, a database
+"""Faults, each a test: a worker killed mid-step, Redis restarted empty, a database
 failure inside one instance's transaction, a provider's 500, and the database going away.
 
 Each test checks the outcome in the database: the right final state, reached exactly once,

@@ -1,4 +1,4 @@
-"""Routing of chats to operators (design.md §2, issue 3 "Done when"), on the embedded default:
+"""Routing of chats to operators (docs/api.md, "The chat lifecycle"), on the embedded default:
 SimultaneousChats, nobody eligible, the least-busy tie-break, no completion timeout, two
 accepts at once, 500 replies, 50 offer timeouts in a row, and a changed ChatLifecycle.bpmn.
 

@@ -1,4 +1,4 @@
-"""Hostile input (issue 6, item 2): schemathesis against the live app's /openapi.json.
+"""Hostile input: schemathesis against the live app's /openapi.json.
 
 The app is served over real HTTP by werkzeug on 127.0.0.1 with the processes deployed and a
 little data in place; every operation in the document is called with generated (and
@@ -134,7 +134,7 @@ def test_every_operation_answers_within_its_schema(live_app):
 
 
 def test_values_the_database_cannot_hold_answer_4xx(make_app):
-    """Found by the run above: ids beyond 64 bits overflowed the database driver (500), as did
+    """Found by the run above: ids beyond 32 bits overflowed the database driver (500), as did
     ?queue_id=² (a digit to str.isdigit, not to int); NUL characters break PostgreSQL text."""
     api = Api(make_app())
     big = 2**70

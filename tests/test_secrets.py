@@ -1,4 +1,4 @@
-"""Secrets (issue 6, item 4): bearer tokens are stored hashed; bot tokens, page tokens, the Facebook app
+"""Secrets: bearer tokens are stored hashed; bot tokens, page tokens, the Facebook app
 secret and verify token, webhook secrets and bearer tokens are never returned nor logged.
 
 One full scenario runs once for the module over real HTTP (the app behind werkzeug's server, as

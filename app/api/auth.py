@@ -67,6 +67,14 @@ def answers(media_type: str):
     return mark
 
 
+def answers_also(*media_types: str):
+    """Declare media types a view answers besides JSON when asked (Accept, ?format=), for /openapi.json."""
+    def mark(view):
+        view.also_media_types = media_types
+        return view
+    return mark
+
+
 def reads(query: dict | None = None, headers: dict | None = None):
     """Declare the query parameters and headers (name: JSON Schema) a view reads, for /openapi.json."""
     def mark(view):

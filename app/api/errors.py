@@ -1,4 +1,4 @@
-"""The JSON error format of design.md §3, for every error the app answers."""
+"""The JSON error format (docs/api.md, "Conventions"), for every error the app answers."""
 import logging
 
 from flask import jsonify

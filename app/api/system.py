@@ -51,6 +51,7 @@ def _responses(method: str, view, endpoint: str) -> dict:
                 "503": {"description": "one is down", "content": _HEALTH}, "4XX": _ERROR}
     media_type = getattr(view, "media_type", None)
     content = {media_type: {"schema": {"type": "string"}}} if media_type else _JSON
+    content = {**content, **{t: {"schema": {"type": "string"}} for t in getattr(view, "also_media_types", ())}}
     if method == "DELETE":
         success = {"204": {"description": "deleted"}}
     elif method == "POST":

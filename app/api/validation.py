@@ -126,7 +126,7 @@ def parse(schema: Schema, partial: bool = False) -> dict:
 
 def check_url() -> None:
     """Path and query values that no row can match and the database cannot even be asked
-    about: an integer id beyond 64 bits names nothing (404); NUL characters are refused (400)."""
+    about: an integer id beyond MAX_INT (32 bits) names nothing (404); NUL characters are refused (400)."""
     for name, value in (request.view_args or {}).items():
         if isinstance(value, int) and value > MAX_INT:
             raise ApiError(404, "not_found", f"no {name.removesuffix('_id')} {value}")

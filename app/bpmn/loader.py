@@ -134,15 +134,22 @@ class _Checker:
                 self._compile(flow_id, "condition", condition.text, "eval", condition.sourceline)
 
     def check_call_activities(self):
-        processes = {p.get("id") for p in self.tree.iterfind(".//bpmn:process", NS)}
-        for call in self.tree.iterfind(".//bpmn:callActivity", NS):
-            called = call.get("calledElement")
-            if not called:
-                self.add(call.get("id", ""), "call activity names no process to call (calledElement is missing)",
-                         call.sourceline)
-            elif called not in processes:
-                self.add(call.get("id", ""), f"call activity calls process {called!r}, which is not in this file "
-                                             "(a called process must be deployed in the same file)", call.sourceline)
+        calls = {p.get("id"): [c for c in p.iter(f"{{{BPMN_NS}}}callActivity")]
+                 for p in self.tree.iterfind(".//bpmn:process", NS)}
+        for key, activities in calls.items():
+            for call in activities:
+                called = call.get("calledElement")
+                if not called:
+                    self.add(call.get("id", ""), "call activity names no process to call (calledElement is missing)",
+                             call.sourceline)
+                elif called not in calls:
+                    self.add(call.get("id", ""), f"call activity calls process {called!r}, which is not in this "
+                                                 "file (a called process must be deployed in the same file)",
+                             call.sourceline)
+                elif (path := _call_path(calls, called, key)) is not None:
+                    self.add(call.get("id", ""), f"call activity reaches its own process {key} "
+                                                 f"({' -> '.join([key, *path])}): recursion is not supported",
+                             call.sourceline)
 
     def check_code(self, spec):
         for task_spec in spec.task_specs.values():
@@ -202,6 +209,23 @@ class _Checker:
             if len(found) > 1:
                 self.add(element, "an event-based gateway may wait on one timer only "
                                   "(SpiffWorkflow 3.2 makes several share one due time)")
+
+
+def _call_path(calls: dict, start: str, goal: str) -> list[str] | None:
+    """The processes a call into `start` goes through until it calls `goal`, None if it never does.
+
+    Calls only ever reach processes of the same file, so the file alone decides recursion."""
+    seen, stack = set(), [(start, [start])]
+    while stack:
+        key, path = stack.pop()
+        if key == goal:
+            return path
+        if key in seen:
+            continue
+        seen.add(key)
+        stack.extend((c.get("calledElement"), path + [c.get("calledElement")]) for c in calls.get(key, ())
+                     if c.get("calledElement") in calls)
+    return None
 
 
 def _keep_start_unchanged(spec) -> None:

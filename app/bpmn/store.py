@@ -23,16 +23,19 @@ def validate_all(files: list[tuple[str, bytes]], operations: set[str] | None) ->
     return loaded
 
 
-def deploy(files: list[tuple[str, bytes]], operations: set[str] | None, cache: "SpecCache") -> list[dict]:
+def deploy(files: list[tuple[str, bytes]], operations: set[str] | None, cache: "SpecCache",
+           missing_only: bool = False) -> list[dict]:
     """Validate and store files; a key gets a new version only when its file's content changed.
 
+    With `missing_only` (demo seeding) a key that has any version keeps it, changed file or not:
+    what an analyst deployed is never replaced by a shipped file.
     Returns one `{"key", "version", "new"}` per executable process. The caller commits.
     """
     result = []
     for (filename, xml), loaded in zip(files, validate_all(files, operations)):
         for process in loaded.processes:
             latest = latest_version(process.key)
-            if latest is not None and latest.content_hash == loaded.content_hash:
+            if latest is not None and (missing_only or latest.content_hash == loaded.content_hash):
                 result.append({"key": process.key, "version": latest.version, "new": False})
                 continue
             row = ProcessVersion(key=process.key, version=(latest.version + 1) if latest else 1,

@@ -8,17 +8,48 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import requests
+import urllib3
+
 KINDS = ("text", "image", "video", "audio", "voice", "document", "sticker", "location", "contact", "button",
          "system")
 
 
 class ProviderError(Exception):
     """A provider call failed. `retryable` says whether trying again later may succeed;
-    `code` names a refusal the caller shows (token_refused, webhook_refused, file_too_large)."""
+    `maybe_delivered` that the request may have reached the provider all the same (no answer
+    came), so sending it again could deliver it twice; `code` names a refusal the caller shows
+    (token_refused, webhook_refused, file_too_large)."""
 
-    def __init__(self, message: str, retryable: bool, code: str | None = None):
+    def __init__(self, message: str, retryable: bool, maybe_delivered: bool = False, code: str | None = None):
         super().__init__(message)
-        self.retryable, self.code = retryable, code
+        self.retryable, self.maybe_delivered, self.code = retryable, maybe_delivered, code
+
+
+def transport_error(what: str, error: requests.RequestException) -> ProviderError:
+    """No answer: known not delivered only when no connection was made (refused, connect timeout)."""
+    cause = getattr(error.args[0], "reason", None) if error.args else None
+    not_sent = isinstance(error, requests.ConnectTimeout) or (
+        isinstance(error, requests.ConnectionError)
+        and isinstance(cause, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)))
+    return ProviderError(f"{what}: {type(error).__name__}{'' if not_sent else ' (no answer: may have been delivered)'}",
+                         retryable=True, maybe_delivered=not not_sent)
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """What a provider call needs of a channel, read from its row beforehand: calls are made
+    with no database transaction open."""
+
+    id: int
+    provider: str
+    token: str | None = field(default=None, repr=False)
+    page_id: str | None = None
+    page_access_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, channel) -> "ChannelRef":
+        return cls(channel.id, channel.provider, channel.token, channel.page_id, channel.page_access_token)
 
 
 class UnsupportedUpdate(Exception):
@@ -100,8 +131,9 @@ class OutboundFile:
 class ChannelAdapter(Protocol):
     """One provider. Implementations are registered by provider name in `app.channels`.
 
-    `channel` arguments are the Channel rows (they hold the tokens); nothing here touches the
-    database or commits.
+    `channel` arguments hold the credentials: a ChannelRef for the calls made outside a
+    transaction (send, fetch_file, acknowledge, profile_name), the Channel row for
+    register_webhook (which records what it learns there). Nothing here touches the database.
     """
 
     # True when the provider calls a URL of ours that SiteUrl must make public.

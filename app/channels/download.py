@@ -1,7 +1,7 @@
 """Downloading a provider's file with a size cap, without ever holding more than the cap."""
 import requests
 
-from app.channels.base import ProviderError
+from app.channels.base import ProviderError, transport_error
 
 
 def read_capped(url: str, max_bytes: int, timeout: float, what: str) -> bytes:
@@ -23,4 +23,4 @@ def read_capped(url: str, max_bytes: int, timeout: float, what: str) -> bytes:
                 chunks.append(chunk)
             return b"".join(chunks)
     except requests.RequestException as e:
-        raise ProviderError(f"{what}: {type(e).__name__}", retryable=True) from None
+        raise transport_error(what, e) from None

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 
 import requests
 
-from app.channels.base import InboundEdit, InboundFile, InboundMessage, ProviderError, Receipt, ThreadControl
+from app.channels.base import (InboundEdit, InboundFile, InboundMessage, ProviderError, Receipt, ThreadControl,
+                               transport_error)
 from app.channels.download import read_capped
 
 DEFAULT_BASE = "https://graph.facebook.com/v25.0"
@@ -53,7 +54,7 @@ class GraphClient:
                                         params={"access_token": token, **(params or {})}, json=json, data=data,
                                         files=files, timeout=self.timeout * (6 if files else 1))
         except requests.RequestException as e:
-            raise ProviderError(f"Graph {path}: {type(e).__name__}", retryable=True) from None
+            raise transport_error(f"Graph {path}", e) from None
         try:
             body = response.json()
         except ValueError:
@@ -96,7 +97,7 @@ class FacebookChannel:
     needs_site_url = False   # the webhook URL is set once for the app, in Meta's dashboard
 
     def __init__(self, config):
-        self.client = GraphClient(config["FACEBOOK_GRAPH_BASE"])
+        self.client = GraphClient(config["FACEBOOK_GRAPH_BASE"], config["PROVIDER_TIMEOUT_SECONDS"])
         self.app_id = str(config.get("FACEBOOK_APP_ID") or "")
 
     def parse(self, body, channel=None):

@@ -9,7 +9,7 @@ import secrets
 import requests
 
 from app.channels.base import (InboundEdit, InboundFile, InboundMessage, OutboundFile, ProviderError,
-                               UnsupportedUpdate)
+                               UnsupportedUpdate, transport_error)
 from app.channels.download import read_capped
 
 DEFAULT_BASE = "https://api.telegram.org"
@@ -34,7 +34,7 @@ class TelegramClient:
             else:
                 response = requests.post(url, json=payload or {}, timeout=self.timeout)
         except requests.RequestException as e:
-            raise ProviderError(f"Telegram {method}: {type(e).__name__}", retryable=True) from None
+            raise transport_error(f"Telegram {method}", e) from None
         try:
             body = response.json()
         except ValueError:
@@ -52,9 +52,6 @@ class TelegramClient:
     def set_webhook(self, token: str, url: str, secret_token: str) -> None:
         self._call(token, "setWebhook", {"url": url, "secret_token": secret_token,
                                          "allowed_updates": ALLOWED_UPDATES})
-
-    def delete_webhook(self, token: str) -> None:
-        self._call(token, "deleteWebhook")
 
     def send_message(self, token: str, chat_id: str, text: str) -> dict:
         return self._call(token, "sendMessage", {"chat_id": _chat_id(chat_id), "text": text})
@@ -93,7 +90,7 @@ class TelegramChannel:
     needs_site_url = True
 
     def __init__(self, config):
-        self.client = TelegramClient(config["TELEGRAM_API_BASE"])
+        self.client = TelegramClient(config["TELEGRAM_API_BASE"], config["PROVIDER_TIMEOUT_SECONDS"])
 
     def parse(self, body, channel=None):
         try:
@@ -108,7 +105,7 @@ class TelegramChannel:
         except ProviderError as e:
             raise ProviderError(f"token: Telegram refused it ({e})" if not e.retryable
                                 else f"Telegram did not answer; try again ({e})", e.retryable,
-                                "token_refused") from None
+                                code="token_refused") from None
         channel.bot_username = (me or {}).get("username")
         if not channel.webhook_secret:
             channel.webhook_secret = secrets.token_urlsafe(32)
@@ -117,7 +114,7 @@ class TelegramChannel:
         except ProviderError as e:
             raise ProviderError(f"Telegram refused the webhook: {e}" if not e.retryable
                                 else f"Telegram did not answer; try again ({e})", e.retryable,
-                                "webhook_refused") from None
+                                code="webhook_refused") from None
 
     def send(self, channel, address, text, file, reference):
         if file is None:

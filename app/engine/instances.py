@@ -17,7 +17,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from app.bpmn import store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
-from app.engine import inspect, state, tx
+from app.engine import state, tree, tx
 from app.engine.errors import Conflict, NotFound
 from app.engine.operations import Operations
 from app.engine.ports import JobQueue
@@ -57,7 +57,7 @@ def database_fault(error: BaseException | None) -> BaseException | None:
 
 def describe_error(error: Exception) -> str:
     task = getattr(error, "task", None)
-    element = inspect.element_id(task) if task is not None else None
+    element = tree.element_id(task) if task is not None else None
     message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
     return f"{element}: {message}" if element else f"{type(error).__name__}: {message}"
 
@@ -70,11 +70,8 @@ class Engine:
         self.script_engine = ScriptEngine(RestrictedEnvironment(operations.call))
 
     # -- deployment -------------------------------------------------------------------
-    def deploy(self, files: list[tuple[str, bytes]]) -> list[dict]:
-        return store.deploy(files, self.operations.names(), self.specs)
-
-    def check(self, files: list[tuple[str, bytes]]) -> None:
-        store.validate_all(files, self.operations.names())
+    def deploy(self, files: list[tuple[str, bytes]], missing_only: bool = False) -> list[dict]:
+        return store.deploy(files, self.operations.names(), self.specs, missing_only)
 
     # -- instances --------------------------------------------------------------------
     def start(self, key: str, data: dict | None = None, business_key: str | None = None) -> ProcessInstance:
@@ -103,10 +100,10 @@ class Engine:
         """
         instance, workflow = self._open(instance_id)
         live = instance.state not in FINISHED
-        catchers = inspect.message_catchers(workflow, name) if live else []
-        starts = inspect.message_starts(workflow, name) if live else []
+        catchers = tree.message_catchers(workflow, name) if live else []
+        starts = tree.message_starts(workflow, name) if live else []
         restart_on = self.specs.get(instance.process_version_id).restart_on
-        restarts = [w for w in inspect.timer_waits(workflow) if name in restart_on.get(w.element_id, ())] \
+        restarts = [w for w in tree.timer_waits(workflow) if name in restart_on.get(w.element_id, ())] \
             if live else []
         if not catchers and not starts and not restarts:
             if if_waiting:
@@ -125,7 +122,7 @@ class Engine:
             workflow.do_engine_steps()
 
         if catchers or starts:
-            where = inspect.element_id(catchers[0][0]) if catchers else starts[0][0].bpmn_id
+            where = tree.element_id(catchers[0][0]) if catchers else starts[0][0].bpmn_id
             self._record(instance, where, "message_received", {"name": name})
         for wait in restarts:
             self._record(instance, wait.element_id, "timer_restarted", {"message": name})
@@ -147,7 +144,7 @@ class Engine:
 
     def complete_user_task(self, instance_id: int, element_id: str, data: dict | None = None) -> ProcessInstance:
         instance, workflow = self._open(instance_id)
-        tasks = [t for t in inspect.user_tasks(workflow) if inspect.element_id(t) == element_id]
+        tasks = [t for t in tree.user_tasks(workflow) if tree.element_id(t) == element_id]
         if not tasks or instance.state in FINISHED:
             raise Conflict(f"instance {instance_id} has no user task {element_id!r} waiting",
                            code="not_waiting_for_task")
@@ -174,7 +171,7 @@ class Engine:
         if instance is None or instance.state in FINISHED or instance.state == "error":
             return False
         workflow = self._restore(instance)
-        waits = inspect.timer_waits(workflow)
+        waits = tree.timer_waits(workflow)
         due = {w.task_id for w in waits if w.due_at <= now}
         if not due:  # next_timer_at was stale (it is rewritten on every save, so only by hand)
             instance.next_timer_at = _next_due(waits)
@@ -185,7 +182,7 @@ class Engine:
             # SpiffWorkflow schedules a cycle's next firing from the previous due time, so a late
             # firing shortens the next period and after an outage the missed ones fire at once:
             # the operator offered a chat next would get no time at all. Count from now instead.
-            inspect.restart_cycles_from_now(workflow, due)
+            tree.restart_cycles_from_now(workflow, due)
             workflow.do_engine_steps()
 
         self._advance(instance, workflow, fire)
@@ -193,10 +190,10 @@ class Engine:
 
     def retry(self, instance_id: int) -> ProcessInstance:
         instance, workflow = self._open(instance_id)
-        failed = inspect.errored_tasks(workflow)
+        failed = tree.errored_tasks(workflow)
         if instance.state != "error" or not failed:
             raise Conflict(f"instance {instance_id} is not in error", code="not_in_error")
-        self._record(instance, inspect.element_id(failed[0]), "retried", None)
+        self._record(instance, tree.element_id(failed[0]), "retried", None)
 
         def rerun():
             for task in failed:
@@ -217,7 +214,7 @@ class Engine:
 
     def diagram(self, instance: ProcessInstance) -> dict:
         workflow = self._restore(instance)
-        return {"xml": instance.version.xml, **inspect.element_states(workflow)}
+        return {"xml": instance.version.xml, **tree.element_states(workflow)}
 
     def due_instances(self, cutoff: datetime, limit: int = 500) -> list[int]:
         """Instances with a timer due at or before `cutoff`, most overdue first."""
@@ -256,10 +253,10 @@ class Engine:
 
     def _advance(self, instance: ProcessInstance, workflow, action) -> None:
         """Run `action` on the workflow, record what happened, save; an error fails only this instance."""
-        before = inspect.snapshot(workflow)
+        before = tree.snapshot(workflow)
         # What was scheduled: the timers of the state just loaded (each save schedules its new ones).
         timers_before = {} if instance.state in FINISHED + ("error",) else {
-            w.task_id: w for w in inspect.timer_waits(workflow)}
+            w.task_id: w for w in tree.timer_waits(workflow)}
         error = None
         token = current_instance.set(instance)
         try:
@@ -271,29 +268,29 @@ class Engine:
         finally:
             current_instance.reset(token)
         recorded_error = False
-        for at, element, event in inspect.changes(workflow, before):
+        for at, element, event in tree.changes(workflow, before):
             self._record(instance, element, event, {"message": error} if event == "error" else None, at)
             recorded_error = recorded_error or event == "error"
         if error and not recorded_error:
             # Also a retry that fails again: its task went from ERROR to ERROR, which is no change.
-            failed = inspect.errored_tasks(workflow)
-            self._record(instance, inspect.element_id(failed[0]) if failed else None, "error", {"message": error})
+            failed = tree.errored_tasks(workflow)
+            self._record(instance, tree.element_id(failed[0]) if failed else None, "error", {"message": error})
         self._save(instance, workflow, error, timers_before=timers_before)
 
     def _save(self, instance: ProcessInstance, workflow, error: str | None, final_state: str | None = None,
               timers_before: dict | None = None):
         # Once: pruning below drops finished branches and spare joins, never a timer or a catch.
-        timers = inspect.timer_waits(workflow)
-        waiting = inspect.waiting_for(workflow, timers)
+        timers = tree.timer_waits(workflow)
+        waiting = tree.waiting_for(workflow, timers)
         if final_state:
             new_state = final_state
         elif workflow.is_completed():
             new_state = "completed"
-        elif error or inspect.errored_tasks(workflow):
+        elif error or tree.errored_tasks(workflow):
             new_state = "error"
         else:
             new_state = "waiting" if waiting else "running"
-        inspect.prune_finished_branches(workflow)
+        tree.prune_finished_branches(workflow)
         values = {"state": new_state, "error": error if new_state == "error" else None,
                   "workflow_state": state.dump(workflow), "waiting_for": [] if new_state in FINISHED else waiting,
                   "data": _plain(self._current_data(workflow)), "revision": (instance.revision or 0) + 1,
@@ -313,7 +310,7 @@ class Engine:
         if workflow.is_completed():
             return dict(workflow.data)
         data = {}
-        active = workflow.get_tasks(state=inspect.ACTIVE | TaskState.ERROR)
+        active = workflow.get_tasks(state=tree.ACTIVE | TaskState.ERROR)
         for task in sorted(active, key=lambda t: t.last_state_change) or [workflow.last_task]:
             if task is not None:
                 data.update(task.data)

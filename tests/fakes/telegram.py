@@ -17,6 +17,7 @@ class FakeTelegram(JsonApiServer):
         self.fail_sends = 0          # answer this many send* calls with 500
         self.fail_downloads = 0      # answer this many file downloads with 500
         self.down = False            # answer every call with 502
+        self.held = None             # a threading.Event: sendMessage is recorded, its answer waits for it
         self._next_message_id = 1000
         self._lock = threading.Lock()
         super().__init__()
@@ -24,7 +25,16 @@ class FakeTelegram(JsonApiServer):
     def answer(self, method: str, raw_path: str, body: dict):
         if raw_path.startswith("/file/"):
             return self.download(raw_path)
-        return self.handle(raw_path, body)
+        answer = self.handle(raw_path, body)
+        held = self.held
+        if held is not None and raw_path.endswith("/sendMessage"):
+            held.wait(30)  # the message is with Telegram; the caller has no answer yet
+        return answer
+
+    def hold_answers(self) -> threading.Event:
+        """Hold back the answers to sendMessage until the returned event is set."""
+        self.held = threading.Event()
+        return self.held
 
     def add_file(self, file_id: str, content: bytes, file_path: str | None = None, size: int | None = None):
         """A file clients sent, as getFile will describe it (`size` may claim more than `content`)."""

@@ -1,7 +1,7 @@
 """media: message kinds, payloads, edits and origin; attachments; profile names of contacts
 
 Revision ID: 0005_media
-Revises: 0004
+Revises: 0005_faults
 Create Date: 2026-12-02
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_media'
-down_revision = '0004'
+down_revision = '0005_faults'
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,4 @@
-"""Read a SpiffWorkflow workflow: what it waits for, when its timers are due, what changed."""
+"""Read a SpiffWorkflow task tree: what it waits for, when its timers are due, what changed."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
