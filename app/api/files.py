@@ -3,7 +3,8 @@ import io
 
 from flask import Blueprint, current_app, g, send_file
 
-from app.api.auth import answers, authenticate, is_admin
+from app.api.auth import authenticate, is_admin
+from app.api.contract import contract
 from app.api.errors import ApiError
 from app.chats import routing
 from app.chats.messages import INLINE_TYPES
@@ -15,7 +16,7 @@ bp.before_request(authenticate)
 
 
 @bp.get("/files/<int:file_id>")
-@answers("application/octet-stream")
+@contract(media_type="application/octet-stream")
 def get_file(file_id):
     """A message's file: admins, the chat's operator and operators of its queue; images, audio and
     video of common types inline, anything else as a download (never run in the browser)."""

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app import channels
 from app.api.auth import accepts, answers, reads
 from app.api.errors import ApiError
-from app.api.validation import MAX_INT, request_json
+from app.api.contract import MAX_INT, request_json
 from app.channels.facebook import signature_valid
 from app.chats import inbound, settings
 from app.extensions import db

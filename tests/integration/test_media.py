@@ -6,18 +6,17 @@ attachments; Messenger contact names from the Graph profile."""
 import io
 import json
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from app.models.chat import Attachment, Contact, Message, StoredFile
 from chat_helpers import configure, count, error, make_operator, make_queue, ok, rows
-from conftest import Api, wait_for
+from conftest import ROOT, Api, wait_for
 from fakes.facebook import sign
 
-PAYLOADS = Path(__file__).parent / "payloads"
-PROCESSES = sorted((Path(__file__).parent.parent / "processes").glob("*.bpmn"))
+PAYLOADS = ROOT / "tests" / "payloads"
+PROCESSES = sorted((ROOT / "processes").glob("*.bpmn"))
 APP_SECRET = "media-app-secret"
 TOKEN = "123:good-token"
 PSID = "1254459154682919"

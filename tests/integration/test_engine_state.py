@@ -1,6 +1,5 @@
 """Instance state storage (no spec in the row, one parse per version) and instance errors."""
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +11,9 @@ from app.engine.errors import Conflict
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance, ProcessVersion
 
-ENGINE_DATA = Path(__file__).parent / "data" / "engine"
+from conftest import DATA
+
+ENGINE_DATA = DATA / "engine"
 
 
 def engine_of(app):

@@ -8,7 +8,6 @@ be lost.
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
@@ -16,9 +15,9 @@ from sqlalchemy import event, func, select
 from app.engine.errors import Conflict
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
-from conftest import ROOT
+from conftest import DATA, ROOT
 
-ENGINE_DATA = Path(__file__).parent / "data" / "engine"
+ENGINE_DATA = DATA / "engine"
 PER_PROCESS = 30  # two processes: 60 loops in all, far below SpiffWorkflow's depth stall (notes §4)
 
 # Runs in a fresh interpreter: builds its own app (own engine, own connections) on the test

@@ -3,7 +3,6 @@ idempotent firing and cycle timers."""
 import threading
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,9 +12,9 @@ from app.adapters.inprocess import InProcessJobQueue
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
 from app.models.types import utcnow
-from conftest import wait_for
+from conftest import DATA, wait_for
 
-ENGINE_DATA = Path(__file__).parent / "data" / "engine"
+ENGINE_DATA = DATA / "engine"
 
 
 def deploy(app, *names):
