@@ -180,16 +180,19 @@ def deliver_message(message_id: int) -> str:
                                        maybe_delivered=e.maybe_delivered)
             log.warning("message %s: attempt %s failed: %s", message_id, attempt, e)
 
-        def record():
-            try:
-                status = delivery.record_outcome(message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"],
-                                                 app.extensions["chatflow.jobs"])
-                db.session.commit()
-                return status
-            except Exception:
-                db.session.rollback()
-                raise
-        return retrying(record)
+        return retrying(lambda: _committed(lambda: delivery.record_outcome(
+            message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], app.extensions["chatflow.jobs"])))
+
+
+def _committed(work):
+    """`work()` committed, or rolled back on any error."""
+    try:
+        result = work()
+        db.session.commit()
+        return result
+    except Exception:
+        db.session.rollback()
+        raise
 
 
 def _sender(app, message):
@@ -237,16 +240,8 @@ def fetch_attachment(attachment_id: int) -> str:
                                     too_large=isinstance(e, ProviderError) and e.code == "file_too_large")
             log.warning("attachment %s: fetch %s failed: %s", attachment_id, attempt, e)
 
-        def record():
-            try:
-                status = files.record_fetch(attachment_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"],
-                                            app.extensions["chatflow.jobs"])
-                db.session.commit()
-                return status
-            except Exception:
-                db.session.rollback()
-                raise
-        return retrying(record)
+        return retrying(lambda: _committed(lambda: files.record_fetch(
+            attachment_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], app.extensions["chatflow.jobs"])))
 
 
 def acknowledge(channel_id: int, ack: dict) -> None:

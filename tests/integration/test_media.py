@@ -364,6 +364,14 @@ def test_bad_uploads_are_4xx_and_store_nothing(make_app, telegram, graph, case):
     assert count(world.api, Attachment) == 0 and count(world.api, StoredFile) == 0
 
 
+def test_an_upload_may_exceed_the_body_limit_of_json_routes_up_to_the_file_limit(make_app, telegram, graph):
+    world = World(make_app(MAX_CONTENT_LENGTH=200_000, MAX_FILE_BYTES=400_000), telegram, graph)
+    world.telegram_sends(payload("telegram", "text"))
+    chat_id = world.accepted_chat()
+    ok(upload(world.op_a.api, chat_id, b"x" * 300_000, "big.bin"), 201)
+    assert world.api.post("/api/queues", {"name": "x" * 300_000, "routing_rule": "all"}).status_code == 413
+
+
 def test_text_replies_stay_as_they_were(world):
     world.telegram_sends(payload("telegram", "text"))
     chat_id = world.accepted_chat()
