@@ -20,8 +20,12 @@ def resolve(path: str):
 
 
 class InProcessJobQueue:
-    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0):
+    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0, failed=None, succeeded=None):
+        """`failed(error, what)` and `succeeded()` tell how background work went (app.outages logs a
+        lost connection once per outage); this thread never ends on an error."""
         self.app, self.sweep, self.sweep_seconds = app, sweep, sweep_seconds
+        self.failed = failed or (lambda error, what: log.error("%s failed", what, exc_info=error))
+        self.succeeded = succeeded or (lambda: None)
         self._heap, self._counter = [], itertools.count()
         self._cond = threading.Condition()
         self._thread = None
@@ -66,8 +70,9 @@ class InProcessJobQueue:
         try:
             with self.app.app_context():
                 resolve(func)(*args)
-        except Exception:
-            log.exception("job %s%r failed", func, args)
+            self.succeeded()
+        except Exception as e:
+            self.failed(e, f"job {func}{args!r}")
 
     def _run(self) -> None:
         next_sweep = 0.0
@@ -78,8 +83,9 @@ class InProcessJobQueue:
                 try:
                     with self.app.app_context():
                         self.sweep()
-                except Exception:
-                    log.exception("timer sweep failed")
+                    self.succeeded()
+                except Exception as e:
+                    self.failed(e, "timer sweep")
                 next_sweep = now + self.sweep_seconds
             with self._cond:
                 wait = next_sweep - now
