@@ -17,7 +17,7 @@ from rq import SimpleWorker
 from rq.exceptions import StopRequested
 from rq.worker.base import WorkerStatus
 
-from app import heartbeats, jobs
+from app import heartbeats, jobs, logs, metrics
 from app.outages import STOPPING, backoff, is_transient, outage_of
 
 log = logging.getLogger("chatflow.worker")
@@ -26,9 +26,14 @@ RQ_NOISE = ("Worker %s: could not connect to Redis", "Worker %s: found an unhand
 
 
 class ChatflowWorker(SimpleWorker):
-    """SimpleWorker runs jobs in this process: no fork per job, so parsed specs stay cached."""
+    """SimpleWorker runs jobs in this process: no fork per job, so parsed specs stay cached.
+    Each job runs with the request id it carries, for its logs and the jobs it enqueues."""
 
     max_connection_wait_time = 2.0  # RQ waits up to 60 s between reconnects; be back within 2 s
+
+    def perform_job(self, job, queue, *args, **kwargs):
+        with logs.job_scope(job.meta):
+            return super().perform_job(job, queue, *args, **kwargs)
 
     def request_stop(self, signum, frame):
         STOPPING.set()
@@ -53,6 +58,11 @@ class _OncePerOutage(logging.Filter):
             return True
         outage_of(error).down(error)
         return False
+
+
+def _count_failure(job, *_exc_info):
+    metrics.job_failed(job.func_name)
+    return True  # and on to RQ's own handling (the failed-job registry)
 
 
 def sweep_loop(app, name: str, stopped: threading.Event) -> None:
@@ -81,7 +91,8 @@ def run(app) -> None:
     while not STOPPING.is_set():
         # Maintenance (when RQ tries again to take the scheduler lock; 10 min by default) every 15 s;
         # an idle dequeue lasts worker_ttl - 15 s, so it comes round that often.
-        worker = ChatflowWorker([queue], connection=queue.connection, worker_ttl=30, maintenance_interval=15)
+        worker = ChatflowWorker([queue], connection=queue.connection, worker_ttl=30, maintenance_interval=15,
+                                exception_handlers=[_count_failure])
         try:
             worker.work(with_scheduler=True)
         except Exception as e:  # only its teardown raises out of work(): Redis is away

@@ -5,7 +5,7 @@ from flask import g, request
 
 from app import accounts
 from app.api.errors import ApiError
-from app.api.validation import check_url
+from app.api.contract import check_url
 
 ADMIN_PERMISSION = "CanManageChats"
 

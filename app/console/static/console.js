@@ -82,20 +82,28 @@ const CF = (() => {
     container.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
   }
 
-  // Put an API error next to the field it names (details.field), else at the top of `container`.
+  // Put an API error next to each field it names (details.problems, else details.field), else at
+  // the top of `container`. A 422 names every bad field of the request at once.
   function showError(container, err) {
     clearErrors(container);
     const message = err.message || String(err);
-    const field = err.details && err.details.field;
-    const input = field && container.querySelector(`[name="${CSS.escape(field)}"]`);
-    if (input) {
+    const details = err.details || {};
+    const problems = details.problems || (details.field ? [{field: details.field, message}] : []);
+    let first = null, unplaced = problems.length === 0;
+    for (const problem of problems) {
+      const input = container.querySelector(`[name="${CSS.escape(problem.field)}"]`);
+      if (!input) {
+        unplaced = true;
+        continue;
+      }
       input.setAttribute("aria-invalid", "true");
       const label = input.closest("label") || input;
-      label.after(el("div", {class: "field-error", role: "alert", dataset: {field}}, message));
-      input.focus();
-    } else {
-      container.prepend(el("div", {class: "form-error", role: "alert"}, message));
+      const text = details.problems ? `${problem.field}: ${problem.message}` : problem.message;
+      label.after(el("div", {class: "field-error", role: "alert", dataset: {field: problem.field}}, text));
+      first = first || input;
     }
+    if (unplaced) container.prepend(el("div", {class: "form-error", role: "alert"}, message));
+    if (first) first.focus();
   }
 
   function pageError(err) {
@@ -107,7 +115,8 @@ const CF = (() => {
   // The signed-in user's live events (/api/events, Server-Sent Events). EventSource cannot send
   // an Authorization header, so the stream is read with fetch. On every (re)connect `onReady`
   // runs: the page reloads its lists then, so nothing missed while disconnected is lost.
-  function events({onEvent, onReady, onState}) {
+  // `path`: another stream of the same shape (the Reports page's live figures).
+  function events({onEvent, onReady, onState, path = "/api/events"}) {
     let stopped = false, controller = null, delay = 500;
     const setState = (state) => onState && onState(state);
 
@@ -115,7 +124,7 @@ const CF = (() => {
       while (!stopped) {
         controller = new AbortController();
         try {
-          const response = await fetch("/api/events", {headers: headers(), signal: controller.signal});
+          const response = await fetch(path, {headers: headers(), signal: controller.signal});
           if (response.status === 401) { signIn(); return; }
           if (!response.ok || !response.body) throw new Error("events: HTTP " + response.status);
           const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -132,7 +141,7 @@ const CF = (() => {
               if (!data.length) continue;  // a keep-alive comment
               const event = JSON.parse(data.join("\n"));
               if (event.type === "ready") { delay = 500; setState("live"); onReady && await onReady(event); }
-              else onEvent(event);
+              else { delay = 500; setState("live"); onEvent(event); }
             }
           }
         } catch (err) {

@@ -25,6 +25,7 @@ import pytest
 
 from app.extensions import db
 from app.models.chat import Channel, Message
+from chat_helpers import ok
 from conftest import ADMIN_TOKEN, ROOT, Api, DATA, _empty_tables, wait_for
 from fakes.facebook import batch, message_event, sign
 from fakes.telegram import update
@@ -44,11 +45,6 @@ _names = itertools.count(1)
 
 def uniq(prefix: str) -> str:
     return f"{prefix}-{next(_names)}"
-
-
-def ok(resp, status=200):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    return resp.get_json()
 
 
 # -- the world ------------------------------------------------------------------------------------
@@ -377,9 +373,12 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/reports/operators"): admin_only(200),
     ("GET", "/api/reports/timeline"): admin_only(200, query="bucket=day&format=csv", content_type="text/csv"),
     ("GET", "/api/reports/now"): admin_only(200),
+    ("GET", "/api/reports/live"): admin_only(200, content_type="text/event-stream"),
     # --- public: no bearer token needed, none helps
     ("GET", "/healthz"): public(200),
     ("GET", "/openapi.json"): public(200),
+    # from loopback (the test client's address) without a token; tests/e2e/test_metrics.py covers the rest
+    ("GET", "/metrics"): public(200, content_type="text/plain"),
     ("POST", "/webhooks/telegram/{channel_id}"): public(403, send=tg_update, provider=(
         ("the secret setWebhook set", 200, lambda w: with_header(tg_update, **tg_secret(w))(w)),
         ("a wrong secret", 403, with_header(tg_update, **{"X-Telegram-Bot-Api-Secret-Token": "wrong"})),
