@@ -72,6 +72,17 @@ class Answer(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid")
 
 
+class row_with:
+    """A row seen with a few more attributes, for an answer that adds fields beside the row's
+    (a new user's token, an instance's history)."""
+
+    def __init__(self, row, **more):
+        self._row, self._more = row, more
+
+    def __getattr__(self, name):
+        return self._more[name] if name in self._more else getattr(self._row, name)
+
+
 def _empty_is_none(value):
     return None if value == "" else value
 
