@@ -50,6 +50,8 @@ def Name(max_length: int = 200, **kw) -> Any:
     return Annotated[str, Field(min_length=1, max_length=max_length, pattern=r"\S", **kw), AfterValidator(_no_nul)]
 
 
+# Answers: a JSON object that the row may hold as NULL.
+JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: value or {})]
 # Answers: times as the database holds them (aware UTC), written by datetime.isoformat.
 Timestamp = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str),
                       WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization")]

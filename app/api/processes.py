@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, request
 from pydantic import AliasPath, BeforeValidator, Field, model_serializer
 
 from app.api.auth import admin, authenticate
-from app.api.contract import Answer, Body, Filter, Name, Page, Text, Timestamp, contract, row_with
+from app.api.contract import Answer, Body, Filter, JsonObject, Name, Page, Text, Timestamp, contract, row_with
 from app.api.errors import ApiError
 from app.engine import queries
 from app.extensions import db
@@ -14,7 +14,6 @@ bp = Blueprint("processes", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
 INSTANCE_STATES = ("running", "waiting", "completed", "error", "cancelled")
-Data = Annotated[dict[str, Any], BeforeValidator(lambda data: data or {})]
 
 
 def engine():
@@ -98,7 +97,7 @@ class InstanceOut(Answer):
     version: int = Field(validation_alias=AliasPath("version", "version"))
     state: Literal[INSTANCE_STATES]
     business_key: str | None
-    data: Data
+    data: JsonObject
     waiting_for: Annotated[list[Wait], BeforeValidator(lambda waits: waits or [])]
     error: str | None
     created_at: Timestamp
