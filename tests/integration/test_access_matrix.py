@@ -25,6 +25,7 @@ import pytest
 
 from app.extensions import db
 from app.models.chat import Channel, Message
+from chat_helpers import ok
 from conftest import ADMIN_TOKEN, ROOT, Api, DATA, _empty_tables, wait_for
 from fakes.facebook import batch, message_event, sign
 from fakes.telegram import update
@@ -44,11 +45,6 @@ _names = itertools.count(1)
 
 def uniq(prefix: str) -> str:
     return f"{prefix}-{next(_names)}"
-
-
-def ok(resp, status=200):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    return resp.get_json()
 
 
 # -- the world ------------------------------------------------------------------------------------

@@ -7,23 +7,8 @@ from sqlalchemy import text
 
 from app.api import openapi
 from app.extensions import db
+from chat_helpers import error as error_of  # a local `error` holds its answer
 from conftest import ADMIN_TOKEN, Api
-
-ERROR_KEYS = {"code", "message", "details"}
-
-
-def error_of(response, status):
-    """The `error` object of a JSON error answer, after checking status and format."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == ERROR_KEYS
-    assert isinstance(body["error"]["code"], str) and re.fullmatch(r"[a-z0-9_]+", body["error"]["code"])
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    return body["error"]
-
 
 def create_user(api, login, **fields):
     response = api.post("/api/users", {"login": login, **fields})

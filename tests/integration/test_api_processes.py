@@ -3,18 +3,12 @@ import time
 from datetime import datetime, timedelta, timezone
 
 
+from chat_helpers import error as error_of  # a local `error` holds its answer
 from conftest import DATA
 
 BPMN = DATA / "api"
 APPROVAL_V1 = BPMN / "approval_v1.bpmn"
 APPROVAL_V2 = BPMN / "approval_v2.bpmn"
-
-
-def error_of(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    return body["error"]
 
 
 def start(api, key, data=None, business_key=None, status=201):

@@ -11,6 +11,7 @@ from app.engine.errors import Conflict
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance, ProcessVersion
 
+from chat_helpers import deploy, start
 from conftest import DATA
 
 ENGINE_DATA = DATA / "engine"
@@ -18,22 +19,6 @@ ENGINE_DATA = DATA / "engine"
 
 def engine_of(app):
     return app.extensions["chatflow.engine"]
-
-
-def deploy(app, *files):
-    """Deploy file names under data/engine, or (name, xml) pairs."""
-    files = [f if isinstance(f, tuple) else (f, (ENGINE_DATA / f).read_bytes()) for f in files]
-    with app.app_context():
-        result = engine_of(app).deploy(files)
-        db.session.commit()
-        return result
-
-
-def start(app, key, data=None) -> int:
-    with app.app_context():
-        instance = engine_of(app).start(key, data)
-        db.session.commit()
-        return instance.id
 
 
 def ping(app, instance_id, seq, sender="A"):
