@@ -8,6 +8,7 @@ import heapq
 import itertools
 import logging
 import threading
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from importlib import import_module
 
@@ -20,8 +21,10 @@ def resolve(path: str):
 
 
 class InProcessJobQueue:
-    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0):
-        self.app, self.sweep, self.sweep_seconds = app, sweep, sweep_seconds
+    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0, observer=None):
+        """`observer` (optional): `enqueued(func)` is told of each job, `context()` answers what a job
+        carries from where it was enqueued, and `running(func, context)` is entered around it."""
+        self.app, self.sweep, self.sweep_seconds, self.observer = app, sweep, sweep_seconds, observer
         self._heap, self._counter = [], itertools.count()
         self._cond = threading.Condition()
         self._thread = None
@@ -31,9 +34,17 @@ class InProcessJobQueue:
         self.enqueue_at(datetime.now(timezone.utc), func, *args, job_id=job_id)
 
     def enqueue_at(self, when: datetime, func: str, *args, job_id: str | None = None) -> None:
+        context = None
+        if self.observer is not None:
+            self.observer.enqueued(func)
+            context = self.observer.context()
         with self._cond:
-            heapq.heappush(self._heap, (when.timestamp(), next(self._counter), func, args))
+            heapq.heappush(self._heap, (when.timestamp(), next(self._counter), func, args, context))
             self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._heap)
 
     def start(self) -> None:
         if self._thread is None:
@@ -58,13 +69,13 @@ class InProcessJobQueue:
             with self._cond:
                 if not self._heap or self._heap[0][0] > datetime.now(timezone.utc).timestamp():
                     return ran
-                _, _, func, args = heapq.heappop(self._heap)
-            self._call(func, args)
+                _, _, func, args, context = heapq.heappop(self._heap)
+            self._call(func, args, context)
             ran += 1
 
-    def _call(self, func: str, args) -> None:
+    def _call(self, func: str, args, context=None) -> None:
         try:
-            with self.app.app_context():
+            with self.app.app_context(), (self.observer.running(func, context) if self.observer else nullcontext()):
                 resolve(func)(*args)
         except Exception:
             log.exception("job %s%r failed", func, args)
