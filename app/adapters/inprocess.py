@@ -21,10 +21,14 @@ def resolve(path: str):
 
 
 class InProcessJobQueue:
-    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0, observer=None):
+    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0, observer=None, failed=None, succeeded=None):
         """`observer` (optional): `enqueued(func)` is told of each job, `context()` answers what a job
-        carries from where it was enqueued, and `running(func, context)` is entered around it."""
+        carries from where it was enqueued, and `running(func, context)` is entered around it.
+        `failed(error, what)` and `succeeded()` tell how background work went (app.outages logs a
+        lost connection once per outage); this thread never ends on an error."""
         self.app, self.sweep, self.sweep_seconds, self.observer = app, sweep, sweep_seconds, observer
+        self.failed = failed or (lambda error, what: log.error("%s failed", what, exc_info=error))
+        self.succeeded = succeeded or (lambda: None)
         self._heap, self._counter = [], itertools.count()
         self._cond = threading.Condition()
         self._thread = None
@@ -77,8 +81,9 @@ class InProcessJobQueue:
         try:
             with self.app.app_context(), (self.observer.running(func, context) if self.observer else nullcontext()):
                 resolve(func)(*args)
-        except Exception:
-            log.exception("job %s%r failed", func, args)
+            self.succeeded()
+        except Exception as e:
+            self.failed(e, f"job {func}{args!r}")
 
     def _run(self) -> None:
         next_sweep = 0.0
@@ -89,8 +94,9 @@ class InProcessJobQueue:
                 try:
                     with self.app.app_context():
                         self.sweep()
-                except Exception:
-                    log.exception("timer sweep failed")
+                    self.succeeded()
+                except Exception as e:
+                    self.failed(e, "timer sweep")
                 next_sweep = now + self.sweep_seconds
             with self._cond:
                 wait = next_sweep - now
