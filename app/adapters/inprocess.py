@@ -26,6 +26,7 @@ class InProcessJobQueue:
         self._cond = threading.Condition()
         self._thread = None
         self._stopping = False
+        self._busy = 0  # jobs or sweeps running now
 
     def enqueue(self, func: str, *args, job_id: str | None = None) -> None:
         self.enqueue_at(datetime.now(timezone.utc), func, *args, job_id=job_id)
@@ -51,6 +52,17 @@ class InProcessJobQueue:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def pending(self) -> list[str]:
+        """The names of the jobs waiting, due or scheduled, soonest first."""
+        with self._cond:
+            return [func for _, _, func, _ in sorted(self._heap)]
+
+    def idle(self) -> bool:
+        """Nothing is running and nothing due waits: every job due so far has finished."""
+        with self._cond:
+            due = self._heap and self._heap[0][0] <= datetime.now(timezone.utc).timestamp()
+            return not self._busy and not due
+
     def run_pending(self) -> int:
         """Run every job that is due now, in this thread; returns how many ran."""
         ran = 0
@@ -59,15 +71,20 @@ class InProcessJobQueue:
                 if not self._heap or self._heap[0][0] > datetime.now(timezone.utc).timestamp():
                     return ran
                 _, _, func, args = heapq.heappop(self._heap)
-            self._call(func, args)
+                self._busy += 1  # with the pop, so idle() never sees the job neither waiting nor running
+            self._work(lambda: resolve(func)(*args), "job %s%r failed", func, args)
             ran += 1
 
-    def _call(self, func: str, args) -> None:
+    def _work(self, run, failure: str, *args) -> None:
+        """Run `run()` in the app's context, log a failure, and count the work as done."""
         try:
             with self.app.app_context():
-                resolve(func)(*args)
+                run()
         except Exception:
-            log.exception("job %s%r failed", func, args)
+            log.exception(failure, *args)
+        finally:
+            with self._cond:
+                self._busy -= 1
 
     def _run(self) -> None:
         next_sweep = 0.0
@@ -75,11 +92,9 @@ class InProcessJobQueue:
             self.run_pending()
             now = datetime.now(timezone.utc).timestamp()
             if self.sweep is not None and now >= next_sweep:
-                try:
-                    with self.app.app_context():
-                        self.sweep()
-                except Exception:
-                    log.exception("timer sweep failed")
+                with self._cond:
+                    self._busy += 1
+                self._work(self.sweep, "timer sweep failed")
                 next_sweep = now + self.sweep_seconds
             with self._cond:
                 wait = next_sweep - now
