@@ -53,7 +53,7 @@ def worker():
     """Run an RQ worker with its scheduler, plus the database timer sweep (needs REDIS_URL)."""
     from rq import SimpleWorker
 
-    from app import create_app, jobs
+    from app import create_app, jobs, logs, metrics
     app = create_app(start_jobs=False)
     if not app.config["REDIS_URL"]:
         raise click.ClickException("set REDIS_URL: without it `chatflow serve` runs jobs in-process")
@@ -69,8 +69,19 @@ def worker():
                 app.logger.exception("timer sweep failed")
 
     threading.Thread(target=sweep_forever, name="timer-sweep", daemon=True).start()
+    def count_failure(job, *_exc_info):
+        metrics.job_failed(job.func_name)
+        return True  # and on to RQ's own handling (the failed-job registry)
+
+    class Worker(SimpleWorker):
+        """Runs each job with the request id it carries, for its logs and the jobs it enqueues."""
+
+        def perform_job(self, job, queue, *args, **kwargs):
+            with logs.job_scope(job.meta):
+                return super().perform_job(job, queue, *args, **kwargs)
+
     # SimpleWorker runs jobs in this process: no fork per job, so specs stay parsed.
-    SimpleWorker([queue], connection=queue.connection).work(with_scheduler=True)
+    Worker([queue], connection=queue.connection, exception_handlers=[count_failure]).work(with_scheduler=True)
 
 
 @main.command()

@@ -41,6 +41,10 @@ def from_env(env=os.environ) -> dict:
                                   .split(",")],
         # The web console serves bpmn-js from here (`npm ci` in the repository fills it).
         "NODE_MODULES": env.get("CHATFLOW_NODE_MODULES", str(REPO / "node_modules")),
+        # Who may scrape /metrics: this bearer token, or a client in these networks (comma-separated).
+        "METRICS_TOKEN": env.get("CHATFLOW_METRICS_TOKEN") or None,
+        "METRICS_ALLOW": env.get("CHATFLOW_METRICS_ALLOW", "127.0.0.0/8,::1/128"),
+        "LOG_FORMAT": env.get("CHATFLOW_LOG_FORMAT", "text"),
         # Seconds between keep-alive comments on an idle /api/events stream.
         "EVENTS_KEEPALIVE_SECONDS": float(env.get("CHATFLOW_EVENTS_KEEPALIVE_SECONDS", 15)),
     }

@@ -8,6 +8,7 @@ from functools import partial
 
 from flask import current_app, has_app_context
 
+from app import metrics
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.types import utcnow
@@ -37,12 +38,22 @@ def fire_timers(instance_id: int) -> bool:
     app = _app()
     with app.app_context():
         try:
-            fired = _engine(app).fire_timers(instance_id)
+            fired = _fire_timers(_engine(app), instance_id)
             db.session.commit()
             return fired
         except Exception:
             db.session.rollback()
             raise
+
+
+def _fire_timers(engine, instance_id: int, **kw) -> bool:
+    """Fire an instance's due timers; once committed, how late they fired is measured."""
+    from app.models import ProcessInstance
+    due_at = db.session.scalar(db.select(ProcessInstance.next_timer_at).where(ProcessInstance.id == instance_id))
+    fired = engine.fire_timers(instance_id, **kw)
+    if fired and due_at is not None:
+        after_commit(db.session, lambda: metrics.timer_fired(due_at, utcnow()))
+    return fired
 
 
 def sweep(grace_seconds: float | None = None) -> dict:
@@ -59,7 +70,7 @@ def sweep(grace_seconds: float | None = None) -> dict:
         done = {"timers": 0, "chats": 0, "messages": 0}
         for instance_id in engine.due_instances(cutoff):
             # An instance a worker is advancing right now is left to it, never waited for.
-            done["timers"] += _safely(lambda: engine.fire_timers(instance_id, skip_locked=True),
+            done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
         db.session.remove()
     from app.chats import delivery, service
@@ -161,7 +172,7 @@ def deliver_message(message_id: int) -> str:
             if message is None:
                 db.session.rollback()
                 return "not due"
-            attempt, send = message.attempts, _sender(app, message)
+            attempt, send, provider = message.attempts, _sender(app, message), message.chat.channel.provider
             db.session.commit()
         except Exception:
             db.session.rollback()
@@ -185,7 +196,9 @@ def deliver_message(message_id: int) -> str:
             except Exception:
                 db.session.rollback()
                 raise
-        return retrying(record)
+        status = retrying(record)
+        metrics.delivery(provider, status)
+        return status
 
 
 def _sender(app, message):

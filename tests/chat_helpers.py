@@ -103,8 +103,8 @@ def settled(app, timeout=10.0) -> None:
 def pending_jobs(app) -> list[str]:
     """The names (dotted paths) of the jobs queued or scheduled, not yet started."""
     jobs = app.extensions["chatflow.jobs"]
-    if hasattr(jobs, "pending"):
-        return jobs.pending()
+    if hasattr(jobs, "waiting"):
+        return jobs.waiting()
     ids = jobs.queue.get_job_ids() + ScheduledJobRegistry(queue=jobs.queue).get_job_ids()
     return [job.func_name for job in Job.fetch_many(ids, connection=jobs.connection) if job is not None]
 

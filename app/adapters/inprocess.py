@@ -8,6 +8,7 @@ import heapq
 import itertools
 import logging
 import threading
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from importlib import import_module
 
@@ -20,8 +21,10 @@ def resolve(path: str):
 
 
 class InProcessJobQueue:
-    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0):
-        self.app, self.sweep, self.sweep_seconds = app, sweep, sweep_seconds
+    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0, observer=None):
+        """`observer` (optional): `enqueued(func)` is told of each job, `context()` answers what a job
+        carries from where it was enqueued, and `running(func, context)` is entered around it."""
+        self.app, self.sweep, self.sweep_seconds, self.observer = app, sweep, sweep_seconds, observer
         self._heap, self._counter = [], itertools.count()
         self._cond = threading.Condition()
         self._thread = None
@@ -32,9 +35,28 @@ class InProcessJobQueue:
         self.enqueue_at(datetime.now(timezone.utc), func, *args, job_id=job_id)
 
     def enqueue_at(self, when: datetime, func: str, *args, job_id: str | None = None) -> None:
+        context = None
+        if self.observer is not None:
+            self.observer.enqueued(func)
+            context = self.observer.context()
         with self._cond:
-            heapq.heappush(self._heap, (when.timestamp(), next(self._counter), func, args))
+            heapq.heappush(self._heap, (when.timestamp(), next(self._counter), func, args, context))
             self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._heap)
+
+    def waiting(self) -> list[str]:
+        """The names of the jobs waiting, due or scheduled, soonest first."""
+        with self._cond:
+            return [job[2] for job in sorted(self._heap)]
+
+    def idle(self) -> bool:
+        """Nothing is running and nothing due waits: every job due so far has finished."""
+        with self._cond:
+            due = self._heap and self._heap[0][0] <= datetime.now(timezone.utc).timestamp()
+            return not self._busy and not due
 
     def start(self) -> None:
         if self._thread is None:
@@ -52,17 +74,6 @@ class InProcessJobQueue:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def pending(self) -> list[str]:
-        """The names of the jobs waiting, due or scheduled, soonest first."""
-        with self._cond:
-            return [func for _, _, func, _ in sorted(self._heap)]
-
-    def idle(self) -> bool:
-        """Nothing is running and nothing due waits: every job due so far has finished."""
-        with self._cond:
-            due = self._heap and self._heap[0][0] <= datetime.now(timezone.utc).timestamp()
-            return not self._busy and not due
-
     def run_pending(self) -> int:
         """Run every job that is due now, in this thread; returns how many ran."""
         ran = 0
@@ -70,10 +81,14 @@ class InProcessJobQueue:
             with self._cond:
                 if not self._heap or self._heap[0][0] > datetime.now(timezone.utc).timestamp():
                     return ran
-                _, _, func, args = heapq.heappop(self._heap)
+                _, _, func, args, context = heapq.heappop(self._heap)
                 self._busy += 1  # with the pop, so idle() never sees the job neither waiting nor running
-            self._work(lambda: resolve(func)(*args), "job %s%r failed", func, args)
+            self._work(lambda: self._call(func, args, context), "job %s%r failed", func, args)
             ran += 1
+
+    def _call(self, func: str, args, context=None) -> None:
+        with self.observer.running(func, context) if self.observer else nullcontext():
+            resolve(func)(*args)
 
     def _work(self, run, failure: str, *args) -> None:
         """Run `run()` in the app's context, log a failure, and count the work as done."""
