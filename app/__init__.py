@@ -72,14 +72,17 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
     if app.config["REDIS_URL"]:
         from app.adapters.rq_jobs import RQJobQueue
         jobs = RQJobQueue(app.config["REDIS_URL"], app.config["RQ_QUEUE"], observer=JobObserver())
-        app.extensions["chatflow.jobs_health"] = jobs.health
+        from app import heartbeats
+        app.extensions["chatflow.jobs_health"] = partial(heartbeats.health, app)
         from app.adapters.events import RedisEvents
         app.extensions["chatflow.events"] = RedisEvents(app.config["REDIS_URL"])
     else:
         from app.adapters.inprocess import InProcessJobQueue
+        from app import outages
         jobs = InProcessJobQueue(app, sweep=partial(sweep, 0),
-                                 sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0), observer=JobObserver())
-        app.extensions["chatflow.jobs_health"] = jobs.health
+                                 sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0), observer=JobObserver(),
+                                 failed=outages.report, succeeded=outages.all_up)
+        app.extensions["chatflow.jobs_health"] = lambda: {"jobs": jobs.health()}
         from app.adapters.events import LocalEvents
         app.extensions["chatflow.events"] = LocalEvents()
     app.extensions["chatflow.jobs"] = jobs

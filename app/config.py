@@ -28,8 +28,10 @@ def from_env(env=os.environ) -> dict:
         "MAX_CONTENT_LENGTH": int(env.get("CHATFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)),
         # How often the database is swept for due timers, and how late a timer may be
         # before the sweep fires it itself instead of waiting for its RQ job.
-        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 5)),
-        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 3)),
+        # Every worker sweeps each second with half a second's grace, so a timer fires on time
+        # even while RQ's scheduler is gone with a dead worker (its lock lives on for 61 s).
+        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 1)),
+        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 0.5)),
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),

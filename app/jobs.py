@@ -4,7 +4,7 @@ Each runs inside an app context and commits at its own edge.
 """
 import logging
 from datetime import timedelta
-from functools import partial
+from functools import partial, wraps
 
 from flask import current_app, has_app_context
 
@@ -12,7 +12,7 @@ from app import metrics
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.types import utcnow
-from app.outages import retrying
+from app.outages import is_transient, retrying
 
 log = logging.getLogger(__name__)
 _worker_app = None
@@ -33,6 +33,15 @@ def _engine(app):
     return app.extensions["chatflow.engine"]
 
 
+def _rides_out_outages(job):
+    """A job meeting a lost Redis or database connection waits for it (app.outages) instead of failing."""
+    @wraps(job)
+    def run(*args):
+        return retrying(lambda: job(*args))
+    return run
+
+
+@_rides_out_outages
 def fire_timers(instance_id: int) -> bool:
     """Wake an instance at its timer's due time; a stale wake-up does nothing."""
     app = _app()
@@ -92,16 +101,20 @@ def sweep(grace_seconds: float | None = None) -> dict:
 
 
 def _safely(work, what: str, ident) -> int:
+    """One item of the sweep; its failure skips it, but a lost connection ends the sweep."""
     try:
         result = work()
         db.session.commit()
         return int(bool(result))
-    except Exception:
+    except Exception as e:
         db.session.rollback()
+        if is_transient(e):
+            raise
         log.exception("sweep could not %s %s", what, ident)
         return 0
 
 
+@_rides_out_outages
 def start_chat_lifecycle(chat_id: int) -> None:
     """Start the queue's lifecycle process for a new chat (once)."""
     from app.chats import lifecycle
@@ -126,6 +139,7 @@ def start_chat_lifecycle(chat_id: int) -> None:
             raise
 
 
+@_rides_out_outages
 def drain_operator(user_id: int) -> int:
     """An operator became eligible: offer them waiting least_busy chats, oldest first.
 
@@ -157,6 +171,7 @@ def drain_operator(user_id: int) -> int:
     return offered
 
 
+@_rides_out_outages
 def deliver_message(message_id: int) -> str:
     """Send an operator's reply through its channel (app.chats.delivery says how faults end).
 
