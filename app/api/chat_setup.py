@@ -11,7 +11,7 @@ from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial
 from app.api.errors import ApiError
 from app.chats import admin as setup
-from app.chats import queries, settings
+from app.chats import preview, queries, settings
 from app.extensions import db
 
 bp = Blueprint("chat_setup", __name__, url_prefix="/api")
@@ -130,6 +130,31 @@ class SettingOut(Answer):
     description: str
 
 
+class PreviewOperator(Answer):
+    id: int
+    login: str
+    name: str
+    status: str
+    connected: bool
+    presence: str = Field(description="available, away (active, not connected) or inactive")
+    chats_in_work: int
+    chats_offered: int
+    holds: int = Field(description="chats in work plus chats offered: what least_busy counts")
+    limit: int = Field(description="SimultaneousChats")
+    last_accepted_at: Timestamp | None
+    eligible: bool
+    reason: str = Field(description="why they would be chosen, where they rank, or why they are left out")
+
+
+class RoutingPreview(Answer):
+    queue_id: int
+    rule: str
+    chosen: int | None = Field(description="least_busy: who a new chat would be offered to now")
+    eligible: list[int] = Field(description="who would see (all) or be offered (least_busy, best first) a new chat")
+    why: str
+    operators: list[PreviewOperator]
+
+
 @bp.post("/queues")
 @admin
 @contract(body=QueueIn, answer=QueueOut, status=201)
@@ -154,6 +179,15 @@ def list_queues(query: Page):
 def get_queue(queue_id):
     """One queue."""
     return queries.queue(queue_id)
+
+
+@bp.get("/queues/<int:queue_id>/routing-preview")
+@admin
+@contract(answer=RoutingPreview)
+def routing_preview(queue_id):
+    """Who would get a new chat of this queue now, and why (no side effect): each operator with
+    status, presence, chats held, the limit, last accept and the reason they would or would not."""
+    return preview.routing_preview(queries.queue(queue_id))
 
 
 @bp.patch("/queues/<int:queue_id>")
