@@ -123,11 +123,19 @@ class SettingIn(Body):
         description="checked by the setting's type; null restores the default")
 
 
+class WebhookResult(Answer):
+    channel_id: int
+    ok: bool
+    error: str | None = None
+
+
 class SettingOut(Answer):
     code: str
     value: Any = Field(description="secrets masked")
     default: Any
     description: str
+    webhooks: list[WebhookResult] | None = Field(None, description="SiteUrl: each active channel's webhook "
+                                                                   "registered anew, or why not")
 
 
 class PreviewOperator(Answer):
@@ -325,9 +333,13 @@ def get_setting(code):
 @admin
 @contract(body=SettingIn, answer=SettingOut)
 def put_setting(code, body: SettingIn):
-    """Set a setting's value, validated by its type (null restores the default)."""
+    """Set a setting's value, validated by its type (null restores the default). A new SiteUrl
+    re-registers every active Telegram channel's webhook; `webhooks` says how each went."""
+    before = settings.get(code)
     settings.put(code, body.value)
     db.session.commit()
+    if code == "SiteUrl" and settings.get(code) and settings.get(code) != before:
+        return {**settings.describe(code), "webhooks": setup.reconnect_all()}
     return settings.describe(code)
 
 

@@ -136,6 +136,25 @@ def update_channel(channel: Channel, fields: dict) -> Channel:
     return channel
 
 
+def reconnect_all() -> list[dict]:
+    """After a SiteUrl change: point every active channel's webhook at the new URL, each in its
+    own transaction, reporting which failed (a failure leaves the channel as it was)."""
+    results = []
+    for channel_id in db.session.scalars(select(Channel.id).where(Channel.active.is_(True)).order_by(Channel.id)).all():
+        channel = db.session.get(Channel, channel_id)
+        if not channels.adapter(channel.provider).needs_site_url:
+            continue
+        try:
+            connect(channel)
+            db.session.commit()
+            results.append({"channel_id": channel_id, "ok": True})
+        except (Invalid, Conflict) as e:
+            db.session.rollback()
+            log.warning("channel %s: webhook not re-registered after a SiteUrl change: %s", channel_id, e.message)
+            results.append({"channel_id": channel_id, "ok": False, "error": e.message})
+    return results
+
+
 def disconnect(channel: Channel) -> None:
     """Stop the provider calling our webhook (Telegram keeps the bot's updates until it is set
     again). If it does not answer, its messages keep arriving and are stored: nothing is lost."""

@@ -299,6 +299,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     # --- queues and their operators (admin)
     ("POST", "/api/queues"): admin_only(201, send=js(lambda w: {"name": uniq("queue"), "routing_rule": "all"})),
     ("GET", "/api/queues"): admin_only(200),
+    ("GET", "/api/queues/{queue_id}/routing-preview"): admin_only(200),
     ("GET", "/api/queues/{queue_id}"): admin_only(200),
     ("PATCH", "/api/queues/{queue_id}"): admin_only(200, send=js({"name": "QA"})),
     ("DELETE", "/api/queues/{queue_id}"): admin_only(204, params=once(lambda w: {"queue_id": w.queue()})),
@@ -372,6 +373,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/chats/{chat_id}/accept"): chat_scoped(200, 409, params=new_queued_chat),
     ("POST", "/api/chats/{chat_id}/complete"): chat_scoped(200, 200, params=new_chat_in_work),
     ("POST", "/api/chats/{chat_id}/route"): admin_only(409),  # the chat is in work: not unrouted
+    ("POST", "/api/chats/{chat_id}/transfer"): chat_scoped(200, 200, params=new_chat_in_work,
+                                                           send=js(lambda w: {"queue_id": w.qb})),
+    ("GET", "/api/chats/{chat_id}/transfer-targets"): chat_scoped(200, 200),
     ("GET", "/api/chats/{chat_id}/actions"): chat_scoped(200, 200),
     ("POST", "/api/chats/{chat_id}/actions/{action_id}"): chat_scoped(201, 201),
     # a message's file: who may see its chat

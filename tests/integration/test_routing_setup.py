@@ -52,3 +52,42 @@ def test_a_chat_whose_lifecycle_could_not_start_starts_once_the_process_is_deplo
     assert started["offered_to_id"] == ann.id and started["lifecycle_problem"] is None
     client.writes("still there?")
     assert [c["id"] for c in ok(api.get("/api/chats"))] == [stuck["id"]]
+
+
+def test_a_new_site_url_re_registers_active_telegram_webhooks_and_a_path_prefix_is_served(api, telegram):
+    """SiteUrl with a path, as the seed's own example: webhooks go to {SiteUrl}/webhooks/... and
+    are served there; a change reaches every active channel at once, failures are reported."""
+    deploy_lifecycle(api)
+    configure(api)
+    queue = make_queue(api, "all")
+    ann = make_operator(api, "ann", queue["id"])
+    first = make_channel(api, queue["id"])
+    second = make_channel(api, queue["id"], token="456:other-token", name="Second bot")
+    idle = make_channel(api, queue["id"], name="Idle bot")
+    ok(api.patch(f"/api/channels/{idle.id}", {"active": False}))
+    telegram.calls.clear()
+    answer = ok(api.put("/api/settings/SiteUrl", {"value": "https://yoursite.domain.com/0"}))
+    assert answer["value"] == "https://yoursite.domain.com/0"
+    assert answer["webhooks"] == [{"channel_id": first.id, "ok": True},
+                                  {"channel_id": second.id, "ok": True}]
+    urls = sorted(payload["url"] for _, method, payload in telegram.calls if method == "setWebhook")
+    assert urls == [f"https://yoursite.domain.com/0/webhooks/telegram/{c.id}" for c in (first, second)]
+
+    # Telegram calls the registered URL: the app serves it under the SiteUrl's path.
+    from fakes.telegram import update
+    r = api.client.post(f"/0/webhooks/telegram/{first.id}", json=update(990_001, 4242, "hi via /0"),
+                        headers={"X-Telegram-Bot-Api-Secret-Token": first.secret})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    wait_for(lambda: ann.chat_ids(), timeout=10, message="the chat to reach the operator")
+    assert api.client.post(f"/1/webhooks/telegram/{first.id}", json=update(990_002, 4242, "x"),
+                           headers={"X-Telegram-Bot-Api-Secret-Token": first.secret}).status_code == 404
+
+    # A channel whose token Telegram now refuses is reported; the others are still re-registered.
+    telegram.tokens.discard("456:other-token")
+    try:
+        answer = ok(api.put("/api/settings/SiteUrl", {"value": "https://chat.example.org"}))
+    finally:
+        telegram.tokens.add("456:other-token")
+    by_channel = {w["channel_id"]: w for w in answer["webhooks"]}
+    assert by_channel[first.id]["ok"] is True
+    assert by_channel[second.id]["ok"] is False and "refused" in by_channel[second.id]["error"]
