@@ -122,7 +122,10 @@ def wait_status(api, chat_id, text, statuses=("sent", "failed"), timeout=10):
 
 @pytest.fixture
 def api(make_app):
-    return Api(make_app())
+    """An app with the shipped lifecycle deployed: a queue needs its lifecycle process."""
+    api = Api(make_app())
+    assert api.deploy(ROOT / "processes" / "ChatLifecycle.bpmn").status_code == 201
+    return api
 
 
 class Setup:

@@ -23,7 +23,10 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 @pytest.fixture
 def api(make_app):
-    return Api(make_app())
+    """An app with the shipped lifecycle deployed: a queue needs its lifecycle process."""
+    api = Api(make_app())
+    assert api.deploy(ROOT / "processes" / "ChatLifecycle.bpmn").status_code == 201
+    return api
 
 
 
@@ -225,6 +228,7 @@ def test_telegram_down_at_create_is_a_clear_conflict(api, telegram):
 
 def test_telegram_unreachable_is_a_clear_conflict(make_app, telegram):
     api = Api(make_app(TELEGRAM_API_BASE="http://127.0.0.1:9"))  # nothing listens there
+    assert api.deploy(LIFECYCLE).status_code == 201
     site(api)
     q = queue(api)
     resp = api.post("/api/channels", {"provider": "telegram", "name": "X", "token": TOKEN, "queue_id": q["id"]})
