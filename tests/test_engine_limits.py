@@ -159,3 +159,13 @@ def test_a_stopped_instance_is_undone_to_its_wait_and_takes_nothing_until_retrie
     assert (resumed["state"], resumed["error"]) == ("waiting", None)
     done = api.post(tasks, {"data": {"count": 3}}).get_json()
     assert done["state"] == "completed" and done["data"]["count"] == 3
+
+
+def test_a_self_calling_process_is_refused_at_deploy_and_nothing_is_stored(api):
+    xml = FAN_OUT.replace('<bpmn:userTask id="look" />', '<bpmn:callActivity id="look" calledElement="FanOut" />')
+    r = api.deploy(("self_call.bpmn", xml))
+    assert r.status_code == 422
+    (problem,) = r.get_json()["error"]["details"]["problems"]
+    assert problem["element_id"] == "look" and problem["line"] == 6
+    assert problem["problem"].startswith("call activity reaches its own process FanOut (FanOut -> FanOut)")
+    assert api.post("/api/processes/FanOut/instances", {"data": {}}).status_code == 404
