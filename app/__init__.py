@@ -1,4 +1,9 @@
-"""Chatflow: an omnichannel chat-center engine whose behaviour is BPMN."""
+"""Chatflow: an omnichannel chat-center engine whose behaviour is BPMN.
+
+`create_app` is the wiring: the one place that picks the adapters and hands them to the rest.
+Import rule: this module, `app.jobs` and `app.cli` are the entry points and may import anything;
+no other module imports them. Each package's docstring states its own rule.
+"""
 from functools import partial
 
 from flask import Flask
@@ -81,16 +86,17 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs), Limits.from_config(app.config))
     from app.adapters.facebook import GraphClient
     from app.adapters.telegram import TelegramClient
-    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"])
-    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"])
+    timeout = app.config["PROVIDER_TIMEOUT_SECONDS"]
+    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"], timeout)
+    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"], timeout)
     if start_jobs and hasattr(jobs, "start"):
         jobs.start()  # only now: its first sweep needs the engine
 
 
 def _register_routes(app: Flask) -> None:
     from app import console
-    from app.api import actions, chat_setup, chats, errors, events, processes, system, users, webhooks
+    from app.api import actions, chat_setup, chats, errors, events, processes, reports, system, users, webhooks
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, actions, events, webhooks, console):
+    for module in (system, users, processes, chat_setup, chats, actions, events, reports, webhooks, console):
         app.register_blueprint(module.bp)
     app.register_blueprint(console.root)

@@ -1,4 +1,4 @@
-"""The `chatflow` command (design.md §4). Each command is a few lines over the app."""
+"""The `chatflow` command (docs/api.md, "Command line"). Each command is a few lines over the app."""
 import sys
 import threading
 import time

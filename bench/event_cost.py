@@ -1,4 +1,4 @@
-"""Event cost bench (issue 7, goal 1): one chat event through our engine vs. the naive
+"""Event cost bench: one chat event through our engine vs. the naive
 SpiffWorkflow loop, both persisting to PostgreSQL, measured interleaved in one run.
 
     .venv/bin/python bench/event_cost.py            # --help for the knobs; ~1 min
@@ -97,15 +97,15 @@ class NaiveEngine:
         db.session.execute(text("SELECT id FROM naive_workflows WHERE id = :id FOR UPDATE"), {"id": instance_id})
 
     def deliver_message(self, instance_id, name, data=None, if_waiting=False):
-        from app.engine import inspect
+        from app.engine import tree
         from app.engine.instances import Engine
         from app.extensions import db
         dumped = db.session.execute(text("SELECT workflow_json FROM naive_workflows WHERE id = :id FOR UPDATE"),
                                     {"id": instance_id}).scalar_one()
         workflow = self.serializer.deserialize_json(dumped)
         workflow.script_engine = self.ours.script_engine
-        catchers = inspect.message_catchers(workflow, name)
-        restarts = [w for w in inspect.timer_waits(workflow)  # restartOn, as the diagram says
+        catchers = tree.message_catchers(workflow, name)
+        restarts = [w for w in tree.timer_waits(workflow)  # restartOn, as the diagram says
                     if name in self.restart_on.get(w.element_id, ())]
         if not catchers and not restarts:
             if if_waiting:

@@ -1,4 +1,4 @@
-"""HTTP bench (issue 7, goal 2): client messages, accepts and replies over HTTP against the
+"""HTTP bench: client messages, accepts and replies over HTTP against the
 production shape, at a few concurrency levels. (Not named bench/http.py: that file would shadow
 the standard `http` package for every script run from bench/, load.py included.)
 

@@ -1,4 +1,4 @@
-"""Load bench (issue 6, item 6): 2,000 client messages from 200 contacts through the Telegram
+"""Load bench: 2,000 client messages from 200 contacts through the Telegram
 webhook, against the production shape, then a check of the database.
 
     .venv/bin/python bench/load.py            # see --help for the knobs

@@ -1,4 +1,4 @@
-"""Routing bench (issue 7, goal 4): least-busy selection with 1,000 operators and 100,000 chats
+"""Routing bench: least-busy selection with 1,000 operators and 100,000 chats
 in work, on PostgreSQL; goal <= 5 ms per decision.
 
     .venv/bin/python bench/routing.py            # --help for the knobs; ~30 s

@@ -1,4 +1,4 @@
-"""Storage bench (issue 7, goal 5): bytes stored per waiting chat instance, goal <= 4 KB, against
+"""Storage bench: bytes stored per waiting chat instance, goal <= 4 KB, against
 the naive full workflow JSON (serialize_json, spec included).
 
     .venv/bin/python bench/storage.py            # ~10 s

@@ -1,4 +1,4 @@
-"""Timers bench (issue 7, goal 3): 10,000 chats waiting on acceptance timers due within one
+"""Timers bench: 10,000 chats waiting on acceptance timers due within one
 minute, 2 `chatflow worker` processes; lag between each timer's due time and the chat's state
 change, none lost, none fired twice.
 

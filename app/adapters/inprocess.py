@@ -1,8 +1,8 @@
 """Jobs in a thread of the web process: the embedded default, with no Redis.
 
-RQ workers only run in a main thread and fakeredis is not shared with RQ's forked
-scheduler (../shared/notes/rq-embedded.md), so the embedded default runs the same job
-functions here instead. The database timer sweep runs in the same thread.
+RQ workers only run in a main thread (they install signal handlers) and an in-memory
+fake Redis is not shared with RQ's forked scheduler, so the embedded default runs the same
+job functions here instead. The database timer sweep runs in the same thread.
 """
 import heapq
 import itertools

@@ -1,4 +1,4 @@
-"""Admin: queues and their operators, channels, settings (design.md §3)."""
+"""Admin: queues and their operators, channels, settings (docs/api.md, "Admin routes")."""
 from flask import Blueprint, current_app, request
 
 from app.api.auth import PAGE, accepts, accepts_files, admin, answers, authenticate, reads

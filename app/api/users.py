@@ -1,9 +1,13 @@
+"""Users and roles (admin)."""
+from typing import Annotated
+
 from flask import Blueprint, g
+from pydantic import BeforeValidator, Field
 
 from app import accounts
-from app.api.auth import PAGE, accepts, admin, authenticate, reads
+from app.api.auth import admin, authenticate
+from app.api.contract import Answer, Body, Int, Name, Page, Text, Timestamp, contract, partial
 from app.api.errors import ApiError
-from app.api.validation import Field, Schema, page_args, parse
 from app.engine.errors import get_or_404
 from app.extensions import db
 from app.models import Role, User
@@ -11,71 +15,92 @@ from app.models import Role, User
 bp = Blueprint("users", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
-USER = Schema({
-    "login": Field(str, required=True, max_length=100),
-    "name": Field(str, max_length=200),
-    "roles": Field(list, items=str),
-    "permissions": Field(list, items=str, description="CanManageChats gives the admin area"),
-})
-ROLE = Schema({"name": Field(str, required=True, max_length=100),
-               "permissions": Field(list, items=str)})
-MEMBER = Schema({"user_id": Field(int, required=True)})
+
+Permissions = Annotated[list[str], BeforeValidator(lambda permissions: sorted(permissions or []))]
 
 
-def user_json(user: User) -> dict:
-    return {"id": user.id, "login": user.login, "name": user.name, "roles": [r.name for r in user.roles],
-            "permissions": sorted(user.permissions or []), "created_at": user.created_at.isoformat()}
+class UserIn(Body):
+    login: Name(100)
+    name: Text(200) = ""
+    roles: list[Text(100)] = []
+    permissions: list[Text(100)] = []
 
 
-def role_json(role: Role) -> dict:
-    return {"id": role.id, "name": role.name, "permissions": sorted(role.permissions or []),
-            "members": [u.id for u in role.members]}
+UserChange = partial(UserIn)
 
 
-def page(model):
-    limit, offset = page_args()
-    return db.session.scalars(db.select(model).order_by(model.id).limit(limit).offset(offset)).all()
+class UserOut(Answer):
+    id: int
+    login: str
+    name: str
+    roles: Annotated[list[str], BeforeValidator(lambda roles: [getattr(r, "name", r) for r in roles])]
+    permissions: Permissions
+    created_at: Timestamp
+
+
+class NewUser(UserOut):
+    token: str = Field(description="the user's bearer token, shown this once")
+
+
+class RoleIn(Body):
+    name: Name(100)
+    permissions: list[Text(100)] = []
+
+
+class RoleOut(Answer):
+    id: int
+    name: str
+    permissions: Permissions
+    members: Annotated[list[int], BeforeValidator(lambda users: [getattr(u, "id", u) for u in users])]
+
+
+class Member(Body):
+    user_id: Int
+
+
+def page(model, query: Page):
+    return db.session.scalars(db.select(model).order_by(model.id).limit(query.limit).offset(query.offset)).all()
 
 
 @bp.post("/users")
 @admin
-@accepts(USER)
-def create_user():
+@contract(body=UserIn, answer=NewUser, status=201)
+def create_user(body: UserIn):
     """Create a user; the answer carries its bearer token, shown this once."""
-    body = parse(USER)
-    user, token = accounts.create_user(body["login"], body.get("name", ""), body.get("roles", []),
-                                       body.get("permissions", []))
+    user, token = accounts.create_user(body.login, body.name, body.roles, body.permissions)
     db.session.commit()
-    return {**user_json(user), "token": token}, 201
+    return {**UserOut.model_validate(user).model_dump(), "token": token}, 201
 
 
 @bp.get("/users")
 @admin
-@reads(PAGE)
-def list_users():
+@contract(query=Page, answer=list[UserOut])
+def list_users(query: Page):
     """List users."""
-    return [user_json(u) for u in page(User)]
+    return page(User, query)
 
 
 @bp.get("/users/<int:user_id>")
 @admin
+@contract(answer=UserOut)
 def get_user(user_id):
     """One user."""
-    return user_json(get_or_404(User, user_id))
+    return get_or_404(User, user_id)
 
 
 @bp.patch("/users/<int:user_id>")
 @admin
-@accepts(USER, partial=True)
-def update_user(user_id):
+@contract(body=UserChange, answer=UserOut)
+def update_user(user_id, body: UserChange):
     """Change a user's login, name, roles or permissions."""
-    user = accounts.update_user(get_or_404(User, user_id), parse(USER, partial=True))
+    user = accounts.update_user(get_or_404(User, user_id), body.model_dump(exclude_unset=True))
     db.session.commit()
-    return user_json(user)
+    return user
 
 
 @bp.delete("/users/<int:user_id>")
 @admin
+@contract(status=204)
 def delete_user(user_id):
     """Delete a user and their tokens; someone who worked chats is kept (409 user_has_chats)."""
     user = get_or_404(User, user_id)
@@ -88,32 +113,31 @@ def delete_user(user_id):
 
 @bp.post("/roles")
 @admin
-@accepts(ROLE)
-def create_role():
+@contract(body=RoleIn, answer=RoleOut, status=201)
+def create_role(body: RoleIn):
     """Create a role."""
-    body = parse(ROLE)
-    role = accounts.create_role(body["name"], body.get("permissions", []))
+    role = accounts.create_role(body.name, body.permissions)
     db.session.commit()
-    return role_json(role), 201
+    return role, 201
 
 
 @bp.get("/roles")
 @admin
-@reads(PAGE)
-def list_roles():
+@contract(query=Page, answer=list[RoleOut])
+def list_roles(query: Page):
     """List roles with their members."""
-    return [role_json(r) for r in page(Role)]
+    return page(Role, query)
 
 
 @bp.post("/roles/<int:role_id>/members")
 @admin
-@accepts(MEMBER)
-def add_member(role_id):
+@contract(body=Member, answer=RoleOut, status=201)
+def add_member(role_id, body: Member):
     """Add a user to a role."""
     role = get_or_404(Role, role_id)
-    user = db.session.get(User, parse(MEMBER)["user_id"])
+    user = db.session.get(User, body.user_id)
     if user is None:
         raise ApiError(422, "invalid_value", "user_id: no such user", {"field": "user_id"})
     accounts.add_member(role, user)
     db.session.commit()
-    return role_json(role), 201
+    return role, 201

@@ -1,4 +1,5 @@
-"""An external chat bot that holds conversations before operators (design.md §1, External bot).
+"""An external chat bot that holds conversations before operators
+(README, "Facebook Messenger and an external bot").
 
 Providers speak to this module in three calls, whatever their protocol: Facebook's
 Handover Protocol today, its successor Conversation Routing tomorrow.

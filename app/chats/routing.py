@@ -1,4 +1,5 @@
-"""Who may take a chat: queue membership, eligibility and least-busy choice (design.md §2).
+"""Who may take a chat: queue membership, eligibility and least-busy choice
+(docs/api.md, "The chat lifecycle").
 
 An operator is eligible in a queue when they serve it, are `active`, and their chats in
 work plus chats offered to them are below `SimultaneousChats` (an operator is never offered

@@ -3,6 +3,8 @@
 Pages are shells that hold no data; everything they show comes from /api with the token the
 user signed in with (kept in the browser's localStorage), so the API's access rules are the
 console's. bpmn-js comes from npm (`npm ci`) and is served from node_modules, never committed.
+
+Import rule: Flask only, nothing of `app`: a page that needs data asks the HTTP API.
 """
 from functools import partial
 from pathlib import Path

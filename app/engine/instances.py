@@ -17,7 +17,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from app.bpmn import limits, store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
-from app.engine import inspect, state, tx
+from app.engine import state, tree, tx
 from app.engine.errors import Conflict, NotFound
 from app.engine.operations import Operations
 from app.engine.ports import JobQueue
@@ -57,7 +57,7 @@ def database_fault(error: BaseException | None) -> BaseException | None:
 
 def describe_error(error: Exception) -> str:
     task = getattr(error, "task", None)
-    element = inspect.element_id(task) if task is not None else None
+    element = tree.element_id(task) if task is not None else None
     message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
     return f"{element}: {message}" if element else f"{type(error).__name__}: {message}"
 
@@ -73,9 +73,6 @@ class Engine:
     # -- deployment -------------------------------------------------------------------
     def deploy(self, files: list[tuple[str, bytes]], missing_only: bool = False) -> list[dict]:
         return store.deploy(files, self.operations.names(), self.specs, missing_only)
-
-    def check(self, files: list[tuple[str, bytes]]) -> None:
-        store.validate_all(files, self.operations.names())
 
     # -- instances --------------------------------------------------------------------
     def start(self, key: str, data: dict | None = None, business_key: str | None = None) -> ProcessInstance:
@@ -104,10 +101,10 @@ class Engine:
         """
         instance, workflow = self._open(instance_id)
         live = instance.state not in FINISHED and not self._refuse_if_stopped(instance, workflow, if_waiting)
-        catchers = inspect.message_catchers(workflow, name) if live else []
-        starts = inspect.message_starts(workflow, name) if live else []
+        catchers = tree.message_catchers(workflow, name) if live else []
+        starts = tree.message_starts(workflow, name) if live else []
         restart_on = self.specs.get(instance.process_version_id).restart_on
-        restarts = [w for w in inspect.timer_waits(workflow) if name in restart_on.get(w.element_id, ())] \
+        restarts = [w for w in tree.timer_waits(workflow) if name in restart_on.get(w.element_id, ())] \
             if live else []
         if not catchers and not starts and not restarts:
             if if_waiting:
@@ -126,7 +123,7 @@ class Engine:
             limits.run_steps(workflow)
 
         if catchers or starts:
-            where = inspect.element_id(catchers[0][0]) if catchers else starts[0][0].bpmn_id
+            where = tree.element_id(catchers[0][0]) if catchers else starts[0][0].bpmn_id
             self._record(instance, where, "message_received", {"name": name})
         for wait in restarts:
             self._record(instance, wait.element_id, "timer_restarted", {"message": name})
@@ -149,7 +146,7 @@ class Engine:
     def complete_user_task(self, instance_id: int, element_id: str, data: dict | None = None) -> ProcessInstance:
         instance, workflow = self._open(instance_id)
         self._refuse_if_stopped(instance, workflow)
-        tasks = [t for t in inspect.user_tasks(workflow) if inspect.element_id(t) == element_id]
+        tasks = [t for t in tree.user_tasks(workflow) if tree.element_id(t) == element_id]
         if not tasks or instance.state in FINISHED:
             raise Conflict(f"instance {instance_id} has no user task {element_id!r} waiting",
                            code="not_waiting_for_task")
@@ -176,7 +173,7 @@ class Engine:
         if instance is None or instance.state in FINISHED or instance.state == "error":
             return False
         workflow = self._restore(instance)
-        waits = inspect.timer_waits(workflow)
+        waits = tree.timer_waits(workflow)
         due = {w.task_id for w in waits if w.due_at <= now}
         if not due:  # next_timer_at was stale (it is rewritten on every save, so only by hand)
             instance.next_timer_at = _next_due(waits)
@@ -187,7 +184,7 @@ class Engine:
             # SpiffWorkflow schedules a cycle's next firing from the previous due time, so a late
             # firing shortens the next period and after an outage the missed ones fire at once:
             # the operator offered a chat next would get no time at all. Count from now instead.
-            inspect.restart_cycles_from_now(workflow, due)
+            tree.restart_cycles_from_now(workflow, due)
             limits.run_steps(workflow)
 
         self._advance(instance, workflow, fire)
@@ -195,11 +192,11 @@ class Engine:
 
     def retry(self, instance_id: int) -> ProcessInstance:
         instance, workflow = self._open(instance_id)
-        failed = inspect.errored_tasks(workflow)
+        failed = tree.errored_tasks(workflow)
         if instance.state != "error":
             raise Conflict(f"instance {instance_id} is not in error", code="not_in_error")
         # Without a failed task it was stopped at its budget and undone to its last wait: it resumes there.
-        self._record(instance, inspect.element_id(failed[0]) if failed else None, "retried", None)
+        self._record(instance, tree.element_id(failed[0]) if failed else None, "retried", None)
 
         def rerun():
             for task in failed:
@@ -220,7 +217,7 @@ class Engine:
 
     def diagram(self, instance: ProcessInstance) -> dict:
         workflow = self._restore(instance)
-        return {"xml": instance.version.xml, **inspect.element_states(workflow)}
+        return {"xml": instance.version.xml, **tree.element_states(workflow)}
 
     def due_instances(self, cutoff: datetime, limit: int = 500) -> list[int]:
         """Instances with a timer due at or before `cutoff`, most overdue first."""
@@ -262,7 +259,7 @@ class Engine:
     def _refuse_if_stopped(instance: ProcessInstance, workflow, quietly: bool = False) -> bool:
         """An instance stopped at its budget (in error with no failed task: undone to its last wait)
         takes nothing more until it is retried or cancelled: it would most likely run away again."""
-        stopped = instance.state == "error" and not inspect.errored_tasks(workflow)
+        stopped = instance.state == "error" and not tree.errored_tasks(workflow)
         if stopped and not quietly:
             raise Conflict(f"instance {instance.id} was stopped ({instance.error}); retry it to resume from its "
                            "last wait, or cancel it", code="instance_stopped")
@@ -275,10 +272,10 @@ class Engine:
         work too, and the instance is saved in `error` as it was at its last wait.
         """
         last_wait = instance.workflow_state or state.dump(workflow)
-        before = inspect.snapshot(workflow)
+        before = tree.snapshot(workflow)
         # What was scheduled: the timers of the state just loaded (each save schedules its new ones).
         timers_before = {} if instance.state in FINISHED + ("error",) else {
-            w.task_id: w for w in inspect.timer_waits(workflow)}
+            w.task_id: w for w in tree.timer_waits(workflow)}
         error, stopped = None, False
         token = current_instance.set(instance)
         try:
@@ -298,37 +295,37 @@ class Engine:
                 raise
             error, stopped = str(stop), True
             workflow = self._restore(instance, last_wait)
-            before = inspect.snapshot(workflow)
+            before = tree.snapshot(workflow)
             self._record(instance, stop.element, "error", {"message": error})
         finally:
             current_instance.reset(token)
         recorded_error = stopped
-        for at, element, event in inspect.changes(workflow, before):
+        for at, element, event in tree.changes(workflow, before):
             self._record(instance, element, event, {"message": error} if event == "error" else None, at)
             recorded_error = recorded_error or event == "error"
         if error and not recorded_error:
             # Also a retry that fails again: its task went from ERROR to ERROR, which is no change.
-            failed = inspect.errored_tasks(workflow)
-            self._record(instance, inspect.element_id(failed[0]) if failed else None, "error", {"message": error})
+            failed = tree.errored_tasks(workflow)
+            self._record(instance, tree.element_id(failed[0]) if failed else None, "error", {"message": error})
         self._save(instance, workflow, error, timers_before=timers_before)
 
     def _save(self, instance: ProcessInstance, workflow, error: str | None, final_state: str | None = None,
               timers_before: dict | None = None):
         # Once: pruning below drops finished branches and spare joins, never a timer or a catch.
-        timers = inspect.timer_waits(workflow)
-        waiting = inspect.waiting_for(workflow, timers)
+        timers = tree.timer_waits(workflow)
+        waiting = tree.waiting_for(workflow, timers)
         if final_state:
             new_state = final_state
-        elif inspect.reached_end(workflow):
+        elif tree.reached_end(workflow):
             new_state = "completed"
         elif workflow.is_completed():  # SpiffWorkflow stopped looking, tokens are left: never `completed`
             new_state, error = "error", error or ("the process stopped before reaching an end event: its task "
                                                   "tree is deeper than SpiffWorkflow looks")
-        elif error or inspect.errored_tasks(workflow):
+        elif error or tree.errored_tasks(workflow):
             new_state = "error"
         else:
             new_state = "waiting" if waiting else "running"
-        inspect.prune_finished_branches(workflow)
+        tree.prune_finished_branches(workflow)
         values = {"state": new_state, "error": error if new_state == "error" else None,
                   "workflow_state": state.dump(workflow), "waiting_for": [] if new_state in FINISHED else waiting,
                   "data": _plain(self._current_data(workflow)), "revision": (instance.revision or 0) + 1,
@@ -345,10 +342,10 @@ class Engine:
 
     @staticmethod
     def _current_data(workflow) -> dict:
-        if inspect.reached_end(workflow):
+        if tree.reached_end(workflow):
             return dict(workflow.data)
         data = {}
-        active = workflow.get_tasks(state=inspect.ACTIVE | TaskState.ERROR)
+        active = workflow.get_tasks(state=tree.ACTIVE | TaskState.ERROR)
         for task in sorted(active, key=lambda t: t.last_state_change) or [workflow.last_task]:
             if task is not None:
                 data.update(task.data)

@@ -1,0 +1,238 @@
+"""Timers on the embedded default (no Redis): the in-process job thread, the database sweep,
+idempotent firing and cycle timers."""
+import threading
+import time
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+import SpiffWorkflow.bpmn.specs.event_definitions.timer as spiff_timer
+from app.adapters.inprocess import InProcessJobQueue
+from app.extensions import db
+from app.models import InstanceEvent, ProcessInstance
+from app.models.types import utcnow
+from chat_helpers import deploy, start
+from conftest import wait_for
+
+
+def snapshot(app, instance_id) -> dict:
+    """The instance row, its history and its timers (element, due), read in a transaction of their own."""
+    with app.app_context():
+        instance = db.session.get(ProcessInstance, instance_id)
+        history = db.session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
+                                     .order_by(InstanceEvent.id)).all()
+        timers = sorted((w["task"], datetime.fromisoformat(w["due_at"])) for w in instance.waiting_for
+                        if w["kind"] == "timer")
+        # The sweep's index is the earliest of them, or nothing.
+        assert instance.next_timer_at == (min(due for _, due in timers) if timers else None)
+        return {"state": instance.state, "error": instance.error, "data": dict(instance.data),
+                "revision": instance.revision, "waiting_for": list(instance.waiting_for),
+                "history": [(e.task, e.event, e.at) for e in history],
+                "timers": timers}
+
+
+def fired(snap) -> list[tuple[str, datetime]]:
+    return [(task, at) for task, event, at in snap["history"] if event == "timer_fired"]
+
+
+def quiet_app(make_app):
+    """An embedded app whose job thread is stopped: only the test fires timers."""
+    app = make_app()
+    app.extensions["chatflow.jobs"].stop()
+    return app
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move SpiffWorkflow's clock (its timers read only timer.datetime.now) ahead of real time."""
+    class Clock:
+        offset = timedelta(0)
+
+        def advance(self, **kw):
+            self.offset += timedelta(**kw)
+
+        def now(self):
+            return utcnow() + self.offset
+
+    moved = Clock()
+
+    class MovedDatetime(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + moved.offset
+
+    monkeypatch.setattr(spiff_timer, "datetime", MovedDatetime)
+    return moved
+
+
+# -- the embedded job thread and sweep ----------------------------------------------------
+
+def test_job_thread_fires_short_timer_without_redis(make_app):
+    app = make_app(EMBEDDED_SWEEP_SECONDS=3600)  # the sweep ran once, at start: the job must fire it
+    assert app.config["REDIS_URL"] is None
+    assert isinstance(app.extensions["chatflow.jobs"], InProcessJobQueue)
+    assert app.extensions["chatflow.jobs_health"]()["ok"]
+    deploy(app, "short_timer.bpmn")
+    instance_id = start(app, "ShortTimer")
+    started = snapshot(app, instance_id)
+    assert started["state"] == "waiting"
+    ((element, due),) = started["timers"]
+    assert element == "too_late"
+
+    done = wait_for(lambda: (s := snapshot(app, instance_id))["state"] == "completed" and s, timeout=5,
+                    message="the job thread to fire the timer")
+    assert done["data"]["timed_out"] is True
+    ((task, at),) = fired(done)
+    assert task == "too_late"
+    assert 0 <= (at - due).total_seconds() <= 1.0
+    assert done["timers"] == []
+
+
+def test_embedded_sweep_fires_timer_whose_job_was_lost(make_app):
+    first = make_app(EMBEDDED_SWEEP_SECONDS=3600)
+    deploy(first, "short_timer.bpmn")
+    instance_id = start(first, "ShortTimer")
+    jobs = first.extensions["chatflow.jobs"]
+    jobs.stop()  # the process died: its in-memory wake-up job is gone with it
+    with jobs._cond:
+        assert [job[2] for job in jobs._heap] == ["app.jobs.fire_timers"]
+        jobs._heap.clear()
+    ((_, due),) = snapshot(first, instance_id)["timers"]
+    time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.5)
+    assert snapshot(first, instance_id)["state"] == "waiting"  # overdue, and nothing fired it
+
+    make_app()  # a fresh process on the same database: its sweep finds the overdue timer row
+    done = wait_for(lambda: (s := snapshot(first, instance_id))["state"] == "completed" and s, timeout=5,
+                    message="the sweep to fire the timer")
+    assert done["data"]["timed_out"] is True
+    assert [task for task, _ in fired(done)] == ["too_late"]
+    assert done["timers"] == []
+
+
+def test_job_thread_fires_cycle_timer_repeatedly(make_app):
+    app = make_app(EMBEDDED_SWEEP_SECONDS=3600)
+    deploy(app, "reminder_fast.bpmn")  # R3/PT0.6S on a user task, non-interrupting
+    instance_id = start(app, "ReminderFast")
+    dues = []
+
+    def three_fires():
+        snap = snapshot(app, instance_id)
+        for _, due in snap["timers"]:
+            if due not in dues:
+                dues.append(due)
+        return len(fired(snap)) == 3 and snap
+
+    done = wait_for(three_fires, timeout=8, interval=0.02, message="three reminders")
+    assert [task for task, _ in fired(done)] == ["remind"] * 3
+    assert len(dues) == 3  # one timer row, rescheduled after each fire
+    # Each next firing is one period after the previous one actually fired (never sooner).
+    fire_times = [at for _, at in fired(done)]
+    for fired_at, next_due in zip(fire_times, dues[1:]):
+        assert abs((next_due - fired_at).total_seconds() - 0.6) < 0.05
+    for (_, at), due in zip(fired(done), dues):
+        assert 0 <= (at - due).total_seconds() <= 1.0
+    assert done["timers"] == []  # the cycles are used up
+    assert done["state"] == "waiting"
+    assert [w["task"] for w in done["waiting_for"]] == ["answer"]
+    reminders = [e for e in done["history"] if e[:2] == ("send_reminder", "completed")]
+    assert len(reminders) == 3
+
+
+# -- fire_timers is idempotent ---------------------------------------------------------------
+
+def test_fire_timers_before_due_changes_nothing(make_app):
+    app = quiet_app(make_app)
+    deploy(app, "hour_timer.bpmn")
+    instance_id = start(app, "HourTimer")
+    before = snapshot(app, instance_id)
+    with app.app_context():
+        assert app.extensions["chatflow.engine"].fire_timers(instance_id) is False
+        db.session.commit()
+    assert snapshot(app, instance_id) == before
+
+
+def test_fire_timers_twice_when_due_fires_once(make_app, clock):
+    app = quiet_app(make_app)
+    deploy(app, "hour_timer.bpmn")
+    instance_id = start(app, "HourTimer")
+    before = snapshot(app, instance_id)
+    ((_, due),) = before["timers"]
+    assert timedelta(minutes=59) < due - utcnow() <= timedelta(hours=1)
+
+    clock.advance(hours=1, seconds=1)
+    with app.app_context():
+        engine = app.extensions["chatflow.engine"]
+        assert engine.fire_timers(instance_id, now=clock.now()) is True
+        db.session.commit()
+        assert engine.fire_timers(instance_id, now=clock.now()) is False
+        db.session.commit()
+    after = snapshot(app, instance_id)
+    assert [task for task, _ in fired(after)] == ["hour_passed"]
+    assert after["revision"] == before["revision"] + 1
+    assert after["data"]["escalated"] is True
+    assert [w["task"] for w in after["waiting_for"]] == ["supervisor"]
+    assert after["timers"] == []
+
+
+def test_fire_timers_from_two_threads_at_once_fires_once(make_app, clock):
+    app = quiet_app(make_app)
+    deploy(app, "hour_timer.bpmn")
+    instance_id = start(app, "HourTimer")
+    clock.advance(hours=1, seconds=1)
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def fire():
+        try:
+            with app.app_context():  # a session (and connection) of its own
+                barrier.wait()
+                results.append(app.extensions["chatflow.engine"].fire_timers(instance_id, now=clock.now()))
+                db.session.commit()
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=fire) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(results) == [False, True]
+    after = snapshot(app, instance_id)
+    assert [task for task, _ in fired(after)] == ["hour_passed"]
+    assert [w["task"] for w in after["waiting_for"]] == ["supervisor"]
+
+
+def test_cycle_timer_fires_each_cycle_and_reschedules_its_row(make_app, clock):
+    app = quiet_app(make_app)
+    deploy(app, "reminder_cycle.bpmn")  # R3/PT1H on a user task, non-interrupting
+    instance_id = start(app, "ReminderCycle")
+    ((element, _),) = snapshot(app, instance_id)["timers"]
+    assert element == "remind"
+
+    with app.app_context():
+        engine = app.extensions["chatflow.engine"]
+        for cycle in (1, 2, 3):
+            assert engine.fire_timers(instance_id, now=clock.now()) is False  # not due yet
+            db.session.commit()
+            clock.advance(hours=1, seconds=1)
+            assert engine.fire_timers(instance_id, now=clock.now()) is True
+            db.session.commit()
+            snap = snapshot(app, instance_id)
+            assert [t for t, _ in fired(snap)] == ["remind"] * cycle
+            assert len([e for e in snap["history"] if e[:2] == ("send_reminder", "completed")]) == cycle
+            assert snap["state"] == "waiting"
+            if cycle < 3:  # the same row, moved on to one period after this firing
+                ((timer, next_due),) = snap["timers"]
+                assert timer == "remind"
+                assert abs(next_due - (clock.now() + timedelta(hours=1))) < timedelta(seconds=1)
+            else:
+                assert snap["timers"] == []
+        clock.advance(hours=2)
+        assert engine.fire_timers(instance_id, now=clock.now()) is False  # nothing left to fire
+        db.session.commit()
+        engine.complete_user_task(instance_id, "answer", {"answered": True})
+        db.session.commit()
+    done = snapshot(app, instance_id)
+    assert done["state"] == "completed"
+    assert len(fired(done)) == 3
