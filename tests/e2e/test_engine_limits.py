@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 import requests
 
+from chat_helpers import instance
 from conftest import ADMIN_TOKEN, DATA, Api, wait_for
 from app.extensions import db
 from app.models import ProcessInstance
@@ -34,10 +35,6 @@ def shape(make_app, monkeypatch, request):
     api = Api(app)
     assert api.deploy(*(ENGINE / f for f in RUNAWAYS.values()), ENGINE / "short_timer.bpmn").status_code == 201
     return app, worker
-
-
-def instance(api, instance_id) -> dict:
-    return api.get(f"/api/process-instances/{instance_id}").get_json()
 
 
 def assert_stopped(body: dict, key: str, data: dict) -> datetime:
