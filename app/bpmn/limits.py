@@ -79,10 +79,9 @@ class Budget:
         if time.monotonic() > self.deadline:
             self.stop(f"ran longer than {self.limits.seconds:g} s without reaching a wait")
 
-    def check_size(self, count: int, what: str, limit: int | None = None, element: str | None = None) -> None:
-        limit = self.limits.items if limit is None else limit
-        if count > limit:
-            self.stop(f"{what} of {count} items is above the limit of {limit}", element)
+    def check_size(self, count: int, what: str, element: str | None = None) -> None:
+        if count > self.limits.items:
+            self.stop(f"{what} of {count} items is above the limit of {self.limits.items}", element)
 
     def stop(self, reason: str, element: str | None = None):
         raise BudgetExceeded(reason, element or self.element)

@@ -47,10 +47,6 @@ _MATH = SimpleNamespace(**{name: getattr(math, name) for name in dir(math)
                            if not name.startswith("_") and name not in {"factorial", "comb", "perm", "prod"}})
 
 
-def _tick(*_):
-    limits.tick()
-
-
 def _getiter(iterable):
     """Every `for` loop, comprehension and unpacking iterates through here: one tick per item."""
     tick = limits.tick
@@ -73,10 +69,7 @@ def _checked_size(op: str, x, y) -> None:
         limits.refuse(f"a shift to {x.bit_length() + y} bits is above the script limit of {limit}")
 
 
-_OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-              "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "<<": operator.lshift,
-              ">>": operator.rshift, "|": operator.or_, "&": operator.and_, "^": operator.xor,
-              "@": operator.matmul}
+_SIZED = {"*": operator.mul, "**": operator.pow, "<<": operator.lshift}  # the operators that can make huge values
 _INPLACE = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
             "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
             ">>=": operator.irshift, "|=": operator.ior, "&=": operator.iand, "^=": operator.ixor,
@@ -84,8 +77,9 @@ _INPLACE = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=":
 
 
 def _binop(op: str, x, y):
+    """`x * y`, `x ** y`, `x << y` in a script, checked for size first."""
     _checked_size(op, x, y)
-    return _OPERATORS[op](x, y)
+    return _SIZED[op](x, y)
 
 
 def _inplace(op: str, x, y):
@@ -128,17 +122,17 @@ def _apply(func, *args, **kwargs):
     return func(*args, **kwargs)
 
 
+_MISSING = object()
 _BUILTINS = {name: value for name, value in safe_builtins.items()
              if name not in REFUSED_NAMES and name != "__build_class__"}
 _BUILTINS.update({
     "dict": dict, "list": list, "tuple": tuple, "set": set, "frozenset": frozenset, "sum": sum, "min": min,
     "max": max, "sorted": sorted, "enumerate": enumerate, "zip": zip, "any": any, "all": all,
-    "map": map, "filter": filter, "reversed": reversed, "iter": iter, "next": next,
+    "map": map, "filter": filter, "reversed": reversed, "next": next,  # not iter(): iter(int, 1) is endless
     "getattr": _getattr, "hasattr": lambda obj, name: safer_getattr(obj, name, _MISSING) is not _MISSING,
     "range": _range, "pow": _pow,
     "math": _MATH, "date": date, "datetime": datetime, "timedelta": timedelta, "timezone": timezone,
 })
-_MISSING = object()
 
 RESTRICTED_GLOBALS = {
     "__builtins__": _BUILTINS,
@@ -152,7 +146,7 @@ RESTRICTED_GLOBALS = {
     "_inplace_item_": _inplace_item,
     "_inplace_attr_": _inplace_attr,
     "_binop_": _binop,
-    "_tick_": _tick,
+    "_tick_": limits.tick,
     "_apply_": _apply,
     "_print_": PrintCollector,
 }
@@ -239,8 +233,8 @@ class _Policy(RestrictingNodeTransformer):
 
     def visit_BinOp(self, node):
         node = super().visit_BinOp(node)
-        if isinstance(node.op, (ast.Mult, ast.Pow, ast.LShift)):
-            symbol = IOPERATOR_TO_STR[type(node.op)][:-1]
+        symbol = IOPERATOR_TO_STR.get(type(node.op), "")[:-1]
+        if symbol in _SIZED:
             new = _call("_binop_", ast.Constant(symbol), node.left, node.right)
             copy_locations(new, node)
             ast.fix_missing_locations(new)
@@ -258,8 +252,7 @@ class _Policy(RestrictingNodeTransformer):
             helper, key = "_inplace_item_", target.slice
             if isinstance(key, ast.Slice):
                 key = _call("slice", *[part or ast.Constant(None) for part in (key.lower, key.upper, key.step)])
-        container = ast.copy_location(type(target.value)(**{**vars(target.value)}), target.value)
-        args = [self.visit(container), self.visit(key), ast.Constant(IOPERATOR_TO_STR[type(node.op)]),
+        args = [self.visit(target.value), self.visit(key), ast.Constant(IOPERATOR_TO_STR[type(node.op)]),
                 self.visit(node.value)]
         new = ast.Expr(value=_call(helper, *args))
         copy_locations(new, node)
