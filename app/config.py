@@ -28,8 +28,10 @@ def from_env(env=os.environ) -> dict:
         "MAX_CONTENT_LENGTH": int(env.get("CHATFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)),
         # How often the database is swept for due timers, and how late a timer may be
         # before the sweep fires it itself instead of waiting for its RQ job.
-        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 5)),
-        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 3)),
+        # Every worker sweeps each second with half a second's grace, so a timer fires on time
+        # even while RQ's scheduler is gone with a dead worker (its lock lives on for 61 s).
+        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 1)),
+        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 0.5)),
         # What one advance of a process instance may do before it is stopped as a runaway and
         # undone to its last wait: engine steps, seconds, operations (loop passes and calls) of
         # one script or expression, instances of one multi-instance activity.
@@ -40,6 +42,13 @@ def from_env(env=os.environ) -> dict:
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),
+        # Our Facebook app's id: its echoes are ours (the Send API's metadata marks them too).
+        "FACEBOOK_APP_ID": env.get("CHATFLOW_FACEBOOK_APP_ID") or None,
+        # Files (attachments) live in the database unless a folder is named here.
+        "FILES_DIR": env.get("CHATFLOW_FILES_DIR") or None,
+        # The largest file fetched from a client or sent by an operator: Telegram's bot download
+        # limit ("up to 20MB"); a larger inbound file is recorded as too_large.
+        "MAX_FILE_BYTES": int(env.get("CHATFLOW_MAX_FILE_BYTES", 20_000_000)),
         # Longest wait for a provider's answer; an attempt older than this (plus the sweep's
         # grace) has no outcome coming and is marked `uncertain`.
         "PROVIDER_TIMEOUT_SECONDS": float(env.get("CHATFLOW_PROVIDER_TIMEOUT_SECONDS", 10)),
@@ -48,6 +57,10 @@ def from_env(env=os.environ) -> dict:
                                   .split(",")],
         # The web console serves bpmn-js from here (`npm ci` in the repository fills it).
         "NODE_MODULES": env.get("CHATFLOW_NODE_MODULES", str(REPO / "node_modules")),
+        # Who may scrape /metrics: this bearer token, or a client in these networks (comma-separated).
+        "METRICS_TOKEN": env.get("CHATFLOW_METRICS_TOKEN") or None,
+        "METRICS_ALLOW": env.get("CHATFLOW_METRICS_ALLOW", "127.0.0.0/8,::1/128"),
+        "LOG_FORMAT": env.get("CHATFLOW_LOG_FORMAT", "text"),
         # Seconds between keep-alive comments on an idle /api/events stream.
         "EVENTS_KEEPALIVE_SECONDS": float(env.get("CHATFLOW_EVENTS_KEEPALIVE_SECONDS", 15)),
     }
