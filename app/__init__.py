@@ -93,8 +93,8 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
 
 def _register_routes(app: Flask) -> None:
     from app import console
-    from app.api import actions, chat_setup, chats, errors, events, processes, system, users, webhooks
+    from app.api import actions, chat_setup, chats, errors, events, processes, system, users, webhooks, workspace
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, actions, events, webhooks, console):
+    for module in (system, users, processes, chat_setup, chats, actions, workspace, events, webhooks, console):
         app.register_blueprint(module.bp)
     app.register_blueprint(console.root)

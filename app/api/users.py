@@ -16,6 +16,7 @@ USER = Schema({
     "name": Field(str, max_length=200),
     "roles": Field(list, items=str),
     "permissions": Field(list, items=str, description="CanManageChats gives the admin area"),
+    "active": Field(bool, description="false: the user's tokens open nothing until reactivated"),
 })
 ROLE = Schema({"name": Field(str, required=True, max_length=100),
                "permissions": Field(list, items=str)})
@@ -24,7 +25,8 @@ MEMBER = Schema({"user_id": Field(int, required=True)})
 
 def user_json(user: User) -> dict:
     return {"id": user.id, "login": user.login, "name": user.name, "roles": [r.name for r in user.roles],
-            "permissions": sorted(user.permissions or []), "created_at": user.created_at.isoformat()}
+            "permissions": sorted(user.permissions or []), "active": user.active,
+            "created_at": user.created_at.isoformat()}
 
 
 def role_json(role: Role) -> dict:
@@ -68,10 +70,23 @@ def get_user(user_id):
 @admin
 @accepts(USER, partial=True)
 def update_user(user_id):
-    """Change a user's login, name, roles or permissions."""
-    user = accounts.update_user(get_or_404(User, user_id), parse(USER, partial=True))
+    """Change a user's login, name, roles or permissions, or deactivate them (active: false)."""
+    changes = parse(USER, partial=True)
+    if changes.get("active") is False and user_id == g.user.id:
+        raise ApiError(409, "cannot_deactivate_self", "you cannot deactivate your own user", {"field": "active"})
+    user = accounts.update_user(get_or_404(User, user_id), changes)
     db.session.commit()
     return user_json(user)
+
+
+@bp.post("/users/<int:user_id>/token")
+@admin
+def reset_token(user_id):
+    """Replace every token of a user with a new one, shown this once (a lost or leaked token)."""
+    user = get_or_404(User, user_id)
+    token = accounts.reset_token(user)
+    db.session.commit()
+    return {**user_json(user), "token": token}, 201
 
 
 @bp.delete("/users/<int:user_id>")
@@ -103,6 +118,35 @@ def create_role():
 def list_roles():
     """List roles with their members."""
     return [role_json(r) for r in page(Role)]
+
+
+@bp.patch("/roles/<int:role_id>")
+@admin
+@accepts(ROLE, partial=True)
+def update_role(role_id):
+    """Rename a role or change its permissions."""
+    role = accounts.update_role(get_or_404(Role, role_id), parse(ROLE, partial=True))
+    db.session.commit()
+    return role_json(role)
+
+
+@bp.delete("/roles/<int:role_id>")
+@admin
+def delete_role(role_id):
+    """Delete a role: its members keep their own permissions; queues it served lose it."""
+    db.session.delete(get_or_404(Role, role_id))
+    db.session.commit()
+    return "", 204
+
+
+@bp.delete("/roles/<int:role_id>/members/<int:user_id>")
+@admin
+def remove_member(role_id, user_id):
+    """Take a user out of a role."""
+    role = get_or_404(Role, role_id)
+    role.members = [u for u in role.members if u.id != user_id]
+    db.session.commit()
+    return "", 204
 
 
 @bp.post("/roles/<int:role_id>/members")
