@@ -20,7 +20,8 @@ BPMN_JS_FILES = {"bpmn-navigated-viewer.production.min.js", "assets/diagram-js.c
 
 # Page (its template and endpoint) -> (path, title).
 PAGES = {"index": ("/", "Sign in"), "operator": ("/operator", "Operator panel"),
-         "setup": ("/setup", "Chat setup"), "processes": ("/processes", "Processes")}
+         "supervisor": ("/supervisor", "Supervisor"), "setup": ("/setup", "Chat setup"),
+         "team": ("/team", "Team"), "processes": ("/processes", "Processes")}
 
 
 # The token lives in localStorage, so script injection is what must never work: scripts only from
@@ -43,6 +44,12 @@ def secure(response):
 @root.get("/")
 def home():
     return redirect("/console/")
+
+
+@root.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it on pages that name none (an API answer opened in a tab)."""
+    return send_from_directory(bp.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
 
 
 def _page(name: str):
