@@ -85,16 +85,18 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
     from app.adapters.facebook import GraphClient
     from app.adapters.telegram import TelegramClient
-    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"])
-    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"])
+    timeout = app.config["PROVIDER_TIMEOUT_SECONDS"]
+    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"], timeout)
+    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"], timeout)
     if start_jobs and hasattr(jobs, "start"):
         jobs.start()  # only now: its first sweep needs the engine
 
 
 def _register_routes(app: Flask) -> None:
     from app import console
-    from app.api import actions, chat_setup, chats, errors, events, processes, system, users, webhooks, workspace
+    from app.api import (actions, chat_setup, chats, errors, events, processes, reports, system, users, webhooks,
+                         workspace)
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, actions, workspace, events, webhooks, console):
+    for module in (system, users, processes, chat_setup, chats, actions, workspace, events, reports, webhooks, console):
         app.register_blueprint(module.bp)
     app.register_blueprint(console.root)

@@ -65,7 +65,7 @@ def update_user(user: User, changes: dict) -> User:
         user.permissions = _check_permissions(changes["permissions"])
     if "roles" in changes:
         user.roles = _roles_named(changes["roles"])
-    if "active" in changes:
+    if changes.get("active") is not None:
         user.active = changes["active"]
         if not user.active:
             user.status = "inactive"  # offered no chats while they cannot sign in

@@ -33,6 +33,9 @@ def from_env(env=os.environ) -> dict:
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),
+        # Longest wait for a provider's answer; an attempt older than this (plus the sweep's
+        # grace) has no outcome coming and is marked `uncertain`.
+        "PROVIDER_TIMEOUT_SECONDS": float(env.get("CHATFLOW_PROVIDER_TIMEOUT_SECONDS", 10)),
         # Seconds before each retry of an outgoing message; after the last, it is `failed`.
         "OUTBOUND_RETRY_DELAYS": [float(x) for x in env.get("CHATFLOW_OUTBOUND_RETRY_DELAYS", "2,10,60,300")
                                   .split(",")],

@@ -11,6 +11,7 @@ from flask import current_app, has_app_context
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.types import utcnow
+from app.outages import retrying
 
 log = logging.getLogger(__name__)
 _worker_app = None
@@ -47,8 +48,8 @@ def fire_timers(instance_id: int) -> bool:
 def sweep(grace_seconds: float | None = None) -> dict:
     """Catch up on work whose job was lost (Redis restarted empty) or is late.
 
-    The database is the truth: timers overdue, chats whose lifecycle never started and
-    replies still pending past their next attempt are all found and handled here.
+    The database is the truth: timers overdue, chats whose lifecycle never started, replies
+    still pending past their next attempt and attempts nobody answered are all handled here.
     """
     app = _app()
     with app.app_context():
@@ -61,9 +62,14 @@ def sweep(grace_seconds: float | None = None) -> dict:
             done["timers"] += _safely(lambda: engine.fire_timers(instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
         db.session.remove()
-    from app.chats import service
+    from app.chats import delivery, service
     with app.app_context():
         chat_ids, message_ids = service.unstarted_chats(cutoff), service.overdue_replies(cutoff)
+        # No provider call outlasts its timeout: an attempt older than that will never be answered.
+        unanswered = utcnow() - timedelta(seconds=app.config["PROVIDER_TIMEOUT_SECONDS"] + grace)
+        done["uncertain"] = sum(_safely(lambda: delivery.mark_uncertain(message_id, unanswered),
+                                        "mark uncertain the reply", message_id)
+                                for message_id in delivery.unanswered_attempts(unanswered))
         db.session.remove()
     for chat_id in chat_ids:
         start_chat_lifecycle(chat_id)
@@ -141,47 +147,53 @@ def drain_operator(user_id: int) -> int:
 
 
 def deliver_message(message_id: int) -> str:
-    """Send an operator's reply through its channel; retry with backoff, then mark it failed.
+    """Send an operator's reply through its channel (app.chats.delivery says how faults end).
 
-    The message row is locked while sending, and only a pending message whose next attempt
-    is due is sent, so a job and the sweep never both send it.
+    The attempt is committed before the provider is called, and no transaction is open during
+    the call; its outcome is then written, retried while the database is away.
     """
     from app.adapters.telegram import ProviderError
-    from app.chats import live
-    from app.models import Message
+    from app.chats import delivery
     app = _app()
     with app.app_context():
-        message = db.session.execute(db.select(Message).where(Message.id == message_id).with_for_update()
-                                     .execution_options(populate_existing=True)).scalar_one_or_none()
-        if message is None or message.status != "pending" or message.next_attempt_at is None \
-                or message.next_attempt_at > utcnow() + timedelta(seconds=1):
-            db.session.rollback()
-            return message.status if message else "missing"
-        channel, chat = message.chat.channel, message.chat
-        attempt = message.attempts + 1
         try:
-            if channel.provider == "telegram":
-                app.extensions["chatflow.telegram"].send_message(channel.token, chat.address, message.text)
-            elif channel.provider == "facebook":
-                app.extensions["chatflow.graph"].send_message(channel.page_access_token, chat.address, message.text)
-            else:
-                raise ProviderError(f"no sender for provider {channel.provider}", retryable=False)
+            message = delivery.begin_attempt(message_id)
+            if message is None:
+                db.session.rollback()
+                return "not due"
+            attempt, send = message.attempts, _sender(app, message)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+        try:
+            if send is None:
+                raise ProviderError("no sender for this channel's provider", retryable=False)
+            send()
+            outcome = delivery.Outcome(sent=True)
         except ProviderError as e:
-            delays = app.config["OUTBOUND_RETRY_DELAYS"]
-            message.attempts, message.error = attempt, str(e)
-            if e.retryable and attempt <= len(delays):
-                message.next_attempt_at = utcnow() + timedelta(seconds=delays[attempt - 1])
-                after_commit(db.session, partial(app.extensions["chatflow.jobs"].enqueue_at, message.next_attempt_at,
-                                                 "app.jobs.deliver_message", message_id,
-                                                 job_id=f"send-{message_id}-{attempt + 1}"))
-                log.warning("message %s: attempt %s failed (%s); retrying", message_id, attempt, e)
-            else:
-                message.status, message.next_attempt_at = "failed", None
-                log.error("message %s failed after %s attempts: %s", message_id, attempt, e)
-        else:
-            message.status, message.attempts, message.sent_at = "sent", attempt, utcnow()
-            message.error, message.next_attempt_at = None, None
-        if message.status != "pending":
-            live.message_status(message)
-        db.session.commit()
-        return message.status
+            outcome = delivery.Outcome(sent=False, error=str(e), retryable=e.retryable,
+                                       maybe_delivered=e.maybe_delivered)
+            log.warning("message %s: attempt %s failed: %s", message_id, attempt, e)
+
+        def record():
+            try:
+                status = delivery.record_outcome(message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"],
+                                                 app.extensions["chatflow.jobs"])
+                db.session.commit()
+                return status
+            except Exception:
+                db.session.rollback()
+                raise
+        return retrying(record)
+
+
+def _sender(app, message):
+    """The provider call for this reply, every value read now: the call itself needs no database."""
+    channel, chat = message.chat.channel, message.chat
+    if channel.provider == "telegram":
+        return partial(app.extensions["chatflow.telegram"].send_message, channel.token, chat.address, message.text)
+    if channel.provider == "facebook":
+        return partial(app.extensions["chatflow.graph"].send_message, channel.page_access_token, chat.address,
+                       message.text)
+    return None

@@ -1,11 +1,13 @@
-"""Shared setup for chat tests over HTTP: lifecycle, settings, queues, operators, Telegram
-channels, client messages, and reads of chats, their history and their process instance.
+"""The tests' shared helpers: answers (`ok`, `error`), engine set-up (`deploy`, `start`), and for
+chats over HTTP the lifecycle, settings, queues, operators, Telegram channels, client messages,
+and reads of chats, their history and their process instance.
 
-Everything goes through the public API (as an admin's script would), except the
-channel's webhook secret, which Telegram alone learns (read from the database here).
+Chat set-up goes through the public API (as an admin's script would), except the channel's
+webhook secret, which Telegram alone learns (read from the database here).
 """
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import ProcessInstance
 from app.models.chat import Channel
-from conftest import Api, wait_for
+from conftest import DATA, Api, wait_for
 from fakes.telegram import update
 
 ROOT = Path(__file__).parent.parent
@@ -43,9 +45,17 @@ def ok(response, status=200):
 
 
 def error(resp, status, code=None, field=None):
-    """Assert an error answer: its status, and its code and details.field when given."""
+    """Assert an error answer in the JSON error format (`{"error": {"code", "message", "details"}}`):
+    its status, and its code and details.field when given. Answers the `error` object."""
     assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    body = resp.get_json()["error"]
+    assert resp.is_json, resp.get_data(as_text=True)[:500]
+    answer = resp.get_json()
+    assert set(answer) == {"error"}, answer
+    body = answer["error"]
+    assert set(body) == {"code", "message", "details"}, body
+    assert isinstance(body["code"], str) and re.fullmatch(r"[a-z0-9_]+", body["code"]), body
+    assert isinstance(body["message"], str) and body["message"], body
+    assert isinstance(body["details"], dict), body
     if code:
         assert body["code"] == code, body
     if field:
@@ -72,6 +82,24 @@ def rows(api, query):
 def error_code(response):
     body = response.get_json() or {}
     return body.get("error", {}).get("code")
+
+
+# -- the engine, without HTTP ----------------------------------------------------------
+def deploy(app, *files) -> list[dict]:
+    """Deploy through the engine: file names under tests/data/engine, or (name, xml) pairs."""
+    files = [f if isinstance(f, tuple) else (f, (DATA / "engine" / f).read_bytes()) for f in files]
+    with app.app_context():
+        result = app.extensions["chatflow.engine"].deploy(files)
+        db.session.commit()
+        return result
+
+
+def start(app, key: str, data: dict | None = None) -> int:
+    """Start the latest version of `key` through the engine; answers the instance's id."""
+    with app.app_context():
+        instance = app.extensions["chatflow.engine"].start(key, data)
+        db.session.commit()
+        return instance.id
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -179,7 +207,7 @@ def telegram_channel(api: Api, channel_id: int) -> TelegramChannel:
 
 
 # -- reading ----------------------------------------------------------------------------
-def chat(api: Api, chat_id: int) -> dict:
+def get_chat(api: Api, chat_id: int) -> dict:
     return ok(api.get(f"/api/chats/{chat_id}"))
 
 
@@ -210,11 +238,11 @@ def new_chat(api: Api, client: Client, text="hello", timeout=10.0) -> dict:
         return None
 
     found = wait_for(routed, timeout=timeout, message="the new chat to be routed")
-    return chat(api, found["id"])
+    return get_chat(api, found["id"])
 
 
-def wait_chat(api: Api, chat_id: int, predicate, timeout=10.0, message="chat condition") -> dict:
-    return wait_for(lambda: (lambda c: c if predicate(c) else None)(chat(api, chat_id)),
+def wait_chat(api: Api, chat_id: int, predicate, message="chat condition", timeout=10.0) -> dict:
+    return wait_for(lambda: (lambda c: c if predicate(c) else None)(get_chat(api, chat_id)),
                     timeout=timeout, message=message)
 
 

@@ -90,8 +90,10 @@ def telegram_server():
 def telegram(telegram_server):
     """The fake Telegram, reset: no calls recorded, no failures planned."""
     fake = telegram_server
+    if fake.held is not None:
+        fake.held.set()  # a previous test's held answers go out
     fake.calls.clear()
-    fake.fail_sends, fake.down = 0, False
+    fake.fail_sends, fake.down, fake.held = 0, False, None
     return fake
 
 
@@ -217,8 +219,9 @@ def start_worker(db_url, redis_url, telegram_server, graph_server):
     """Start real `chatflow worker` processes against the test database and Redis."""
     procs = []
 
-    def start(sweep_seconds=0.5, grace_seconds=3.0):
-        env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url,
+    def start(sweep_seconds=0.5, grace_seconds=3.0, **settings):
+        """`settings`: more environment, e.g. CHATFLOW_PROVIDER_TIMEOUT_SECONDS="1"."""
+        env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, **settings,
                "CHATFLOW_TIMER_SWEEP_SECONDS": str(sweep_seconds),
                "CHATFLOW_TIMER_SWEEP_GRACE_SECONDS": str(grace_seconds),
                "TELEGRAM_API_BASE": telegram_server.url, "FACEBOOK_GRAPH_BASE": graph_server.url,

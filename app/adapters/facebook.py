@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import requests
 
-from app.adapters.telegram import InboundText, ProviderError
+from app.adapters.telegram import InboundText, ProviderError, transport_error
 
 DEFAULT_BASE = "https://graph.facebook.com/v25.0"
 
@@ -109,7 +109,7 @@ class GraphClient:
             response = requests.request(method, f"{self.base_url}/{path}", params={"access_token": token},
                                         json=json, timeout=self.timeout)
         except requests.RequestException as e:
-            raise ProviderError(f"Graph {path}: {type(e).__name__}", retryable=True) from None
+            raise transport_error(f"Graph {path}", e) from None
         try:
             body = response.json()
         except ValueError:

@@ -6,16 +6,29 @@ real format. Tokens are part of the request path: never log a URL built here.
 from dataclasses import dataclass
 
 import requests
+import urllib3
 
 DEFAULT_BASE = "https://api.telegram.org"
 
 
 class ProviderError(Exception):
-    """A provider call failed. `retryable` says whether trying again later may succeed."""
+    """A provider call failed. `retryable` says whether trying again later may succeed;
+    `maybe_delivered` that the request may have reached the provider all the same (no answer
+    came), so sending it again could deliver it twice."""
 
-    def __init__(self, message: str, retryable: bool):
+    def __init__(self, message: str, retryable: bool, maybe_delivered: bool = False):
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable, self.maybe_delivered = retryable, maybe_delivered
+
+
+def transport_error(what: str, error: requests.RequestException) -> ProviderError:
+    """No answer: known not delivered only when no connection was made (refused, connect timeout)."""
+    cause = getattr(error.args[0], "reason", None) if error.args else None
+    not_sent = isinstance(error, requests.ConnectTimeout) or (
+        isinstance(error, requests.ConnectionError)
+        and isinstance(cause, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)))
+    return ProviderError(f"{what}: {type(error).__name__}{'' if not_sent else ' (no answer: may have been delivered)'}",
+                         retryable=True, maybe_delivered=not not_sent)
 
 
 class TelegramClient:
@@ -26,7 +39,7 @@ class TelegramClient:
         try:
             response = requests.post(f"{self.base_url}/bot{token}/{method}", json=payload or {}, timeout=self.timeout)
         except requests.RequestException as e:
-            raise ProviderError(f"Telegram {method}: {type(e).__name__}", retryable=True) from None
+            raise transport_error(f"Telegram {method}", e) from None
         try:
             body = response.json()
         except ValueError:

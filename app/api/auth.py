@@ -5,7 +5,7 @@ from flask import g, request
 
 from app import accounts
 from app.api.errors import ApiError
-from app.api.validation import check_url
+from app.api.contract import check_url
 
 ADMIN_PERMISSION = "CanManageChats"
 
@@ -62,6 +62,14 @@ def answers(media_type: str):
     """Declare a view whose success is not JSON (XML, text, audio), for /openapi.json."""
     def mark(view):
         view.media_type = media_type
+        return view
+    return mark
+
+
+def answers_also(*media_types: str):
+    """Declare media types a view answers besides JSON when asked (Accept, ?format=), for /openapi.json."""
+    def mark(view):
+        view.also_media_types = media_types
         return view
     return mark
 

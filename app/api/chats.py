@@ -5,7 +5,7 @@ from sqlalchemy import select
 from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, id_arg, page_args, parse
-from app.chats import inbox, routing, service, settings
+from app.chats import delivery, inbox, routing, service, settings
 from app.chats.live import message_json
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent, Message
@@ -173,6 +173,16 @@ def send_message(chat_id):
     answer = message_json(message)  # as stored: a worker may have sent it by the time we answer
     db.session.commit()
     return answer, 201
+
+
+@bp.post("/chats/<int:chat_id>/messages/<int:message_id>/send-again")
+def send_again(chat_id, message_id):
+    """Send again a reply that is uncertain (may have been delivered) or failed: the operator's decision."""
+    visible_chat(chat_id)
+    message = delivery.send_again(chat_id, message_id, g.user, jobs())
+    answer = message_json(message)
+    db.session.commit()
+    return answer
 
 
 @bp.post("/chats/<int:chat_id>/complete")

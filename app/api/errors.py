@@ -19,7 +19,10 @@ class ApiError(EngineError):
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None):
-    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    details = details or {}
+    if status == 422 and "field" in details and "fields" not in details:
+        details = {**details, "fields": [details["field"]]}  # a 422 lists every field it refuses
+    response = jsonify({"error": {"code": code, "message": message, "details": details}})
     response.status_code = status
     return response
 

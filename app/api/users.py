@@ -1,9 +1,13 @@
+"""Users and roles (admin)."""
+from typing import Annotated
+
 from flask import Blueprint, g
+from pydantic import BeforeValidator, Field
 
 from app import accounts
-from app.api.auth import PAGE, accepts, admin, authenticate, reads
+from app.api.auth import admin, authenticate
+from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial
 from app.api.errors import ApiError
-from app.api.validation import Field, Schema, page_args, parse
 from app.engine.errors import get_or_404
 from app.extensions import db
 from app.models import Role, User
@@ -11,86 +15,110 @@ from app.models import Role, User
 bp = Blueprint("users", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
-USER = Schema({
-    "login": Field(str, required=True, max_length=100),
-    "name": Field(str, max_length=200),
-    "roles": Field(list, items=str),
-    "permissions": Field(list, items=str, description="CanManageChats gives the admin area"),
-    "active": Field(bool, description="false: the user's tokens open nothing until reactivated"),
-})
-ROLE = Schema({"name": Field(str, required=True, max_length=100),
-               "permissions": Field(list, items=str)})
-MEMBER = Schema({"user_id": Field(int, required=True)})
+
+Permissions = Annotated[list[str], BeforeValidator(lambda permissions: sorted(permissions or []))]
 
 
-def user_json(user: User) -> dict:
-    return {"id": user.id, "login": user.login, "name": user.name, "roles": [r.name for r in user.roles],
-            "permissions": sorted(user.permissions or []), "active": user.active,
-            "created_at": user.created_at.isoformat()}
+class UserIn(Body):
+    login: Name(100)
+    name: Text(200) = ""
+    roles: list[Text(100)] = []
+    permissions: list[Text(100)] = []
 
 
-def role_json(role: Role) -> dict:
-    return {"id": role.id, "name": role.name, "permissions": sorted(role.permissions or []),
-            "members": [u.id for u in role.members]}
+class UserChange(partial(UserIn)):
+    active: Bool | None = Field(None, description="false: the user's tokens open nothing until reactivated")
 
 
-def page(model):
-    limit, offset = page_args()
-    return db.session.scalars(db.select(model).order_by(model.id).limit(limit).offset(offset)).all()
+class UserOut(Answer):
+    id: int
+    login: str
+    name: str
+    roles: Annotated[list[str], BeforeValidator(lambda roles: [getattr(r, "name", r) for r in roles])]
+    permissions: Permissions
+    active: bool
+    created_at: Timestamp
+
+
+class NewUser(UserOut):
+    token: str = Field(description="the user's bearer token, shown this once")
+
+
+class RoleIn(Body):
+    name: Name(100)
+    permissions: list[Text(100)] = []
+
+
+RoleChange = partial(RoleIn)
+
+
+class RoleOut(Answer):
+    id: int
+    name: str
+    permissions: Permissions
+    members: Annotated[list[int], BeforeValidator(lambda users: [getattr(u, "id", u) for u in users])]
+
+
+class Member(Body):
+    user_id: Int
+
+
+def page(model, query: Page):
+    return db.session.scalars(db.select(model).order_by(model.id).limit(query.limit).offset(query.offset)).all()
 
 
 @bp.post("/users")
 @admin
-@accepts(USER)
-def create_user():
+@contract(body=UserIn, answer=NewUser, status=201)
+def create_user(body: UserIn):
     """Create a user; the answer carries its bearer token, shown this once."""
-    body = parse(USER)
-    user, token = accounts.create_user(body["login"], body.get("name", ""), body.get("roles", []),
-                                       body.get("permissions", []))
+    user, token = accounts.create_user(body.login, body.name, body.roles, body.permissions)
     db.session.commit()
-    return {**user_json(user), "token": token}, 201
+    return {**UserOut.model_validate(user).model_dump(), "token": token}, 201
 
 
 @bp.get("/users")
 @admin
-@reads(PAGE)
-def list_users():
+@contract(query=Page, answer=list[UserOut])
+def list_users(query: Page):
     """List users."""
-    return [user_json(u) for u in page(User)]
+    return page(User, query)
 
 
 @bp.get("/users/<int:user_id>")
 @admin
+@contract(answer=UserOut)
 def get_user(user_id):
     """One user."""
-    return user_json(get_or_404(User, user_id))
+    return get_or_404(User, user_id)
 
 
 @bp.patch("/users/<int:user_id>")
 @admin
-@accepts(USER, partial=True)
-def update_user(user_id):
+@contract(body=UserChange, answer=UserOut)
+def update_user(user_id, body: UserChange):
     """Change a user's login, name, roles or permissions, or deactivate them (active: false)."""
-    changes = parse(USER, partial=True)
-    if changes.get("active") is False and user_id == g.user.id:
+    if body.active is False and user_id == g.user.id:
         raise ApiError(409, "cannot_deactivate_self", "you cannot deactivate your own user", {"field": "active"})
-    user = accounts.update_user(get_or_404(User, user_id), changes)
+    user = accounts.update_user(get_or_404(User, user_id), body.model_dump(exclude_unset=True))
     db.session.commit()
-    return user_json(user)
+    return user
 
 
 @bp.post("/users/<int:user_id>/token")
 @admin
+@contract(answer=NewUser, status=201)
 def reset_token(user_id):
     """Replace every token of a user with a new one, shown this once (a lost or leaked token)."""
     user = get_or_404(User, user_id)
     token = accounts.reset_token(user)
     db.session.commit()
-    return {**user_json(user), "token": token}, 201
+    return {**UserOut.model_validate(user).model_dump(), "token": token}, 201
 
 
 @bp.delete("/users/<int:user_id>")
 @admin
+@contract(status=204)
 def delete_user(user_id):
     """Delete a user and their tokens; someone who worked chats is kept (409 user_has_chats)."""
     user = get_or_404(User, user_id)
@@ -103,35 +131,35 @@ def delete_user(user_id):
 
 @bp.post("/roles")
 @admin
-@accepts(ROLE)
-def create_role():
+@contract(body=RoleIn, answer=RoleOut, status=201)
+def create_role(body: RoleIn):
     """Create a role."""
-    body = parse(ROLE)
-    role = accounts.create_role(body["name"], body.get("permissions", []))
+    role = accounts.create_role(body.name, body.permissions)
     db.session.commit()
-    return role_json(role), 201
+    return role, 201
 
 
 @bp.get("/roles")
 @admin
-@reads(PAGE)
-def list_roles():
+@contract(query=Page, answer=list[RoleOut])
+def list_roles(query: Page):
     """List roles with their members."""
-    return [role_json(r) for r in page(Role)]
+    return page(Role, query)
 
 
 @bp.patch("/roles/<int:role_id>")
 @admin
-@accepts(ROLE, partial=True)
-def update_role(role_id):
+@contract(body=RoleChange, answer=RoleOut)
+def update_role(role_id, body: RoleChange):
     """Rename a role or change its permissions."""
-    role = accounts.update_role(get_or_404(Role, role_id), parse(ROLE, partial=True))
+    role = accounts.update_role(get_or_404(Role, role_id), body.model_dump(exclude_unset=True))
     db.session.commit()
-    return role_json(role)
+    return role
 
 
 @bp.delete("/roles/<int:role_id>")
 @admin
+@contract(status=204)
 def delete_role(role_id):
     """Delete a role: its members keep their own permissions; queues it served lose it."""
     db.session.delete(get_or_404(Role, role_id))
@@ -141,6 +169,7 @@ def delete_role(role_id):
 
 @bp.delete("/roles/<int:role_id>/members/<int:user_id>")
 @admin
+@contract(status=204)
 def remove_member(role_id, user_id):
     """Take a user out of a role."""
     role = get_or_404(Role, role_id)
@@ -151,13 +180,13 @@ def remove_member(role_id, user_id):
 
 @bp.post("/roles/<int:role_id>/members")
 @admin
-@accepts(MEMBER)
-def add_member(role_id):
+@contract(body=Member, answer=RoleOut, status=201)
+def add_member(role_id, body: Member):
     """Add a user to a role."""
     role = get_or_404(Role, role_id)
-    user = db.session.get(User, parse(MEMBER)["user_id"])
+    user = db.session.get(User, body.user_id)
     if user is None:
         raise ApiError(422, "invalid_value", "user_id: no such user", {"field": "user_id"})
     accounts.add_member(role, user)
     db.session.commit()
-    return role_json(role), 201
+    return role, 201

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app.adapters import facebook, telegram
 from app.api.auth import accepts, answers, reads
 from app.api.errors import ApiError
-from app.api.validation import MAX_INT, request_json
+from app.api.contract import MAX_INT, request_json
 from app.chats import bots, service, settings
 from app.extensions import db
 from app.models.chat import Channel

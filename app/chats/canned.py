@@ -26,7 +26,7 @@ def save(canned: CannedResponse | None, fields: dict) -> CannedResponse:
     """Create (`canned` None) or change one; a shortcut is unique within its queue (or among globals)."""
     canned = canned or CannedResponse()
     for name in ("shortcut", "text", "queue_id"):
-        if name in fields:
+        if name in fields and (fields[name] is not None or name == "queue_id"):
             setattr(canned, name, fields[name])
     canned.shortcut = (canned.shortcut or "").lower()
     if not SHORTCUT.fullmatch(canned.shortcut):
@@ -46,7 +46,3 @@ def save(canned: CannedResponse | None, fields: dict) -> CannedResponse:
     db.session.flush()
     return canned
 
-
-def canned_json(c: CannedResponse) -> dict:
-    return {"id": c.id, "shortcut": c.shortcut, "text": c.text, "queue_id": c.queue_id,
-            "created_at": c.created_at.isoformat()}

@@ -21,6 +21,12 @@ def _count(value):
     return value
 
 
+def _seconds(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 24 * 3600:
+        raise ValueError("must be a number of seconds above 0, at most a day")
+    return value
+
+
 def _url(value):
     parsed = urlparse(value) if isinstance(value, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname \
@@ -57,6 +63,8 @@ DEFINITIONS = {d.code: d for d in [
     Definition("OmniChatOperatorAcceptChatTimeout", 5, _minutes,
                "minutes an operator has to accept an offered chat (least_busy queues)"),
     Definition("SimultaneousChats", 2, _count, "chats an operator may have in work at once"),
+    Definition("ServiceLevelSeconds", 60, _seconds,
+               "reports: a chat accepted within this many seconds of opening meets the service level"),
     Definition("SiteUrl", None, _base_url, "public base URL of this Chatflow, for provider webhooks"),
     Definition("OmniChatNotificationSound", None, None,
                "audio played to operators on a new offer; upload with PUT .../file"),

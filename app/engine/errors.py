@@ -20,7 +20,7 @@ class Conflict(EngineError):
 
 
 class Invalid(EngineError):
-    status, code = 422, "invalid"
+    status, code = 422, "invalid_value"
 
 
 def get_or_404(model, id_: int, what: str | None = None):

@@ -20,7 +20,7 @@ def _state_dict(workflow) -> dict:
 
     SpiffWorkflow's BpmnWorkflowConverter.to_dict converts the whole spec and every subprocess
     spec (about two thirds of a dump's time for ChatLifecycle); this is its body without them.
-    tests/test_engine_state.py checks that both give the same dict.
+    tests/integration/test_engine_state.py checks that both give the same dict.
     """
     registry = _SERIALIZER.registry
     typename = registry.typenames.get(workflow.__class__)

@@ -7,8 +7,9 @@ from app.models.auth import ApiToken, Role, RoleMember, User
 from app.models.chat import (Case, Channel, Chat, ChatAction, ChatEvent, Contact, ContactIdentity, Message, Queue,
                              QueueOperator, Setting, StoredFile)
 from app.models.process import InstanceEvent, ProcessInstance, ProcessVersion
+from app.models.worker import WorkerHeartbeat
 from app.models.workspace import CannedResponse, ChatNote, ReadMarker
 
 __all__ = ["ApiToken", "Role", "RoleMember", "User", "InstanceEvent", "ProcessInstance", "ProcessVersion",
            "Channel", "Chat", "ChatEvent", "Contact", "ContactIdentity", "Message", "Queue", "QueueOperator",
-           "Setting", "StoredFile", "ChatAction", "Case", "CannedResponse", "ChatNote", "ReadMarker"]
+           "Setting", "StoredFile", "ChatAction", "Case", "WorkerHeartbeat", "CannedResponse", "ChatNote", "ReadMarker"]

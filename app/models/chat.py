@@ -98,7 +98,10 @@ class Chat(db.Model):
 
 class Message(db.Model):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("channel_id", "external_id"),)
+    __table_args__ = (UniqueConstraint("channel_id", "external_id"),
+                      # Reports: replies in a period, and whether a chat had an earlier one.
+                      Index("ix_messages_direction_created", "direction", "created_at"),
+                      Index("ix_messages_chat_direction_created", "chat_id", "direction", "created_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
@@ -106,11 +109,15 @@ class Message(db.Model):
     chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"), index=True)
     direction: Mapped[str] = mapped_column(String(3))  # in | out
     text: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10))  # received | pending | sent | failed
+    # in: received. out: pending -> sending (an attempt is being made) -> sent | pending (a known
+    # failure, retried) | failed | uncertain (no outcome recorded: it may have been delivered).
+    status: Mapped[str] = mapped_column(String(10))
     # The provider's id (Telegram update_id, Facebook mid) for inbound idempotency.
     external_id: Mapped[str | None] = mapped_column(String(200))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     attempts: Mapped[int] = mapped_column(default=0)
+    # When the latest attempt began: committed before the provider is called.
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a pending reply is next tried; the sweep sends it if its job was lost.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(Text)
@@ -123,6 +130,9 @@ class ChatEvent(db.Model):
     """The chat's own history: offers and why they went to whom, accepts, completion."""
 
     __tablename__ = "chat_events"
+    # Reports: events of a kind in a period, and a chat's first event of a kind.
+    __table_args__ = (Index("ix_chat_events_event_at", "event", "at"),
+                      Index("ix_chat_events_chat_event_at", "chat_id", "event", "at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,12 +12,22 @@ class FakeTelegram(JsonApiServer):
         self.calls: list[tuple[str, str, dict]] = []   # (token, method, payload)
         self.fail_sends = 0          # answer this many sendMessage calls with 500
         self.down = False            # answer every call with 502
+        self.held = None             # a threading.Event: sendMessage is recorded, its answer waits for it
         self._next_message_id = 1000
         self._lock = threading.Lock()
         super().__init__()
 
     def answer(self, method: str, raw_path: str, body: dict):
-        return self.handle(raw_path, body)
+        answer = self.handle(raw_path, body)
+        held = self.held
+        if held is not None and raw_path.endswith("/sendMessage"):
+            held.wait(30)  # the message is with Telegram; the caller has no answer yet
+        return answer
+
+    def hold_answers(self) -> threading.Event:
+        """Hold back the answers to sendMessage until the returned event is set."""
+        self.held = threading.Event()
+        return self.held
 
     def sent(self, token=None) -> list[dict]:
         return [p for t, m, p in self.calls if m == "sendMessage" and (token is None or t == token)]

@@ -106,20 +106,28 @@ const CF = (() => {
     container.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
   }
 
-  // Put an API error next to the field it names (details.field), else at the top of `container`.
+  // Put an API error next to each field it names (details.problems, else details.field), else at
+  // the top of `container`. A 422 names every bad field of the request at once.
   function showError(container, err) {
     clearErrors(container);
     const message = err.message || String(err);
-    const field = err.details && err.details.field;
-    const input = field && container.querySelector(`[name="${CSS.escape(field)}"]`);
-    if (input) {
+    const details = err.details || {};
+    const problems = details.problems || (details.field ? [{field: details.field, message}] : []);
+    let first = null, unplaced = problems.length === 0;
+    for (const problem of problems) {
+      const input = container.querySelector(`[name="${CSS.escape(problem.field)}"]`);
+      if (!input) {
+        unplaced = true;
+        continue;
+      }
       input.setAttribute("aria-invalid", "true");
       const label = input.closest("label") || input;
-      label.after(el("div", {class: "field-error", role: "alert", dataset: {field}}, message));
-      input.focus();
-    } else {
-      container.prepend(el("div", {class: "form-error", role: "alert"}, message));
+      const text = details.problems ? `${problem.field}: ${problem.message}` : problem.message;
+      label.after(el("div", {class: "field-error", role: "alert", dataset: {field: problem.field}}, text));
+      first = first || input;
     }
+    if (unplaced) container.prepend(el("div", {class: "form-error", role: "alert"}, message));
+    if (first) first.focus();
   }
 
   function pageError(err) {

@@ -17,6 +17,8 @@
     timeout: "This chat was completed automatically: nobody wrote within the queue's completion timeout.",
     admin: "An administrator completed this chat.",
   };
+  const STATUS_TEXT = {uncertain: "may have been delivered"};
+  const RESENDABLE = ["uncertain", "failed"];
   const ACCEPT_ERRORS = {
     chat_taken: "Another operator has already taken this chat.",
     not_offered_to_you: "This chat is no longer offered to you.",
@@ -450,7 +452,27 @@
       el("div", {class: "msg-meta muted"},
         el("span", {class: "visually-hidden"}, m.direction === "in" ? "Client" : "You"),
         el("time", {datetime: m.created_at}, new Date(m.created_at).toLocaleTimeString()),
-        status ? el("span", {class: `badge ${status} msg-status`, title: m.error || null}, status) : null));
+        status ? el("span", {class: `badge ${status} msg-status`, title: m.error || null},
+                    STATUS_TEXT[status] || status) : null,
+        RESENDABLE.includes(status) && !state.view.ended
+          ? el("button", {type: "button", class: "send-again", onclick: (e) => sendAgain(m, e.target)},
+               "Send again") : null),
+      status === "uncertain"
+        ? el("div", {class: "msg-note muted"}, "The provider did not answer: the client may have it already.")
+        : null);
+  }
+
+  // Only the operator decides to send a reply again that may have gone out (or failed).
+  async function sendAgain(message, button) {
+    button.disabled = true;
+    try {
+      const answer = await CF.api("POST", `/api/chats/${state.selected}/messages/${message.id}/send-again`);
+      state.lateStatus.delete(message.id);
+      addMessage(answer);
+    } catch (err) {
+      button.disabled = false;
+      CF.pageError(err);
+    }
   }
 
   function noteItem(n) {

@@ -1,7 +1,7 @@
 """operator workspace: read markers, private notes, canned responses, deactivated users
 
 Revision ID: 0005_workspace
-Revises: 0004
+Revises: 0005_faults
 Create Date: 2026-12-02
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_workspace'
-down_revision = '0004'
+down_revision = '0005_faults'
 branch_labels = None
 depends_on = None
 

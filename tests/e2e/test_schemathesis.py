@@ -31,7 +31,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Not fuzzed: the document itself (schemathesis is loaded from it), and GET /api/events, the
 # live events stream, an endless response (kept open by keep-alives) that a check reading its
 # body would wait on forever; it takes no input but the token, which the access matrix and
-# tests/test_events.py cover.
+# tests/e2e/test_events.py cover.
 NOT_FUZZED = {"GET /openapi.json", "GET /api/events"}
 
 

@@ -8,7 +8,6 @@ be lost.
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
@@ -16,10 +15,10 @@ from sqlalchemy import event, func, select
 from app.engine.errors import Conflict
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
+from chat_helpers import deploy
 from conftest import ROOT
 
-ENGINE_DATA = Path(__file__).parent / "data" / "engine"
-PER_PROCESS = 30  # two processes: 60 loops in all, far below SpiffWorkflow's depth stall (notes §4)
+PER_PROCESS = 30  # two processes: 60 loops, far below the ~1,000 levels where SpiffWorkflow stalls
 
 # Runs in a fresh interpreter: builds its own app (own engine, own connections) on the test
 # database, says "ready", waits for "go" on stdin so both start together, then delivers.
@@ -51,12 +50,6 @@ with app.app_context():
     db.session.remove()
 print(json.dumps({"sender": sender, "begun": begun, "ended": time.time(), "conflicts": conflicts}), flush=True)
 '''
-
-
-def deploy(app, *names):
-    with app.app_context():
-        app.extensions["chatflow.engine"].deploy([(n, (ENGINE_DATA / n).read_bytes()) for n in names])
-        db.session.commit()
 
 
 def start_ping_loop(app) -> int:

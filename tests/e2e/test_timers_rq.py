@@ -3,11 +3,8 @@ from datetime import datetime
 
 from redis import Redis
 
+from chat_helpers import instance
 from conftest import DATA, Api, wait_for
-
-
-def instance(api, instance_id):
-    return api.get(f"/api/process-instances/{instance_id}").get_json()
 
 
 def test_boundary_timer_fires_through_rq_worker(make_app, redis_url, start_worker):

@@ -1,6 +1,5 @@
 """Instance state storage (no spec in the row, one parse per version) and instance errors."""
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,27 +11,14 @@ from app.engine.errors import Conflict
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance, ProcessVersion
 
-ENGINE_DATA = Path(__file__).parent / "data" / "engine"
+from chat_helpers import deploy, start
+from conftest import DATA
+
+ENGINE_DATA = DATA / "engine"
 
 
 def engine_of(app):
     return app.extensions["chatflow.engine"]
-
-
-def deploy(app, *files):
-    """Deploy file names under data/engine, or (name, xml) pairs."""
-    files = [f if isinstance(f, tuple) else (f, (ENGINE_DATA / f).read_bytes()) for f in files]
-    with app.app_context():
-        result = engine_of(app).deploy(files)
-        db.session.commit()
-        return result
-
-
-def start(app, key, data=None) -> int:
-    with app.app_context():
-        instance = engine_of(app).start(key, data)
-        db.session.commit()
-        return instance.id
 
 
 def ping(app, instance_id, seq, sender="A"):

@@ -3,7 +3,6 @@ idempotent firing and cycle timers."""
 import threading
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,22 +12,8 @@ from app.adapters.inprocess import InProcessJobQueue
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
 from app.models.types import utcnow
+from chat_helpers import deploy, start
 from conftest import wait_for
-
-ENGINE_DATA = Path(__file__).parent / "data" / "engine"
-
-
-def deploy(app, *names):
-    with app.app_context():
-        app.extensions["chatflow.engine"].deploy([(n, (ENGINE_DATA / n).read_bytes()) for n in names])
-        db.session.commit()
-
-
-def start(app, key, data=None) -> int:
-    with app.app_context():
-        instance = app.extensions["chatflow.engine"].start(key, data)
-        db.session.commit()
-        return instance.id
 
 
 def snapshot(app, instance_id) -> dict:
@@ -60,7 +45,7 @@ def quiet_app(make_app):
 
 @pytest.fixture
 def clock(monkeypatch):
-    """Move SpiffWorkflow's clock (it reads only timer.datetime.now, notes §3) ahead of real time."""
+    """Move SpiffWorkflow's clock (its timers read only timer.datetime.now) ahead of real time."""
     class Clock:
         offset = timedelta(0)
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models.chat import Channel, Chat, Contact, Message
-from chat_helpers import count, error, rows, set_at
+from chat_helpers import count, error, get_chat, history, instance, ok, rows, set_at, wait_chat
 from conftest import ROOT, Api, wait_for
 from fakes.facebook import batch, message_event, pass_thread_control, sign, take_thread_control
 
@@ -26,17 +26,6 @@ SECRET_FIELDS = {"token", "webhook_secret", "secret", "page_access_token", "acce
 
 
 # -- helpers ------------------------------------------------------------------------------
-def ok(resp, status=200):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    return resp.get_json()
-
-
-
-
-
-
-
-
 def nothing_stored(api):
     return (count(api, Message), count(api, Contact), count(api, Chat)) == (0, 0, 0)
 
@@ -111,28 +100,11 @@ def chat_of(api, psid=PSID, page_id="111"):
     return chats[0]
 
 
-def get_chat(api, chat_id):
-    return ok(api.get(f"/api/chats/{chat_id}"))
-
-
-def wait_chat(api, chat_id, predicate, message="chat condition", timeout=10):
-    return wait_for(lambda: (lambda c: c if predicate(c) else None)(get_chat(api, chat_id)),
-                    timeout=timeout, message=message)
-
-
 def routed(api, chat_id):
     """Wait until the lifecycle has routed the chat (offered or queued with a process instance)."""
     return wait_chat(api, chat_id, lambda c: c["process_instance_id"] and c["state"] in ("offered", "queued")
                      and any(e["event"] in ("offered", "queued", "waiting_for_operator")
                              for e in history(api, chat_id)), "the chat to be routed")
-
-
-def history(api, chat_id):
-    return ok(api.get(f"/api/chats/{chat_id}/history?limit=1000"))
-
-
-def instance(api, instance_id):
-    return ok(api.get(f"/api/process-instances/{instance_id}"))
 
 
 def messages(api, chat_id):

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from chat_helpers import error, ok
 from conftest import DATA, ROOT, Api, wait_for
 from app.extensions import db
 from app.models import Channel
@@ -18,23 +19,6 @@ from fakes.telegram import update
 PROCESSES = ROOT / "processes"
 ACTION_DATA = DATA / "actions"
 SHIPPED = sorted(PROCESSES.glob("*.bpmn"))
-
-
-# -- helpers (own, small: this file does not depend on other test helpers) ---------------------
-def ok(resp, status=200):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True))
-    return resp.get_json()
-
-
-def error(resp, status, code=None, field=None):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True))
-    body = resp.get_json()["error"]
-    assert set(body) >= {"code", "message", "details"}, body
-    if code:
-        assert body["code"] == code, body
-    if field:
-        assert body["details"].get("field") == field, body
-    return body
 
 
 class World:

@@ -24,7 +24,8 @@ from typing import Callable
 import pytest
 
 from app.extensions import db
-from app.models.chat import Channel
+from app.models.chat import Channel, Message
+from chat_helpers import ok
 from conftest import ADMIN_TOKEN, ROOT, Api, DATA, _empty_tables, wait_for
 from fakes.facebook import batch, message_event, sign
 from fakes.telegram import update
@@ -44,11 +45,6 @@ _names = itertools.count(1)
 
 def uniq(prefix: str) -> str:
     return f"{prefix}-{next(_names)}"
-
-
-def ok(resp, status=200):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    return resp.get_json()
 
 
 # -- the world ------------------------------------------------------------------------------------
@@ -245,6 +241,20 @@ def public(status, **how) -> Row:
     return Row(status, status, status, status, status, **how)
 
 
+def _uncertain_reply(w):
+    """A reply in chat C, delivered, then marked uncertain as the sweep would after a lost answer."""
+    chat_id = w.chat["id"]
+    reply = ok(w.as_("queue_op").post(f"/api/chats/{chat_id}/messages", {"text": uniq("reply")}), 201)
+    wait_for(lambda: any(m["id"] == reply["id"] and m["status"] == "sent"
+                         for m in ok(w.admin.get(f"/api/chats/{chat_id}/messages?limit=1000"))),
+             message="the reply to be sent")
+    with w.app.app_context():
+        db.session.get(Message, reply["id"]).status = "uncertain"
+        db.session.commit()
+        db.session.remove()
+    return {"chat_id": chat_id, "message_id": reply["id"]}
+
+
 new_queued_chat = once_and_fresh_for_admin(lambda w: {"chat_id": w.queued_chat()["id"]})
 new_chat_in_work = once_and_fresh_for_admin(lambda w: {"chat_id": w.chat_in_work()["id"]})
 
@@ -356,6 +366,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/chats/{chat_id}/history"): chat_scoped(200, 200),
     ("GET", "/api/chats/{chat_id}/messages"): chat_scoped(200, 200),
     ("POST", "/api/chats/{chat_id}/messages"): chat_scoped(201, 409, send=js({"text": "an operator's answer"})),
+    # only the operator working the chat decides to send a reply again (an admin: 409 chat_not_in_work)
+    ("POST", "/api/chats/{chat_id}/messages/{message_id}/send-again"): chat_scoped(200, 409,
+                                                                                params=once(_uncertain_reply)),
     ("POST", "/api/chats/{chat_id}/accept"): chat_scoped(200, 409, params=new_queued_chat),
     ("POST", "/api/chats/{chat_id}/complete"): chat_scoped(200, 200, params=new_chat_in_work),
     ("GET", "/api/chats/{chat_id}/actions"): chat_scoped(200, 200),
@@ -374,6 +387,12 @@ MATRIX: dict[tuple[str, str], Row] = {
         w.admin.post("/api/canned-responses", {"shortcut": uniq("bye"), "text": "Bye"}), 201)["id"]})),
     # the supervisor's view of operators
     ("GET", "/api/operators"): admin_only(200),
+    # --- reports (admin)
+    ("GET", "/api/reports/overview"): admin_only(200),
+    ("GET", "/api/reports/queues"): admin_only(200, query="tz=Europe/Berlin"),
+    ("GET", "/api/reports/operators"): admin_only(200),
+    ("GET", "/api/reports/timeline"): admin_only(200, query="bucket=day&format=csv", content_type="text/csv"),
+    ("GET", "/api/reports/now"): admin_only(200),
     # --- public: no bearer token needed, none helps
     ("GET", "/healthz"): public(200),
     ("GET", "/openapi.json"): public(200),

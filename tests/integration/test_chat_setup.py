@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from chat_helpers import error
 from conftest import ROOT, Api
 
 LIFECYCLE = ROOT / "processes" / "ChatLifecycle.bpmn"
@@ -13,17 +14,6 @@ MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 8 + b"\xff\xfb\x9
 @pytest.fixture
 def api(make_app):
     return Api(make_app())
-
-
-def error(resp, status, code=None, field=None):
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True))
-    body = resp.get_json()["error"]
-    assert set(body) >= {"code", "message", "details"}
-    if code:
-        assert body["code"] == code, body
-    if field:
-        assert body["details"].get("field") == field, body
-    return body
 
 
 def user(api, login, **fields):

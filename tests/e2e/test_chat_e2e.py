@@ -7,6 +7,7 @@ import signal
 import time
 from datetime import datetime, timedelta
 
+from chat_helpers import get_chat, history, instance
 from conftest import ROOT, Api, wait_for
 from fakes.telegram import update
 
@@ -63,20 +64,6 @@ def client_writes(api, channel, secret, update_id, text):
     assert response.get_json()["duplicate"] is False
 
 
-def chat(api, chat_id):
-    response = api.get(f"/api/chats/{chat_id}")
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def history(api, chat_id):
-    return api.get(f"/api/chats/{chat_id}/history").get_json()
-
-
-def instance(api, instance_id):
-    return api.get(f"/api/process-instances/{instance_id}").get_json()
-
-
 def events(items, name):
     return [e for e in items if e["event"] == name]
 
@@ -122,7 +109,7 @@ def test_least_busy_chat_from_webhook_to_timeout_completion_and_a_new_chat(make_
 
     # op1 lets the acceptance timeout (2.4 s) pass: they become inactive, the chat goes to op2, who
     # accepts at once (the acceptance timer keeps running for op2: see the xfail test below).
-    reoffered = wait_for(lambda: (c := chat(api, first["id"]))["offered_to_id"] == op2["id"] and c,
+    reoffered = wait_for(lambda: (c := get_chat(api, first["id"]))["offered_to_id"] == op2["id"] and c,
                          timeout=10, interval=0.02, message="the re-offer to op2")
     response = api.post(f"/api/chats/{first['id']}/accept", token=op2["token"])
     assert reoffered["state"] == "offered"
@@ -189,13 +176,13 @@ def test_least_busy_chat_from_webhook_to_timeout_completion_and_a_new_chat(make_
     # second), the chat is still in work.
     wait_for(lambda: datetime.now(first_due.tzinfo) >= first_due + timedelta(seconds=2.0), timeout=10,
              message="the first reply's due time to pass")
-    assert chat(api, first["id"])["state"] == "in_work"
+    assert get_chat(api, first["id"])["state"] == "in_work"
     assert datetime.now(first_due.tzinfo) < second_due  # the check above ran before the restarted timer
     wait_for(lambda: [m["text"] for m in telegram.sent(TOKEN)] == ["Sorry! Let me check.", "It ships today."],
              timeout=10, message="the second sendMessage")
 
     # The restarted timer completes the chat with reason timeout.
-    done = wait_for(lambda: (c := chat(api, first["id"]))["state"] == "completed" and c, timeout=15,
+    done = wait_for(lambda: (c := get_chat(api, first["id"]))["state"] == "completed" and c, timeout=15,
                     message="the completion timeout")
     assert done["completion_reason"] == "timeout"
     assert done["operator_id"] == op2["id"]
@@ -223,12 +210,12 @@ def test_least_busy_chat_from_webhook_to_timeout_completion_and_a_new_chat(make_
     assert second["id"] > first["id"]
     assert second["contact"]["id"] == first["contact"]["id"]
     assert second["process_instance_id"] != first["process_instance_id"]
-    second = wait_for(lambda: (c := chat(api, second["id"]))["state"] == "offered" and c, timeout=10,
+    second = wait_for(lambda: (c := get_chat(api, second["id"]))["state"] == "offered" and c, timeout=10,
                       message="the new chat to be offered")
     assert second["offered_to_id"] == op2["id"]
     assert [(m["direction"], m["text"]) for m in api.get(f"/api/chats/{second['id']}/messages").get_json()] \
         == [("in", "One more question")]
-    old = chat(api, first["id"])
+    old = get_chat(api, first["id"])
     assert old["state"] == "completed" and old["completion_reason"] == "timeout"
     assert len(api.get(f"/api/chats/{first['id']}/messages").get_json()) == 3
 
@@ -263,9 +250,9 @@ def test_all_queue_visible_to_every_eligible_operator_first_accept_wins(make_app
     assert [(w["task"], w["kind"]) for w in process["waiting_for"] if w["kind"] == "timer"] == []  # no accept timeout
 
     # Longer than the acceptance timeout: an `all` chat has none; nobody is made inactive.
-    wait_for(lambda: (at(chat(api, queued["id"])["created_at"]) + timedelta(seconds=ACCEPT_MINUTES * 60 + 1))
+    wait_for(lambda: (at(get_chat(api, queued["id"])["created_at"]) + timedelta(seconds=ACCEPT_MINUTES * 60 + 1))
              <= datetime.now(at(queued["created_at"]).tzinfo), timeout=10, message="the acceptance timeout")
-    assert chat(api, queued["id"])["state"] == "queued"
+    assert get_chat(api, queued["id"])["state"] == "queued"
     assert events(history(api, queued["id"]), "offer_timed_out") == []
     assert api.get("/api/me", token=op1["token"]).get_json()["status"] == "active"
 
@@ -303,7 +290,7 @@ def test_all_queue_visible_to_every_eligible_operator_first_accept_wins(make_app
     # The completion timer it had (0.05 min) is gone with the instance: the reason stays operator.
     wait_for(lambda: (at(done["completed_at"]) + timedelta(seconds=4)) <= datetime.now(at(done["completed_at"]).tzinfo),
              timeout=10, message="past the completion timeout")
-    again = chat(api, queued["id"])
+    again = get_chat(api, queued["id"])
     assert again["completion_reason"] == "operator" and again["completed_at"] == done["completed_at"]
     assert instance(api, queued["process_instance_id"])["history"] == finished["history"]
 
@@ -340,7 +327,7 @@ def test_next_operator_gets_a_full_acceptance_timeout_after_a_late_timer(make_ap
     assert log == [("created", None), ("offered", op1["id"]), ("offer_timed_out", op1["id"]),
                    ("offered", op2["id"])], history(api, offered["id"])
     assert api.get("/api/me", token=op2["token"]).get_json()["status"] == "active"
-    now = chat(api, offered["id"])
+    now = get_chat(api, offered["id"])
     assert (now["state"], now["offered_to_id"]) == ("offered", op2["id"])
     response = api.post(f"/api/chats/{offered['id']}/accept", token=op2["token"])
     assert response.status_code == 200, response.get_json()

@@ -1,0 +1,184 @@
+"""/openapi.json, built from the routes and the pydantic models their `@contract` declares."""
+import re
+from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter
+
+from app.api.contract import Answer, Contract
+
+_PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
+_REFS = "#/components/schemas/{model}"
+
+
+class ErrorDetails(Answer):
+    """What the error is about; fields beyond these depend on the error (a BPMN error names its file and line)."""
+    model_config = ConfigDict(extra="allow")
+    field: str | None = None
+    fields: list[str] | None = None
+    problems: list[dict[str, Any]] | None = None  # one {field, message} per field of `fields`
+
+
+class ErrorInfo(Answer):
+    code: str
+    message: str
+    details: ErrorDetails
+
+
+class Error(Answer):
+    """Every error the app answers."""
+    error: ErrorInfo
+
+
+def documented(rule) -> bool:
+    """Every route but static files and the console's pages (they are not the API)."""
+    return rule.endpoint != "static" and rule.endpoint.split(".")[0] not in ("console", "root")
+
+
+def _path_params(rule: str) -> list[dict]:
+    """Werkzeug's int converter matches digits only; the default one any non-empty segment without '/'."""
+    return [{"name": name, "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 0} if conv == "int" else {"type": "string", "minLength": 1}}
+            for conv, name in _PARAM.findall(rule)]
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+_ERROR = {"description": "error", "content": _json({"$ref": _REFS.format(model="Error")})}
+_SUCCESS = {200: "success", 201: "created", 204: "nothing to answer", 503: "unavailable"}
+
+
+class _Schemas:
+    """Collects every model of every operation, so pydantic writes them in one go with shared components."""
+
+    def __init__(self):
+        self.inputs: list[tuple[Any, str, TypeAdapter]] = []
+
+    def add(self, key, mode: str, annotation) -> tuple:
+        self.inputs.append((key, mode, TypeAdapter(annotation)))
+        return key, mode
+
+    def build(self) -> tuple[dict, dict]:
+        by_key, defs = TypeAdapter.json_schemas(self.inputs, ref_template=_REFS)
+        return by_key, defs.get("$defs", {})
+
+
+def _inline(schema: dict, components: dict) -> dict:
+    """A request body's own schema in place (its nested models stay references)."""
+    ref = schema.get("$ref", "")
+    return components[ref.rsplit("/", 1)[1]] if ref.startswith("#/components/schemas/") else schema
+
+
+def _responses(spec: Contract, answer_schema: dict | None) -> dict:
+    out = {}
+    for status in spec.status:
+        response: dict = {"description": _SUCCESS.get(status, "success")}
+        if spec.media_type:
+            response["content"] = {spec.media_type: {"schema": {"type": "string"}}}
+        elif answer_schema is not None:
+            response["content"] = _json(answer_schema)
+        if spec.also and status < 300:
+            response["content"] = {**response.get("content", {}), **_strings(spec.also)}
+        out[str(status)] = response
+    return {**out, "4XX": _ERROR, "5XX": _ERROR}
+
+
+def _strings(media_types) -> dict:
+    return {t: {"schema": {"type": "string"}} for t in media_types}
+
+
+def _legacy(view) -> Contract:
+    """A view not yet declared with @contract: what its old markers say."""
+    return Contract(raw_body=None, files=getattr(view, "files_body", None), media_type=getattr(view, "media_type", None),
+                    status=(200, 201), also=tuple(getattr(view, "also_media_types", ())))
+
+
+def document(app) -> dict:
+    schemas = _Schemas()
+    operations = []
+    for rule in app.url_map.iter_rules():
+        if not documented(rule):
+            continue
+        view = app.view_functions[rule.endpoint]
+        spec = getattr(view, "contract", None)
+        legacy = spec is None
+        spec = spec or _legacy(view)
+        keys = {"body": schemas.add((rule.endpoint, "body"), "validation", spec.body) if spec.body else None,
+                "query": schemas.add((rule.endpoint, "query"), "validation", spec.query) if spec.query else None,
+                "answer": schemas.add((rule.endpoint, "answer"), "serialization", spec.answer)
+                if spec.answer is not None else None}
+        operations.append((rule, view, spec, keys, legacy))
+    schemas.add("error", "serialization", Error)
+    by_key, components = schemas.build()
+
+    paths: dict = {}
+    for rule, view, spec, keys, legacy in operations:
+        path = _PARAM.sub(r"{\2}", rule.rule)
+        params = _path_params(rule.rule)
+        if keys["query"]:
+            query = _inline(by_key[keys["query"]], components)
+            params += [{"name": name, "in": "query", "required": name in query.get("required", []), "schema": schema}
+                       for name, schema in query.get("properties", {}).items()]
+        params += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+                    "description": description} for name, description in spec.headers.items()]
+        if legacy:
+            params += [{"name": name, "in": "query", "required": False, "schema": schema}
+                       for name, schema in getattr(view, "query_params", {}).items()]
+            params += [{"name": name, "in": "header", "required": False, "schema": schema}
+                       for name, schema in getattr(view, "header_params", {}).items()]
+        doc = (view.__doc__ or rule.endpoint).strip()
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            op: dict = {"operationId": f"{rule.endpoint}.{method.lower()}", "summary": doc.splitlines()[0],
+                        "parameters": params}
+            if legacy:
+                op["responses"] = _legacy_responses(method, spec)
+            else:
+                op["responses"] = _responses(spec, by_key[keys["answer"]] if keys["answer"] else None)
+            if "\n" in doc:
+                op["description"] = doc
+            if rule.rule.startswith("/api"):
+                op["security"] = [{"bearer": []}]
+                op["x-access"] = getattr(view, "access", "user")
+            body = _request_body(view, spec, by_key[keys["body"]] if keys["body"] else None, components, legacy)
+            if body:
+                op["requestBody"] = body
+            paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Chatflow", "version": "1"},
+        "paths": dict(sorted(paths.items())),
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": dict(sorted(components.items()))},
+    }
+
+
+def _request_body(view, spec: Contract, body_schema: dict | None, components: dict, legacy: bool) -> dict | None:
+    if body_schema is not None:
+        return {"required": not spec.body_optional, "content": _json(_inline(body_schema, components))}
+    if legacy and getattr(view, "body_schema", None):
+        return {"required": True, "content": _json(view.body_schema)}
+    if spec.raw_body:
+        return {"required": True, "content": _json({"type": "object", "description": spec.raw_body})}
+    if spec.files:
+        description, many = spec.files
+        file = {"type": "string", "format": "binary"}
+        return {"required": True, "description": description, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "array", "items": file, "minItems": 1} if many else file}}}}}
+    return None
+
+
+def _legacy_responses(method: str, spec: Contract) -> dict:
+    content = {spec.media_type: {"schema": {"type": "string"}}} if spec.media_type \
+        else _json({"type": ["object", "array"]})
+    content = {**content, **_strings(spec.also)}
+    if method == "DELETE":
+        success = {"204": {"description": "deleted"}}
+    elif method == "POST":
+        success = {"200": {"description": "done", "content": content},
+                   "201": {"description": "created", "content": content}}
+    else:
+        success = {"200": {"description": "success", "content": content}}
+    return {**success, "4XX": _ERROR, "5XX": _ERROR}
+
