@@ -323,6 +323,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("PUT", "/api/settings/OmniChatNotificationSound/file"): admin_only(
         200, send=multipart("ding.mp3", SOUND, "audio/mpeg")),
     ("GET", "/api/settings/OmniChatNotificationSound/file"): any_user(200),
+    # each principal finds a sound to remove (the admin's call removes it; GET above has run)
+    ("DELETE", "/api/settings/OmniChatNotificationSound/file"): admin_only(
+        204, send=lambda w: (ok(w.upload_sound(ADMIN_TOKEN)), {})[1]),
     # --- chat actions (admin setup)
     ("POST", "/api/chat-actions"): admin_only(201, send=js(lambda w: {
         "name": uniq("action"), "queue_id": w.qa, "process": "CreateCaseFromChat"})),

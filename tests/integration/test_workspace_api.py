@@ -1,8 +1,10 @@
 """The operator workspace's API: list rows (preview, waiting time, unread), search and filters,
 server-side read markers, private notes, the client's context, canned responses, and the users
 and roles routes the console's Team page uses. Over the app's test client on the embedded default."""
+import io
+
 from chat_helpers import configure, error, make_channel, make_operator, make_queue, new_chat, ok
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 
 def world(api, rule="all"):
@@ -76,7 +78,6 @@ def test_private_notes_never_reach_the_client(api, telegram):
     ok(anna.reply(chat["id"], "Hello!"), 201)
     assert [n["text"] for n in ok(api.get(f"/api/chats/{chat['id']}/notes"))] == ["VIP: be gentle <b>"]
     assert [m["text"] for m in ok(anna.api.get(f"/api/chats/{chat['id']}/messages"))] == ["hello", "Hello!"]
-    from conftest import wait_for
     wait_for(lambda: [m for m in telegram.sent() if m["text"] == "Hello!"], message="the reply delivered")
     assert not [m for m in telegram.sent() if "VIP" in m["text"]]
     error(boris.api.post(f"/api/chats/{chat['id']}/notes", {"text": "x"}), 403, "forbidden")
@@ -155,3 +156,13 @@ def test_users_deactivate_reset_token_and_roles(api):
     assert ok(api.get("/api/roles")) == []
     (op,) = [o for o in ok(api.get("/api/operators")) if o["login"] == "carla"] or [None]
     assert op is None   # serves no queue: not an operator
+
+
+def test_the_uploaded_sound_can_be_removed(api):
+    ok(api.call("PUT", "/api/settings/OmniChatNotificationSound/file", content_type="multipart/form-data",
+                data={"file": (io.BytesIO(b"RIFF0000WAVE"), "ding.wav", "audio/wav")}))
+    assert api.get("/api/settings/OmniChatNotificationSound/file").status_code == 200
+    assert api.delete("/api/settings/OmniChatNotificationSound/file").status_code == 204
+    assert ok(api.get("/api/settings/OmniChatNotificationSound"))["value"] is None
+    error(api.get("/api/settings/OmniChatNotificationSound/file"), 404)
+    assert api.delete("/api/settings/OmniChatNotificationSound/file").status_code == 204  # nothing left: still fine

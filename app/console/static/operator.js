@@ -438,6 +438,8 @@
     form.hidden = !chat || !!ended;
     form.querySelector("[value=reply]").disabled = !replying;
     if (!replying && mode() === "reply") form.elements.mode.value = "note";
+    if (replying && !view.couldReply) form.elements.mode.value = "reply";  // just accepted: reply first
+    view.couldReply = replying;
     $("complete").hidden = !replying;
     $("actions-area").hidden = !replying;
     renderCompose();
