@@ -200,8 +200,10 @@ def test_an_operators_day_at_two_widths(app, api, serve, console, telegram):
     assert errors == []
 
 
-PAGES = ["/console/", "/console/operator", "/console/supervisor", "/console/setup", "/console/team",
-         "/console/processes"]
+# Each page, and what shows once it has loaded its data.
+PAGES = {"/console/operator": "#live[data-state=live]",
+         "/console/supervisor": "#sv-chats tbody tr", "/console/setup": "#setup", "/console/team": "#team",
+         "/console/processes": "#processes tbody tr"}
 
 
 def test_admin_pages_at_two_widths_supervisor_and_team(app, api, serve, console, telegram):
@@ -215,17 +217,23 @@ def test_admin_pages_at_two_widths_supervisor_and_team(app, api, serve, console,
     ok(api.post("/api/canned-responses", {"shortcut": "bye", "text": "Goodbye!", "queue_id": queue["id"]}), 201)
     base = serve(app)
 
-    admin = console(base, ADMIN_TOKEN)
+    admin, guest = console(base, ADMIN_TOKEN), console(base, None)
     admin.on("dialog", lambda dialog: dialog.accept())
     errors = []
     admin.on("pageerror", lambda e: errors.append(e))
+    boxes = ["main .card", "button", "table", "input", "select"]
     for size, label in ((WIDE, "1280"), (PHONE, "390")):
+        guest.set_viewport_size(size)
+        guest.goto("/console/")
+        expect(guest.locator("#sign-in")).to_be_visible()
+        assert off_screen(guest, boxes) == [], ("sign-in", label)
+        shot(guest, f"page-sign-in-{label}")
         admin.set_viewport_size(size)
-        for path in PAGES:
+        for path, loaded in PAGES.items():
             admin.goto(path)
-            admin.wait_for_load_state("networkidle")
-            assert off_screen(admin, ["main .card", "button", "table", "input", "select"]) == [], (path, label)
-            shot(admin, f"page-{path.strip('/').replace('console/', '').replace('/', '-') or 'sign-in'}-{label}")
+            expect(admin.locator(loaded).first).to_be_visible()
+            assert off_screen(admin, boxes) == [], (path, label)
+            shot(admin, f"page-{path.removeprefix('/console/')}-{label}")
         assert admin.eval_on_selector("link[rel=icon]", "l => l.href").endswith("favicon.svg")
 
     # Supervisor: Anna's load and her chat; completing it ends it on her panel, live.
