@@ -24,7 +24,7 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
     app = Flask(__name__)
     app.config.update(config.from_env())
     app.config.update(test_config or {})
-    logs.configure(app.config.get("LOG_LEVEL", "INFO"))
+    logs.configure(app.config.get("LOG_LEVEL", "INFO"), app.config.get("LOG_FORMAT", "text"))
     db.init_app(app)
     from app.engine import tx
     tx.install()
@@ -67,18 +67,22 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
     from app.engine.instances import Engine
     from app.engine.catalogue import build_operations
     from app.jobs import sweep
+    from app.metrics import JobObserver
 
     if app.config["REDIS_URL"]:
         from app.adapters.rq_jobs import RQJobQueue
-        jobs = RQJobQueue(app.config["REDIS_URL"], app.config["RQ_QUEUE"])
-        app.extensions["chatflow.jobs_health"] = jobs.health
+        jobs = RQJobQueue(app.config["REDIS_URL"], app.config["RQ_QUEUE"], observer=JobObserver())
+        from app import heartbeats
+        app.extensions["chatflow.jobs_health"] = partial(heartbeats.health, app)
         from app.adapters.events import RedisEvents
         app.extensions["chatflow.events"] = RedisEvents(app.config["REDIS_URL"])
     else:
         from app.adapters.inprocess import InProcessJobQueue
+        from app import outages
         jobs = InProcessJobQueue(app, sweep=partial(sweep, 0),
-                                 sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0))
-        app.extensions["chatflow.jobs_health"] = jobs.health
+                                 sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0), observer=JobObserver(),
+                                 failed=outages.report, succeeded=outages.all_up)
+        app.extensions["chatflow.jobs_health"] = lambda: {"jobs": jobs.health()}
         from app.adapters.events import LocalEvents
         app.extensions["chatflow.events"] = LocalEvents()
     app.extensions["chatflow.jobs"] = jobs
@@ -93,7 +97,9 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
 
 
 def _register_routes(app: Flask) -> None:
-    from app import console
+    from app import console, metrics
+    logs.init_app(app)
+    metrics.init_app(app)
     from app.api import (actions, chat_setup, chats, errors, events, processes, reports, system, users, webhooks,
                          workspace)
     errors.init_app(app)

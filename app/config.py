@@ -28,8 +28,10 @@ def from_env(env=os.environ) -> dict:
         "MAX_CONTENT_LENGTH": int(env.get("CHATFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)),
         # How often the database is swept for due timers, and how late a timer may be
         # before the sweep fires it itself instead of waiting for its RQ job.
-        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 5)),
-        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 3)),
+        # Every worker sweeps each second with half a second's grace, so a timer fires on time
+        # even while RQ's scheduler is gone with a dead worker (its lock lives on for 61 s).
+        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 1)),
+        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 0.5)),
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),
@@ -41,6 +43,10 @@ def from_env(env=os.environ) -> dict:
                                   .split(",")],
         # The web console serves bpmn-js from here (`npm ci` in the repository fills it).
         "NODE_MODULES": env.get("CHATFLOW_NODE_MODULES", str(REPO / "node_modules")),
+        # Who may scrape /metrics: this bearer token, or a client in these networks (comma-separated).
+        "METRICS_TOKEN": env.get("CHATFLOW_METRICS_TOKEN") or None,
+        "METRICS_ALLOW": env.get("CHATFLOW_METRICS_ALLOW", "127.0.0.0/8,::1/128"),
+        "LOG_FORMAT": env.get("CHATFLOW_LOG_FORMAT", "text"),
         # Seconds between keep-alive comments on an idle /api/events stream.
         "EVENTS_KEEPALIVE_SECONDS": float(env.get("CHATFLOW_EVENTS_KEEPALIVE_SECONDS", 15)),
     }

@@ -4,14 +4,15 @@ Each runs inside an app context and commits at its own edge.
 """
 import logging
 from datetime import timedelta
-from functools import partial
+from functools import partial, wraps
 
 from flask import current_app, has_app_context
 
+from app import metrics
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.types import utcnow
-from app.outages import retrying
+from app.outages import is_transient, retrying
 
 log = logging.getLogger(__name__)
 _worker_app = None
@@ -32,17 +33,36 @@ def _engine(app):
     return app.extensions["chatflow.engine"]
 
 
+def _rides_out_outages(job):
+    """A job meeting a lost Redis or database connection waits for it (app.outages) instead of failing."""
+    @wraps(job)
+    def run(*args):
+        return retrying(lambda: job(*args))
+    return run
+
+
+@_rides_out_outages
 def fire_timers(instance_id: int) -> bool:
     """Wake an instance at its timer's due time; a stale wake-up does nothing."""
     app = _app()
     with app.app_context():
         try:
-            fired = _engine(app).fire_timers(instance_id)
+            fired = _fire_timers(_engine(app), instance_id)
             db.session.commit()
             return fired
         except Exception:
             db.session.rollback()
             raise
+
+
+def _fire_timers(engine, instance_id: int, **kw) -> bool:
+    """Fire an instance's due timers; once committed, how late they fired is measured."""
+    from app.models import ProcessInstance
+    due_at = db.session.scalar(db.select(ProcessInstance.next_timer_at).where(ProcessInstance.id == instance_id))
+    fired = engine.fire_timers(instance_id, **kw)
+    if fired and due_at is not None:
+        after_commit(db.session, lambda: metrics.timer_fired(due_at, utcnow()))
+    return fired
 
 
 def sweep(grace_seconds: float | None = None) -> dict:
@@ -59,7 +79,7 @@ def sweep(grace_seconds: float | None = None) -> dict:
         done = {"timers": 0, "chats": 0, "messages": 0}
         for instance_id in engine.due_instances(cutoff):
             # An instance a worker is advancing right now is left to it, never waited for.
-            done["timers"] += _safely(lambda: engine.fire_timers(instance_id, skip_locked=True),
+            done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
         db.session.remove()
     from app.chats import delivery, service
@@ -81,16 +101,20 @@ def sweep(grace_seconds: float | None = None) -> dict:
 
 
 def _safely(work, what: str, ident) -> int:
+    """One item of the sweep; its failure skips it, but a lost connection ends the sweep."""
     try:
         result = work()
         db.session.commit()
         return int(bool(result))
-    except Exception:
+    except Exception as e:
         db.session.rollback()
+        if is_transient(e):
+            raise
         log.exception("sweep could not %s %s", what, ident)
         return 0
 
 
+@_rides_out_outages
 def start_chat_lifecycle(chat_id: int) -> None:
     """Start the queue's lifecycle process for a new chat (once)."""
     from app.chats import lifecycle
@@ -115,6 +139,7 @@ def start_chat_lifecycle(chat_id: int) -> None:
             raise
 
 
+@_rides_out_outages
 def drain_operator(user_id: int) -> int:
     """An operator became eligible: offer them waiting least_busy chats, oldest first.
 
@@ -146,6 +171,7 @@ def drain_operator(user_id: int) -> int:
     return offered
 
 
+@_rides_out_outages
 def deliver_message(message_id: int) -> str:
     """Send an operator's reply through its channel (app.chats.delivery says how faults end).
 
@@ -161,7 +187,7 @@ def deliver_message(message_id: int) -> str:
             if message is None:
                 db.session.rollback()
                 return "not due"
-            attempt, send = message.attempts, _sender(app, message)
+            attempt, send, provider = message.attempts, _sender(app, message), message.chat.channel.provider
             db.session.commit()
         except Exception:
             db.session.rollback()
@@ -185,7 +211,9 @@ def deliver_message(message_id: int) -> str:
             except Exception:
                 db.session.rollback()
                 raise
-        return retrying(record)
+        status = retrying(record)
+        metrics.delivery(provider, status)
+        return status
 
 
 def _sender(app, message):

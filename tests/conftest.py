@@ -231,8 +231,12 @@ def start_worker(db_url, redis_url, telegram_server, graph_server):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         procs.append(proc)
         from rq import Worker
-        connection = Redis.from_url(redis_url)
-        wait_for(lambda: proc.poll() is not None or Worker.count(connection=connection) >= len(procs),
+        connection = Redis.from_url(env["REDIS_URL"])
+        # listening for jobs (RQ's registry) and beating (what /healthz counts)
+        alive = sum(p.poll() is None for p in procs)
+        wait_for(lambda: proc.poll() is not None or (
+                     Worker.count(connection=connection) >= alive
+                     and connection.zcount("chatflow:heartbeats:chatflow", time.time(), "+inf") >= alive),
                  timeout=30, message="the worker to register")
         if proc.poll() is not None:
             raise AssertionError(f"worker exited: {proc.stderr.read().decode()[-2000:]}")

@@ -1,116 +1,148 @@
 """Chat actions (admin setup, operator trigger), cases and contacts."""
 from flask import Blueprint, current_app, g
-from sqlalchemy import select
+from pydantic import AliasPath, Field
 
-from app.api.auth import PAGE, accepts, admin, authenticate, reads
-from app.api.chats import visible_chat
-from app.api.validation import Field, Schema, page_args, parse
-from app.chats import actions
-from app.engine.errors import get_or_404
+from app.api.auth import admin, authenticate, is_admin
+from app.api.contract import Answer, Body, Int, JsonObject, Name, Page, Timestamp, contract, partial
+from app.chats import actions, queries
 from app.extensions import db
-from app.models.chat import Case, ChatAction, Contact
 
 bp = Blueprint("actions", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
-ACTION = Schema({"name": Field(str, required=True), "queue_id": Field(int, required=True),
-                 "process": Field(str, required=True, description="a deployed BPMN process key")})
+
+class ActionIn(Body):
+    name: Name()
+    queue_id: Int
+    process: Name(description="a deployed BPMN process key")
 
 
-def action_json(a: ChatAction) -> dict:
-    return {"id": a.id, "name": a.name, "queue_id": a.queue_id, "process": a.process,
-            "created_at": a.created_at.isoformat()}
+ActionChange = partial(ActionIn)
 
 
-def case_json(c: Case) -> dict:
-    return {"id": c.id, "number": c.number, "subject": c.subject, "status": c.status, "contact_id": c.contact_id,
-            "chat_id": c.chat_id, "created_at": c.created_at.isoformat()}
+class ActionOut(Answer):
+    id: int
+    name: str
+    queue_id: int
+    process: str
+    created_at: Timestamp
+
+
+class Started(Answer):
+    """The instance the action started, as it stands after its first steps."""
+    process_instance_id: int = Field(validation_alias="id")
+    process: str = Field(validation_alias="process_key")
+    version: int = Field(validation_alias=AliasPath("version", "version"))
+    state: str
+    data: JsonObject
+    error: str | None
+
+
+class CaseOut(Answer):
+    id: int
+    number: str | None
+    subject: str
+    status: str
+    contact_id: int
+    chat_id: int | None
+    created_at: Timestamp
+
+
+class Identity(Answer):
+    provider: str
+    external_id: str
+    channel_id: int
+
+
+class ContactOut(Answer):
+    id: int
+    name: str
+    created_at: Timestamp
+    identities: list[Identity]
 
 
 @bp.post("/chat-actions")
 @admin
-@accepts(ACTION)
-def create_action():
+@contract(body=ActionIn, answer=ActionOut, status=201)
+def create_action(body: ActionIn):
     """Create a chat action: operators of the queue can start the process on a chat."""
-    action = actions.create_action(parse(ACTION))
+    action = actions.create_action(body.model_dump())
     db.session.commit()
-    return action_json(action), 201
+    return action, 201
 
 
 @bp.get("/chat-actions")
 @admin
-@reads(PAGE)
-def list_actions():
+@contract(query=Page, answer=list[ActionOut])
+def list_actions(query: Page):
     """List chat actions."""
-    limit, offset = page_args()
-    return [action_json(a) for a in db.session.scalars(select(ChatAction).order_by(ChatAction.id)
-                                                       .limit(limit).offset(offset))]
+    return queries.actions(query.limit, query.offset)
 
 
 @bp.get("/chat-actions/<int:action_id>")
 @admin
+@contract(answer=ActionOut)
 def get_action(action_id):
     """One chat action."""
-    return action_json(get_or_404(ChatAction, action_id, "action"))
+    return queries.action(action_id)
 
 
 @bp.patch("/chat-actions/<int:action_id>")
 @admin
-@accepts(ACTION, partial=True)
-def update_action(action_id):
+@contract(body=ActionChange, answer=ActionOut)
+def update_action(action_id, body: ActionChange):
     """Rename an action, move it to another queue or point it at another process."""
-    action = actions.update_action(get_or_404(ChatAction, action_id, "action"), parse(ACTION, partial=True))
+    action = actions.update_action(queries.action(action_id), body.model_dump(exclude_unset=True))
     db.session.commit()
-    return action_json(action)
+    return action
 
 
 @bp.delete("/chat-actions/<int:action_id>")
 @admin
+@contract(status=204)
 def delete_action(action_id):
     """Delete an action; instances it started run on."""
-    db.session.delete(get_or_404(ChatAction, action_id, "action"))
+    actions.delete_action(queries.action(action_id))
     db.session.commit()
     return "", 204
 
 
 @bp.get("/chats/<int:chat_id>/actions")
+@contract(answer=list[ActionOut])
 def chat_actions(chat_id):
     """The actions of the chat's queue."""
-    return [action_json(a) for a in actions.actions_of(visible_chat(chat_id).queue_id)]
+    return actions.actions_of(queries.visible_chat(g.user, is_admin(g.user), chat_id).queue_id)
 
 
 @bp.post("/chats/<int:chat_id>/actions/<int:action_id>")
+@contract(answer=Started, status=201)
 def trigger_action(chat_id, action_id):
     """Start the action's process with ChatId, ContactId, QueueId and OperatorId; answers its state and data."""
-    instance = actions.trigger(current_app.extensions["chatflow.engine"], visible_chat(chat_id), action_id,
-                               g.user.id)
+    chat = queries.visible_chat(g.user, is_admin(g.user), chat_id)
+    instance = actions.trigger(current_app.extensions["chatflow.engine"], chat, action_id, g.user.id)
     db.session.commit()
-    return {"process_instance_id": instance.id, "process": instance.process_key,
-            "version": instance.version.version, "state": instance.state, "data": instance.data or {},
-            "error": instance.error}, 201
+    return instance, 201
 
 
 @bp.get("/cases")
 @admin
-@reads(PAGE)
-def list_cases():
+@contract(query=Page, answer=list[CaseOut])
+def list_cases(query: Page):
     """Cases, oldest first."""
-    limit, offset = page_args()
-    return [case_json(c) for c in db.session.scalars(select(Case).order_by(Case.id).limit(limit).offset(offset))]
+    return queries.cases(query.limit, query.offset)
 
 
 @bp.get("/cases/<int:case_id>")
 @admin
+@contract(answer=CaseOut)
 def get_case(case_id):
     """One case."""
-    return case_json(get_or_404(Case, case_id, "case"))
+    return queries.case(case_id)
 
 
 @bp.get("/contacts/<int:contact_id>")
 @admin
+@contract(answer=ContactOut)
 def get_contact(contact_id):
     """A contact with the identities channels know them by."""
-    contact = get_or_404(Contact, contact_id, "contact")
-    return {"id": contact.id, "name": contact.name, "created_at": contact.created_at.isoformat(),
-            "identities": [{"provider": i.provider, "external_id": i.external_id, "channel_id": i.channel_id}
-                           for i in contact.identities]}
+    return queries.contact(contact_id)

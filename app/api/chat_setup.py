@@ -1,39 +1,34 @@
-"""Admin: queues and their operators, channels, settings (docs/api.md, "Admin routes")."""
-from flask import Blueprint, current_app, request
+"""Admin: queues and their operators, channels, settings."""
+from typing import Annotated, Any, Literal
 
-from app.api.auth import PAGE, accepts, accepts_files, admin, answers, authenticate, reads
+from flask import Blueprint, current_app, request
+from pydantic import AfterValidator, ConfigDict, Field, StrictFloat, model_serializer
+
+from pydantic_core import PydanticCustomError
+
+from app.api.auth import admin, authenticate
+from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial
 from app.api.errors import ApiError
-from app.api.validation import Field, Schema, page_args, parse
 from app.chats import admin as setup
-from app.chats import settings
-from app.engine.errors import get_or_404
+from app.chats import queries, settings
 from app.extensions import db
-from app.models.chat import Channel, Queue, QueueOperator, StoredFile
 
 bp = Blueprint("chat_setup", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
-QUEUE = Schema({
-    "name": Field(str, required=True),
-    "routing_rule": Field(str, required=True, choices=("all", "least_busy")),
-    "completion_timeout_minutes": Field((int, float), nullable=True,
-                                        description="minutes after the last outgoing message; null = never"),
-    "lifecycle_process": Field(str, description="BPMN process key; default ChatLifecycle"),
-})
-OPERATOR = Schema({"user_id": Field(int, nullable=True), "role_id": Field(int, nullable=True)})
-CHANNEL = Schema({
-    "provider": Field(str, required=True, choices=("telegram", "facebook")),
-    "name": Field(str, required=True),
-    "token": Field(str, max_length=300, description="Telegram bot token"),
-    "page_id": Field(str, max_length=100, description="Facebook page id"),
-    "page_access_token": Field(str, max_length=1000, description="Facebook page access token"),
-    "active": Field(bool),
-    "queue_id": Field(int, required=True),
-})
-CHANNEL_CHANGE = Schema({k: v for k, v in CHANNEL.fields.items() if k != "provider"})
-SETTING = Schema({"value": Field((str, int, float, bool), nullable=True, max_length=500)})
 SOUND_TYPES = ("audio/mpeg", "audio/ogg", "audio/wav", "audio/x-wav", "audio/webm", "audio/aac", "audio/mp4")
 SOUND_MAX_BYTES = 2 * 1024 * 1024
+MAX_MINUTES = 30 * 24 * 60
+
+
+def _minutes(value: float) -> float:
+    if not 0 < value <= MAX_MINUTES:
+        raise PydanticCustomError("out_of_range", "must be above 0 and at most 30 days")
+    return value
+
+
+Minutes = Annotated[StrictFloat, AfterValidator(_minutes),
+                    Field(allow_inf_nan=False, json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_MINUTES})]
 
 
 def jobs():
@@ -44,198 +39,244 @@ def telegram():
     return current_app.extensions["chatflow.telegram"]
 
 
-def queue_json(q: Queue) -> dict:
-    return {"id": q.id, "name": q.name, "routing_rule": q.routing_rule,
-            "completion_timeout_minutes": q.completion_timeout_minutes, "lifecycle_process": q.lifecycle_process,
-            "created_at": q.created_at.isoformat()}
+class QueueIn(Body):
+    name: Name()
+    routing_rule: Literal["all", "least_busy"]
+    completion_timeout_minutes: Minutes | None = Field(
+        None, description="minutes after the last outgoing message, above 0 and at most 30 days; null = never")
+    lifecycle_process: Text(description="BPMN process key; default ChatLifecycle") = "ChatLifecycle"
 
 
-def channel_json(c: Channel) -> dict:
+QueueChange = partial(QueueIn)
+
+
+class QueueOut(Answer):
+    id: int
+    name: str
+    routing_rule: str
+    completion_timeout_minutes: float | None
+    lifecycle_process: str
+    created_at: Timestamp
+
+
+class OperatorIn(Body):
+    """Exactly one of the two."""
+    user_id: Int | None = None
+    role_id: Int | None = None
+
+
+class OperatorOut(Answer):
+    id: int
+    queue_id: int
+    user_id: int | None
+    role_id: int | None
+
+
+class ChannelFields(Body):
+    name: Name()
+    token: Text(300, description="Telegram bot token") = None
+    page_id: Text(100, description="Facebook page id") = None
+    page_access_token: Text(1000, description="Facebook page access token") = None
+    active: Bool = True
+    queue_id: Int
+
+
+class ChannelIn(ChannelFields):
+    provider: Literal["telegram", "facebook"]
+
+
+ChannelChange = partial(ChannelFields)
+
+
+class ChannelOut(Answer):
     """Never the token, page token or webhook secret."""
-    out = {"id": c.id, "provider": c.provider, "name": c.name, "active": c.active, "queue_id": c.queue_id,
-           "created_at": c.created_at.isoformat()}
-    if c.provider == "telegram":
-        out["bot_username"] = c.bot_username
-    else:
-        out["page_id"] = c.page_id
-    return out
+    id: int
+    provider: str
+    name: str
+    active: bool
+    queue_id: int
+    created_at: Timestamp
+    bot_username: str | None = Field(None, description="Telegram channels")
+    page_id: str | None = Field(None, description="Facebook channels")
+
+    @model_serializer(mode="wrap")
+    def _own_provider_fields(self, write):
+        out = write(self)
+        out.pop("page_id" if self.provider == "telegram" else "bot_username", None)
+        return out
 
 
-def operator_json(o: QueueOperator) -> dict:
-    return {"id": o.id, "queue_id": o.queue_id, "user_id": o.user_id, "role_id": o.role_id}
+class FacebookPagesIn(Body):
+    user_access_token: Name(1000)
+    page_ids: list[Text()] | None = Field(None, description="pages to connect; absent = only list the pages")
+    queue_id: Int | None = Field(None, description="queue of the new channels (needed with page_ids)")
+    active: Bool = True
 
 
-def _page(query):
-    limit, offset = page_args()
-    return db.session.scalars(query.limit(limit).offset(offset)).all()
+class FacebookPage(Answer):
+    """A page the user manages; the page's access token it comes with is never answered."""
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    name: str
+    channel_id: int | None = Field(description="the channel serving the page already, if any")
+
+
+class SettingIn(Body):
+    value: Text(500) | Int | Annotated[StrictFloat, Field(allow_inf_nan=False)] | Bool | None = Field(
+        description="checked by the setting's type; null restores the default")
+
+
+class SettingOut(Answer):
+    code: str
+    value: Any = Field(description="secrets masked")
+    default: Any
+    description: str
 
 
 @bp.post("/queues")
 @admin
-@accepts(QUEUE)
-def create_queue():
+@contract(body=QueueIn, answer=QueueOut, status=201)
+def create_queue(body: QueueIn):
     """Create a queue with its routing rule and completion timeout."""
-    fields = parse(QUEUE)
-    _check_timeout(fields)
-    queue = setup.create_queue(fields)
+    queue = setup.create_queue(body.model_dump(exclude_unset=True))
     db.session.commit()
-    return queue_json(queue), 201
-
-
-def _check_timeout(fields):
-    minutes = fields.get("completion_timeout_minutes")
-    if minutes is not None and not 0 < minutes <= 30 * 24 * 60:
-        raise ApiError(422, "invalid_value", "completion_timeout_minutes: must be above 0 and at most 30 days",
-                       {"field": "completion_timeout_minutes"})
+    return queue, 201
 
 
 @bp.get("/queues")
 @admin
-@reads(PAGE)
-def list_queues():
+@contract(query=Page, answer=list[QueueOut])
+def list_queues(query: Page):
     """List queues."""
-    return [queue_json(q) for q in _page(db.select(Queue).order_by(Queue.id))]
+    return queries.queues(query.limit, query.offset)
 
 
 @bp.get("/queues/<int:queue_id>")
 @admin
+@contract(answer=QueueOut)
 def get_queue(queue_id):
     """One queue."""
-    return queue_json(get_or_404(Queue, queue_id))
+    return queries.queue(queue_id)
 
 
 @bp.patch("/queues/<int:queue_id>")
 @admin
-@accepts(QUEUE, partial=True)
-def update_queue(queue_id):
+@contract(body=QueueChange, answer=QueueOut)
+def update_queue(queue_id, body: QueueChange):
     """Change a queue; running chats keep the process version they started on."""
-    fields = parse(QUEUE, partial=True)
-    _check_timeout(fields)
-    queue = setup.update_queue(get_or_404(Queue, queue_id), fields)
+    queue = setup.update_queue(queries.queue(queue_id), body.model_dump(exclude_unset=True))
     db.session.commit()
-    return queue_json(queue)
+    return queue
 
 
 @bp.delete("/queues/<int:queue_id>")
 @admin
+@contract(status=204)
 def delete_queue(queue_id):
     """Delete a queue no channel or chat uses (409 queue_in_use otherwise)."""
-    setup.delete_queue(get_or_404(Queue, queue_id))
+    setup.delete_queue(queries.queue(queue_id))
     db.session.commit()
     return "", 204
 
 
 @bp.post("/queues/<int:queue_id>/operators")
 @admin
-@accepts(OPERATOR)
-def add_operator(queue_id):
+@contract(body=OperatorIn, answer=OperatorOut, status=201)
+def add_operator(queue_id, body: OperatorIn):
     """Add a user, or every member of a role, as operators of the queue."""
-    body = parse(OPERATOR)
-    entry = setup.add_operator(get_or_404(Queue, queue_id), body.get("user_id"), body.get("role_id"), jobs())
+    entry = setup.add_operator(queries.queue(queue_id), body.user_id, body.role_id, jobs())
     db.session.commit()
-    return operator_json(entry), 201
+    return entry, 201
 
 
 @bp.get("/queues/<int:queue_id>/operators")
 @admin
-@reads(PAGE)
-def list_operators(queue_id):
+@contract(query=Page, answer=list[OperatorOut])
+def list_operators(queue_id, query: Page):
     """The queue's operator entries (users and roles)."""
-    get_or_404(Queue, queue_id)
-    return [operator_json(o) for o in _page(db.select(QueueOperator).where(QueueOperator.queue_id == queue_id)
-                                            .order_by(QueueOperator.id))]
+    return queries.operator_entries(queue_id, query.limit, query.offset)
 
 
 @bp.delete("/queues/<int:queue_id>/operators/<int:entry_id>")
 @admin
+@contract(status=204)
 def remove_operator(queue_id, entry_id):
     """Remove an operator entry; chats they already have stay with them."""
-    entry = get_or_404(QueueOperator, entry_id)
-    if entry.queue_id != queue_id:
-        raise ApiError(404, "not_found", f"queue {queue_id} has no operator entry {entry_id}")
-    db.session.delete(entry)
+    setup.remove_operator(queries.operator_entry(queue_id, entry_id))
     db.session.commit()
     return "", 204
 
 
 @bp.post("/channels")
 @admin
-@accepts(CHANNEL)
-def create_channel():
+@contract(body=ChannelIn, answer=ChannelOut, status=201)
+def create_channel(body: ChannelIn):
     """Create a channel; an active Telegram channel checks its token and sets its webhook."""
-    fields = parse(CHANNEL)
-    required = ("token",) if fields["provider"] == "telegram" else ("page_id", "page_access_token")
-    for name in required:
-        if not fields.get(name):
-            raise ApiError(422, "invalid_value", f"{name}: is required for {fields['provider']}", {"field": name})
-    fields.setdefault("active", True)
-    channel = setup.create_channel(fields, telegram())
+    fields = body.model_dump(exclude_unset=True)
+    required = ("token",) if body.provider == "telegram" else ("page_id", "page_access_token")
+    missing = [name for name in required if not fields.get(name)]
+    if missing:
+        raise ApiError(422, "invalid_value", "; ".join(f"{name}: is required for {body.provider}" for name in missing),
+                       {"field": missing[0], "fields": missing})
+    channel = setup.create_channel({**fields, "active": body.active}, telegram())
     db.session.commit()
-    return channel_json(channel), 201
-
-
-FACEBOOK_PAGES = Schema({
-    "user_access_token": Field(str, required=True, max_length=1000),
-    "page_ids": Field(list, items=str, description="pages to connect; absent = only list the pages"),
-    "queue_id": Field(int, description="queue of the new channels (needed with page_ids)"),
-    "active": Field(bool),
-})
+    return channel, 201
 
 
 @bp.post("/channels/facebook/pages")
 @admin
-@accepts(FACEBOOK_PAGES)
-def facebook_pages():
-    """With a user access token: list the user's pages, or (with page_ids and queue_id) make each a channel."""
-    body = parse(FACEBOOK_PAGES)
+@contract(body=FacebookPagesIn, answer=list[FacebookPage] | list[ChannelOut], status=(200, 201))
+def facebook_pages(body: FacebookPagesIn):
+    """With a user access token: list the user's pages (200), or (with page_ids and queue_id) make each a channel (201)."""
     graph = current_app.extensions["chatflow.graph"]
-    if "page_ids" not in body:
-        return [{"id": p["id"], "name": p["name"], "channel_id": p["channel_id"]}
-                for p in setup.facebook_pages(graph, body["user_access_token"])]
-    if body.get("queue_id") is None:
+    if body.page_ids is None:
+        return setup.facebook_pages(graph, body.user_access_token)
+    if body.queue_id is None:
         raise ApiError(422, "invalid_value", "queue_id: is required to connect pages", {"field": "queue_id"})
-    channels = setup.add_facebook_pages(graph, body["user_access_token"], body["page_ids"], body["queue_id"],
-                                        body.get("active", True))
+    channels = setup.add_facebook_pages(graph, body.user_access_token, body.page_ids, body.queue_id, body.active)
     db.session.commit()
-    return [channel_json(c) for c in channels], 201
+    return channels, 201
 
 
 @bp.get("/channels")
 @admin
-@reads(PAGE)
-def list_channels():
+@contract(query=Page, answer=list[ChannelOut])
+def list_channels(query: Page):
     """List channels (secrets are never returned)."""
-    return [channel_json(c) for c in _page(db.select(Channel).order_by(Channel.id))]
+    return queries.channels(query.limit, query.offset)
 
 
 @bp.get("/channels/<int:channel_id>")
 @admin
+@contract(answer=ChannelOut)
 def get_channel(channel_id):
     """One channel."""
-    return channel_json(get_or_404(Channel, channel_id))
+    return queries.channel(channel_id)
 
 
 @bp.patch("/channels/<int:channel_id>")
 @admin
-@accepts(CHANNEL_CHANGE, partial=True)
-def update_channel(channel_id):
+@contract(body=ChannelChange, answer=ChannelOut)
+def update_channel(channel_id, body: ChannelChange):
     """Change a channel; activating a Telegram channel sets its webhook again."""
-    channel = setup.update_channel(get_or_404(Channel, channel_id), parse(CHANNEL_CHANGE, partial=True), telegram())
+    channel = setup.update_channel(queries.channel(channel_id), body.model_dump(exclude_unset=True), telegram())
     db.session.commit()
-    return channel_json(channel)
+    return channel
 
 
 @bp.delete("/channels/<int:channel_id>")
 @admin
+@contract(status=204)
 def delete_channel(channel_id):
     """Delete a channel without chats (409 channel_has_chats otherwise: deactivate it)."""
-    setup.delete_channel(get_or_404(Channel, channel_id))
+    setup.delete_channel(queries.channel(channel_id))
     db.session.commit()
     return "", 204
 
 
 @bp.get("/settings")
 @admin
+@contract(answer=list[SettingOut])
 def list_settings():
     """Every setting with its value (secrets masked) and default."""
     return settings.all_settings()
@@ -243,6 +284,7 @@ def list_settings():
 
 @bp.get("/settings/<code>")
 @admin
+@contract(answer=SettingOut)
 def get_setting(code):
     """One setting."""
     return settings.describe(code)
@@ -250,17 +292,17 @@ def get_setting(code):
 
 @bp.put("/settings/<code>")
 @admin
-@accepts(SETTING)
-def put_setting(code):
+@contract(body=SettingIn, answer=SettingOut)
+def put_setting(code, body: SettingIn):
     """Set a setting's value, validated by its type (null restores the default)."""
-    settings.put(code, parse(SETTING).get("value"))
+    settings.put(code, body.value)
     db.session.commit()
     return settings.describe(code)
 
 
 @bp.put("/settings/OmniChatNotificationSound/file")
 @admin
-@accepts_files("an audio file of at most 2 MiB")
+@contract(files=("an audio file of at most 2 MiB", False), answer=SettingOut)
 def upload_sound():
     """Upload the notification sound (multipart part `file`, an audio file of at most 2 MiB)."""
     upload = request.files.get("file")
@@ -272,10 +314,7 @@ def upload_sound():
         raise ApiError(422, "invalid_value", f"file: must be audio ({', '.join(SOUND_TYPES)})", {"field": "file"})
     if not content or len(content) > SOUND_MAX_BYTES:
         raise ApiError(422, "invalid_value", "file: must be 1 byte to 2 MiB", {"field": "file"})
-    stored = StoredFile(filename=upload.filename or "sound", content_type=content_type, content=content)
-    db.session.add(stored)
-    db.session.flush()
-    settings.store_file("OmniChatNotificationSound", stored.id)
+    settings.store_upload("OmniChatNotificationSound", upload.filename or "sound", content_type, content)
     db.session.commit()
     return settings.describe("OmniChatNotificationSound")
 
@@ -293,7 +332,7 @@ def clear_sound():
 
 
 @bp.get("/settings/OmniChatNotificationSound/file")
-@answers("audio/*")
+@contract(media_type="audio/*")
 def get_sound():
     """The notification sound, for any signed-in user's panel."""
     stored = settings.stored_file("OmniChatNotificationSound")

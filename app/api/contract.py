@@ -50,6 +50,8 @@ def Name(max_length: int = 200, **kw) -> Any:
     return Annotated[str, Field(min_length=1, max_length=max_length, pattern=r"\S", **kw), AfterValidator(_no_nul)]
 
 
+# Answers: a JSON object that the row may hold as NULL.
+JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: value or {})]
 # Answers: times as the database holds them (aware UTC), written by datetime.isoformat.
 Timestamp = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str),
                       WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization")]
@@ -70,6 +72,17 @@ class Answer(BaseModel):
     gave (a field with a default that was not given stays out) and no other: a key the model does
     not declare is a bug of the view (500), never an answer the document does not describe."""
     model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
+class row_with:
+    """A row seen with a few more attributes, for an answer that adds fields beside the row's
+    (a new user's token, an instance's history)."""
+
+    def __init__(self, row, **more):
+        self._row, self._more = row, more
+
+    def __getattr__(self, name):
+        return self._more[name] if name in self._more else getattr(self._row, name)
 
 
 def _empty_is_none(value):
@@ -171,21 +184,41 @@ def request_json():
         return None
 
 
-_MESSAGES = {"missing": "is required", "extra_forbidden": "no such field"}
+# JSON's names for the types a value failed to be (pydantic's error type -> name).
+_TYPES = {"string_type": "string", "int_type": "integer", "float_type": "number", "bool_type": "boolean",
+          "list_type": "array", "dict_type": "object", "none_required": "null"}
+_MESSAGES = {"missing": "is required", "extra_forbidden": "no such field", "string_too_short": "must not be empty",
+             "string_pattern_mismatch": "must not be empty", "greater_than_equal": "is out of range",
+             "less_than_equal": "is out of range", "finite_number": "must be a finite number"}
+
+
+def _message(errors: list[dict]) -> str:
+    """What is wrong with one value: the types it should have been (a union lists each), or
+    pydantic's sentence for the first error, in our words where we have them."""
+    if all(e["type"] in _TYPES for e in errors):
+        return "must be " + " or ".join(dict.fromkeys(_TYPES[e["type"]] for e in errors))
+    first = next(e for e in errors if e["type"] not in _TYPES)
+    if first["type"] == "string_too_long":
+        return f"must be at most {first['ctx']['max_length']} characters"
+    if first["type"] == "literal_error":
+        return f"must be one of {first['ctx']['expected'].replace(' or ', ', ')}"
+    return _MESSAGES.get(first["type"]) or first["msg"][:1].lower() + first["msg"][1:]
 
 
 def problems(error: ValidationError) -> list[dict]:
-    """One problem per field (the first pydantic found), unknown fields first."""
-    out: dict[str, dict] = {}
+    """One problem per field, unknown fields first."""
+    by_field: dict[str, dict[str, list]] = {}
     for e in error.errors(include_url=False):
         name = str(e["loc"][0]) if e["loc"] else "body"
-        if name in out:
-            continue
-        message = _MESSAGES.get(e["type"]) or e["msg"][:1].lower() + e["msg"][1:]
         # list items by position; the other parts of a location name a union's member, not a key sent
         where = "".join(f"[{p}]" for p in e["loc"][1:] if isinstance(p, int))
-        out[name] = {"field": name, "message": f"{where} {message}".strip(), "unknown": e["type"] == "extra_forbidden"}
-    return sorted(out.values(), key=lambda p: not p["unknown"])
+        by_field.setdefault(name, {}).setdefault(where, []).append(e)
+    out = []
+    for name, places in by_field.items():
+        where, errors = next(iter(places.items()))
+        out.append({"field": name, "message": f"{where} {_message(errors)}".strip(),
+                    "unknown": errors[0]["type"] == "extra_forbidden"})
+    return sorted(out, key=lambda p: not p["unknown"])
 
 
 def _refused(status: int, code: str, found: list[dict]) -> ApiError:

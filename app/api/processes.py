@@ -1,193 +1,243 @@
-from flask import Blueprint, current_app, request
-from sqlalchemy import func, select
+"""Processes (deploy, versions, XML) and their instances (start, inspect, message, retry, cancel)."""
+from typing import Annotated, Any, Literal
 
-from app.api.auth import PAGE, accepts, accepts_files, admin, answers, authenticate, reads
+from flask import Blueprint, current_app, request
+from pydantic import AliasPath, BeforeValidator, Field, model_serializer
+
+from app.api.auth import admin, authenticate
+from app.api.contract import Answer, Body, Filter, JsonObject, Name, Page, Text, Timestamp, contract, row_with
 from app.api.errors import ApiError
-from app.api.validation import Field, Schema, page_args, parse
-from app.engine.errors import NotFound
+from app.engine import queries
 from app.extensions import db
-from app.models import InstanceEvent, ProcessInstance, ProcessVersion
 
 bp = Blueprint("processes", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
-START = Schema({"data": Field(dict), "business_key": Field(str, nullable=True)})
-MESSAGE = Schema({"name": Field(str, required=True), "data": Field(dict)})
-TASK_DATA = Schema({"data": Field(dict)})
 INSTANCE_STATES = ("running", "waiting", "completed", "error", "cancelled")
-HISTORY_LIMIT = 500
 
 
 def engine():
     return current_app.extensions["chatflow.engine"]
 
 
-def version_json(v: ProcessVersion) -> dict:
-    return {"key": v.key, "version": v.version, "name": v.name, "filename": v.filename,
-            "content_hash": v.content_hash, "deployed_at": v.deployed_at.isoformat()}
+class Start(Body):
+    data: dict[str, Any] = {}
+    business_key: Text() | None = None
 
 
-def instance_json(i: ProcessInstance, history: bool = True) -> dict:
-    out = {"id": i.id, "process": i.process_key, "version": i.version.version, "state": i.state,
-           "business_key": i.business_key, "data": i.data or {}, "waiting_for": i.waiting_for or [],
-           "error": i.error, "created_at": i.created_at.isoformat(), "updated_at": i.updated_at.isoformat()}
-    if history:
-        events = db.session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == i.id)
-                                    .order_by(InstanceEvent.id).limit(HISTORY_LIMIT)).all()
-        out["history"] = [{"at": e.at.isoformat(), "task": e.task, "event": e.event,
-                           **({"details": e.details} if e.details else {})} for e in events]
-    return out
+class MessageIn(Body):
+    name: Name()
+    data: dict[str, Any] = {}
 
 
-def get_instance(instance_id: int) -> ProcessInstance:
-    instance = db.session.get(ProcessInstance, instance_id)
-    if instance is None:
-        raise NotFound(f"no process instance {instance_id}", code="instance_not_found")
-    return instance
+class TaskData(Body):
+    data: dict[str, Any] = {}
+
+
+class InstanceFilter(Page):
+    process: Filter(str, max_length=200) = None
+    state: Filter(Literal[INSTANCE_STATES]) = None
+    chat_id: Filter(int, ge=0, description="instances whose business key is this chat's") = None
+
+
+class Deployed(Answer):
+    key: str
+    version: int
+    new: bool = Field(description="false when the same file was deployed before (no new version)")
+
+
+class DeployResult(Answer):
+    processes: list[Deployed]
+
+
+class VersionOut(Answer):
+    key: str
+    version: int
+    name: str | None
+    filename: str
+    content_hash: str
+    deployed_at: Timestamp
+
+
+class ProcessSummary(VersionOut):
+    latest_version: int = Field(validation_alias="version")
+
+
+class ProcessOut(Answer):
+    key: str
+    name: str | None
+    latest_version: int
+    versions: list[VersionOut]
+
+
+class Wait(Answer):
+    task: str
+    kind: Literal["timer", "message", "user"]
+    message: str | None = None
+    due_at: str | None
+
+
+class HistoryEvent(Answer):
+    at: Timestamp
+    task: str | None
+    event: str
+    details: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _details_when_any(self, write):
+        out = write(self)
+        if not out.get("details"):
+            out.pop("details", None)
+        return out
+
+
+class InstanceOut(Answer):
+    id: int
+    process: str = Field(validation_alias="process_key")
+    version: int = Field(validation_alias=AliasPath("version", "version"))
+    state: Literal[INSTANCE_STATES]
+    business_key: str | None
+    data: JsonObject
+    waiting_for: Annotated[list[Wait], BeforeValidator(lambda waits: waits or [])]
+    error: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    history: list[HistoryEvent] = Field(None, description="in the answers about one instance")
+
+
+class Diagram(Answer):
+    xml: str
+    active: list[str]
+    completed: list[str]
+    errored: list[str]
+
+
+class OperationOut(Answer):
+    name: str
+    description: str
+    parameters: dict[str, str] = Field(description="parameter name -> meaning")
+    returns: str
+
+
+def with_history(instance):
+    return row_with(instance, history=queries.history(instance.id))
 
 
 @bp.post("/processes")
 @admin
-@accepts_files("one or more .bpmn files", many=True)
+@contract(files=("one or more .bpmn files", True), answer=DeployResult, status=(200, 201))
 def deploy():
-    """Deploy one or more .bpmn files (multipart, each in a part named `file`)."""
+    """Deploy one or more .bpmn files (multipart, each in a part named `file`): 201 when one is new."""
     uploads = request.files.getlist("file")
     if not uploads:
         raise ApiError(400, "no_file", "send one or more .bpmn files as multipart parts named 'file'")
-    files = [(u.filename or "upload.bpmn", u.read()) for u in uploads]
-    result = engine().deploy(files)
+    result = engine().deploy([(u.filename or "upload.bpmn", u.read()) for u in uploads])
     db.session.commit()
     return {"processes": result}, 201 if any(p["new"] for p in result) else 200
 
 
 @bp.get("/processes")
 @admin
-@reads(PAGE)
-def list_processes():
+@contract(query=Page, answer=list[ProcessSummary])
+def list_processes(query: Page):
     """Deployed process keys with their latest version, oldest (first deployed) first."""
-    latest = (select(ProcessVersion.key, func.max(ProcessVersion.version).label("v"),
-                     func.min(ProcessVersion.id).label("first_id"))
-              .group_by(ProcessVersion.key).subquery())
-    limit, offset = page_args()
-    rows = db.session.scalars(select(ProcessVersion).join(latest, (ProcessVersion.key == latest.c.key)
-                                                          & (ProcessVersion.version == latest.c.v))
-                              .order_by(latest.c.first_id).limit(limit).offset(offset)).all()
-    return [{**version_json(v), "latest_version": v.version} for v in rows]
-
-
-def _versions(key: str) -> list[ProcessVersion]:
-    versions = db.session.scalars(select(ProcessVersion).where(ProcessVersion.key == key)
-                                  .order_by(ProcessVersion.version)).all()
-    if not versions:
-        raise NotFound(f"no process {key!r} is deployed", code="process_not_found")
-    return versions
+    return queries.latest_versions(query.limit, query.offset)
 
 
 @bp.get("/processes/<key>")
 @admin
+@contract(answer=ProcessOut)
 def get_process(key):
     """One process key and all its versions."""
-    versions = _versions(key)
-    return {"key": key, "name": versions[-1].name, "latest_version": versions[-1].version,
-            "versions": [version_json(v) for v in versions]}
+    versions = queries.versions(key)
+    return {"key": key, "name": versions[-1].name, "latest_version": versions[-1].version, "versions": versions}
 
 
 @bp.get("/processes/<key>/versions/<int:number>/bpmn")
 @admin
-@answers("application/xml")
+@contract(media_type="application/xml")
 def get_version_xml(key, number):
     """The BPMN XML of one version, as deployed."""
-    for v in _versions(key):
-        if v.version == number:
-            return v.xml, 200, {"Content-Type": "application/xml; charset=utf-8"}
-    raise NotFound(f"process {key!r} has no version {number}", code="version_not_found")
+    return queries.version(key, number).xml, 200, {"Content-Type": "application/xml; charset=utf-8"}
 
 
 @bp.post("/processes/<key>/instances")
 @admin
-@accepts(START)
-def start_instance(key):
+@contract(body=Start, answer=InstanceOut, status=201)
+def start_instance(key, body: Start):
     """Start the latest version of a process with data; runs until it waits."""
-    body = parse(START)
-    instance = engine().start(key, body.get("data") or {}, body.get("business_key"))
+    instance = engine().start(key, body.data, body.business_key)
     db.session.commit()
-    return instance_json(instance), 201
+    return with_history(instance), 201
 
 
 @bp.get("/process-instances")
 @admin
-@reads({**PAGE, "process": {"type": "string"}, "state": {"enum": list(INSTANCE_STATES)},
-        "chat_id": {"type": "integer"}})
-def list_instances():
+@contract(query=InstanceFilter, answer=list[InstanceOut])
+def list_instances(query: InstanceFilter):
     """Instances, filtered by ?process=, ?state= and ?chat_id= (its business key)."""
-    query = select(ProcessInstance).order_by(ProcessInstance.id)
-    if request.args.get("process"):
-        query = query.where(ProcessInstance.process_key == request.args["process"])
-    if request.args.get("state"):
-        if request.args["state"] not in INSTANCE_STATES:
-            raise ApiError(400, "bad_query", f"state must be one of {', '.join(INSTANCE_STATES)}", {"field": "state"})
-        query = query.where(ProcessInstance.state == request.args["state"])
-    if request.args.get("chat_id"):
-        query = query.where(ProcessInstance.business_key == f"chat:{request.args['chat_id']}")
-    limit, offset = page_args()
-    return [instance_json(i, history=False) for i in db.session.scalars(query.limit(limit).offset(offset))]
+    chat = f"chat:{query.chat_id}" if query.chat_id is not None else None
+    return queries.instances(query.limit, query.offset, query.process, query.state, chat)
 
 
 @bp.get("/process-instances/<int:instance_id>")
 @admin
-def get_instance_view(instance_id):
+@contract(answer=InstanceOut)
+def get_instance(instance_id):
     """One instance with its data, what it waits for and its history."""
-    return instance_json(get_instance(instance_id))
+    return with_history(queries.instance(instance_id))
 
 
 @bp.post("/process-instances/<int:instance_id>/messages")
 @admin
-@accepts(MESSAGE)
-def deliver_message(instance_id):
+@contract(body=MessageIn, answer=InstanceOut)
+def deliver_message(instance_id, body: MessageIn):
     """Deliver a BPMN message; 409 not_waiting_for_message when it waits for no such message."""
-    body = parse(MESSAGE)
-    instance = engine().deliver_message(instance_id, body["name"], body.get("data") or {})
+    instance = engine().deliver_message(instance_id, body.name, body.data)
     db.session.commit()
-    return instance_json(instance)
+    return with_history(instance)
 
 
 @bp.post("/process-instances/<int:instance_id>/tasks/<task>/complete")
 @admin
-@accepts(TASK_DATA)
-def complete_task(instance_id, task):
+@contract(body=TaskData, body_optional=True, answer=InstanceOut)
+def complete_task(instance_id, task, body: TaskData | None):
     """Complete a waiting user task (by its BPMN element id) with data."""
-    body = parse(TASK_DATA) if request.content_length else {}
-    instance = engine().complete_user_task(instance_id, task, body.get("data") or {})
+    instance = engine().complete_user_task(instance_id, task, body.data if body else {})
     db.session.commit()
-    return instance_json(instance)
+    return with_history(instance)
 
 
 @bp.get("/process-instances/<int:instance_id>/diagram")
 @admin
+@contract(answer=Diagram)
 def diagram(instance_id):
     """The XML the instance runs, with its active, completed and errored element ids."""
-    return engine().diagram(get_instance(instance_id))
+    return engine().diagram(queries.instance(instance_id))
 
 
 @bp.post("/process-instances/<int:instance_id>/retry")
 @admin
+@contract(answer=InstanceOut)
 def retry(instance_id):
     """Re-run the failed step of an instance in error."""
     instance = engine().retry(instance_id)
     db.session.commit()
-    return instance_json(instance)
+    return with_history(instance)
 
 
 @bp.post("/process-instances/<int:instance_id>/cancel")
 @admin
+@contract(answer=InstanceOut)
 def cancel(instance_id):
     """End an instance where it stands."""
     instance = engine().cancel(instance_id)
     db.session.commit()
-    return instance_json(instance)
+    return with_history(instance)
 
 
 @bp.get("/process-operations")
+@contract(answer=list[OperationOut])
 def operations():
     """Every service-task operation a diagram may call, with its parameters and result."""
     return engine().operations.catalogue()

@@ -1,41 +1,54 @@
 """`GET /api/reports/...`: figures for supervisors (admins), as JSON or CSV (README, "Reports")."""
-from flask import Blueprint, Response, request
+import json
+from typing import Literal
 
-from app import reports
-from app.api.auth import admin, answers_also, authenticate, reads
+from flask import Blueprint, Response, current_app, request
+from redis import RedisError
+
+from app import accounts, reports
+from app.api.auth import admin, authenticate, bearer_token, is_admin
+from app.api.contract import MAX_INT, Filter, Query, Text, contract
 from app.api.errors import ApiError
-from app.api.validation import id_arg
+from app.chats.live import SUPERVISORS
+from app.extensions import db
 from app.models.types import utcnow
 from app.reports import table
 from app.reports.arithmetic import BUCKETS, PeriodError, period
-from app.reports.figures import Scope
+from app.reports.figures import Scope, now_tiles
 
 bp = Blueprint("reports", __name__, url_prefix="/api/reports")
 bp.before_request(authenticate)
 
-SCOPE = {"from": {"type": "string", "maxLength": 40, "description": "ISO date or date-time (local to tz without "
-                                                                     "an offset); default: today's start in tz"},
-         "to": {"type": "string", "maxLength": 40, "description": "exclusive; default: a day after from"},
-         "tz": {"type": "string", "maxLength": 64, "description": "IANA time zone; default UTC"},
-         "queue_id": {"type": "integer", "minimum": 0}, "channel_id": {"type": "integer", "minimum": 0},
-         "format": {"enum": ["json", "csv"], "description": "csv: as `Accept: text/csv`"}}
-TIMELINE = {**SCOPE, "bucket": {"enum": list(BUCKETS), "description": "default: hour up to two days, else day"}}
+_PERIOD = ("ISO date (that local midnight) or date-time (without an offset: local to tz); "
+           "default: today's start in tz")
 
 
-def scope() -> Scope:
+class FilterQuery(Query):
+    queue_id: Filter(int, ge=0, le=MAX_INT) = None
+    channel_id: Filter(int, ge=0, le=MAX_INT) = None
+
+
+class PeriodQuery(FilterQuery):
+    start: Filter(Text(40), alias="from", description=_PERIOD) = None
+    end: Filter(Text(40), alias="to", description="exclusive; default: a day after from") = None
+    tz: Filter(Text(64), description="IANA time zone; default UTC") = None
+    format: Filter(Literal["json", "csv"], description="csv: as `Accept: text/csv`") = None
+
+
+class TimelineQuery(PeriodQuery):
+    bucket: Filter(Literal[BUCKETS], description="default: hour up to two days, else day") = None
+
+
+def scope(query: PeriodQuery) -> Scope:
     try:
-        chosen = period(request.args.get("from"), request.args.get("to"), request.args.get("tz"),
-                        request.args.get("bucket"), utcnow())
+        chosen = period(query.start, query.end, query.tz, getattr(query, "bucket", None), utcnow())
     except PeriodError as e:
         raise ApiError(400, "bad_query", str(e), {"field": e.field}) from None
-    return Scope(chosen, id_arg("queue_id"), id_arg("channel_id"))
+    return Scope(chosen, query.queue_id, query.channel_id)
 
 
-def answer(kind: str, report: dict):
-    fmt = request.args.get("format")
-    if fmt not in (None, "", "json", "csv"):
-        raise ApiError(400, "bad_query", "format must be json or csv", {"field": "format"})
-    if fmt == "csv" or (not fmt and request.accept_mimetypes.best_match(["application/json", "text/csv"])
+def answer(kind: str, report: dict, fmt: str | None):
+    if fmt == "csv" or (fmt is None and request.accept_mimetypes.best_match(["application/json", "text/csv"])
                         == "text/csv"):
         p = report["period"]
         filename = f"chatflow-{kind}-{p['from'][:10]}.csv"
@@ -46,45 +59,82 @@ def answer(kind: str, report: dict):
 
 @bp.get("/overview")
 @admin
-@reads(SCOPE)
-@answers_also("text/csv")
-def overview():
+@contract(query=PeriodQuery, answer=dict, also=("text/csv",))
+def overview(query: PeriodQuery):
     """Headline figures of a period (opened, accepted, completed, waits, service level), per channel, and now."""
-    return answer("overview", reports.overview(scope(), utcnow()))
+    return answer("overview", reports.overview(scope(query), utcnow()), query.format)
 
 
 @bp.get("/queues")
 @admin
-@reads(SCOPE)
-@answers_also("text/csv")
-def queues():
+@contract(query=PeriodQuery, answer=dict, also=("text/csv",))
+def queues(query: PeriodQuery):
     """Figures per queue with its service level, chats waiting now and the oldest wait."""
-    return answer("queues", reports.queues(scope(), utcnow()))
+    return answer("queues", reports.queues(scope(query), utcnow()), query.format)
 
 
 @bp.get("/operators")
 @admin
-@reads(SCOPE)
-@answers_also("text/csv")
-def operators():
+@contract(query=PeriodQuery, answer=dict, also=("text/csv",))
+def operators(query: PeriodQuery):
     """Per operator: offers made, missed and accepted, chats completed, handle time."""
-    return answer("operators", reports.operators(scope()))
+    return answer("operators", reports.operators(scope(query)), query.format)
 
 
 @bp.get("/timeline")
 @admin
-@reads(TIMELINE)
-@answers_also("text/csv")
-def timeline():
+@contract(query=TimelineQuery, answer=dict, also=("text/csv",))
+def timeline(query: TimelineQuery):
     """The period's figures per local hour or day of tz."""
-    return answer("timeline", reports.timeline(scope()))
+    return answer("timeline", reports.timeline(scope(query)), query.format)
 
 
 @bp.get("/now")
 @admin
-@reads({"queue_id": SCOPE["queue_id"], "channel_id": SCOPE["channel_id"]})
-def now():
+@contract(query=FilterQuery, answer=dict)
+def now(query: FilterQuery):
     """Chats waiting now and the oldest wait, chats in work, operators active and with room."""
-    from app.reports.figures import now_tiles
     current = utcnow()
-    return now_tiles(Scope(period(None, None, None, None, current), id_arg("queue_id"), id_arg("channel_id")), current)
+    return now_tiles(Scope(period(None, None, None, None, current), query.queue_id, query.channel_id), current)
+
+
+@bp.get("/live")
+@admin
+@contract(query=FilterQuery, media_type="text/event-stream")
+def live(query: FilterQuery):
+    """The `now` figures as Server-Sent Events (`event: now`), sent again whenever a chat or an operator changes."""
+    app, token = current_app._get_current_object(), bearer_token()
+    try:
+        subscription = app.extensions["chatflow.events"].subscribe(SUPERVISORS)
+    except (RedisError, TimeoutError):
+        raise ApiError(503, "service_unavailable", "live events are unavailable (Redis); try again shortly")
+    keepalive = app.config["EVENTS_KEEPALIVE_SECONDS"]
+    db.session.close()  # a stream may last hours; it must not hold a database connection
+
+    def tiles() -> dict | None:
+        """The figures now, or None once the token no longer belongs to an admin."""
+        with app.app_context():
+            try:
+                user = accounts.user_for_token(token)
+                if user is None or not is_admin(user):
+                    return None
+                current = utcnow()
+                return now_tiles(Scope(period(None, None, None, None, current), query.queue_id, query.channel_id),
+                                 current)
+            finally:
+                db.session.remove()
+
+    def stream():
+        try:
+            yield "retry: 2000\n"
+            while (figures := tiles()) is not None:
+                yield f"event: now\ndata: {json.dumps({'type': 'now', **figures})}\n\n"
+                if subscription.get(timeout=keepalive) is not None:
+                    for _ in range(100):  # a burst of changes gets one answer (a steady stream, one a burst)
+                        if subscription.get(timeout=0.2) is None:
+                            break
+        finally:
+            subscription.close()
+
+    return Response(stream(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -6,7 +6,7 @@ from pydantic import BeforeValidator, Field
 
 from app import accounts
 from app.api.auth import admin, authenticate
-from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial
+from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial, row_with
 from app.api.errors import ApiError
 from app.engine.errors import get_or_404
 from app.extensions import db
@@ -74,7 +74,7 @@ def create_user(body: UserIn):
     """Create a user; the answer carries its bearer token, shown this once."""
     user, token = accounts.create_user(body.login, body.name, body.roles, body.permissions)
     db.session.commit()
-    return {**UserOut.model_validate(user).model_dump(), "token": token}, 201
+    return row_with(user, token=token), 201
 
 
 @bp.get("/users")
@@ -113,7 +113,7 @@ def reset_token(user_id):
     user = get_or_404(User, user_id)
     token = accounts.reset_token(user)
     db.session.commit()
-    return {**UserOut.model_validate(user).model_dump(), "token": token}, 201
+    return row_with(user, token=token), 201
 
 
 @bp.delete("/users/<int:user_id>")

@@ -42,6 +42,11 @@ def update_action(action: ChatAction, fields: dict) -> ChatAction:
     return action
 
 
+def delete_action(action: ChatAction) -> None:
+    """Instances it started run on."""
+    db.session.delete(action)
+
+
 def actions_of(queue_id: int) -> list[ChatAction]:
     return list(db.session.scalars(select(ChatAction).where(ChatAction.queue_id == queue_id).order_by(ChatAction.id)))
 

@@ -81,6 +81,11 @@ def add_operator(queue: Queue, user_id: int | None, role_id: int | None, jobs) -
     return entry
 
 
+def remove_operator(entry: QueueOperator) -> None:
+    """Chats they already have stay with them."""
+    db.session.delete(entry)
+
+
 # -- channels -----------------------------------------------------------------------------
 def _page_free(page_id: str | None, own_id: int | None = None) -> None:
     if page_id is None:

@@ -12,9 +12,13 @@ from app.extensions import db
 from app.models.chat import Chat, Message
 
 
+# Not a user (ids start at 1): every change is told here too, for the Reports page's live figures.
+SUPERVISORS = 0
+
+
 def tell(user_ids, event: str, **data) -> None:
     bus = current_app.extensions.get("chatflow.events")
-    recipients = sorted({user_id for user_id in user_ids if user_id is not None})
+    recipients = sorted({user_id for user_id in user_ids if user_id is not None} | {SUPERVISORS})
     if bus is not None and recipients:
         after_commit(db.session, bus.publish, recipients, {"type": event, **data})
 

@@ -5,7 +5,7 @@ from urllib.parse import urlparse
 
 from app.engine.errors import Invalid, NotFound
 from app.extensions import db
-from app.models.chat import Setting
+from app.models.chat import Setting, StoredFile
 from app.models.types import utcnow
 
 
@@ -114,6 +114,14 @@ def describe(code: str) -> dict:
     return {"code": code, "value": value, "default": spec.default, "description": spec.description}
 
 
+def store_upload(code: str, filename: str, content_type: str, content: bytes) -> None:
+    """Keep an uploaded file as the value of a file setting."""
+    stored = StoredFile(filename=filename, content_type=content_type, content=content)
+    db.session.add(stored)
+    db.session.flush()
+    store_file(code, stored.id)
+
+
 def store_file(code: str, file_id: int) -> None:
     row = db.session.get(Setting, code) or Setting(code=code)
     row.value, row.updated_at = {"file_id": file_id, "url": f"/api/settings/{code}/file"}, utcnow()
@@ -121,6 +129,5 @@ def store_file(code: str, file_id: int) -> None:
 
 
 def stored_file(code: str):
-    from app.models.chat import StoredFile
     value = get(code)
     return db.session.get(StoredFile, value["file_id"]) if isinstance(value, dict) else None

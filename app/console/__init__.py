@@ -2,7 +2,7 @@
 
 Pages are shells that hold no data; everything they show comes from /api with the token the
 user signed in with (kept in the browser's localStorage), so the API's access rules are the
-console's. bpmn-js comes from npm (`npm ci`) and is served from node_modules, never committed.
+console's. bpmn-js and Chart.js come from npm (`npm ci`) and are served from node_modules, never committed.
 
 Import rule: Flask only, nothing of `app`: a page that needs data asks the HTTP API.
 """
@@ -17,11 +17,13 @@ root = Blueprint("root", __name__)
 
 # The files of the bpmn-js package the instance page loads (viewer bundle and its styles).
 BPMN_JS_FILES = {"bpmn-navigated-viewer.production.min.js", "assets/diagram-js.css", "assets/bpmn-js.css"}
+# Chart.js's browser bundle, for the Reports page.
+CHART_JS_FILES = {"chart.umd.min.js"}
 
 # Page (its template and endpoint) -> (path, title).
 PAGES = {"index": ("/", "Sign in"), "operator": ("/operator", "Operator panel"),
          "supervisor": ("/supervisor", "Supervisor"), "setup": ("/setup", "Chat setup"),
-         "team": ("/team", "Team"), "processes": ("/processes", "Processes")}
+         "team": ("/team", "Team"), "processes": ("/processes", "Processes"), "reports": ("/reports", "Reports")}
 
 
 # The token lives in localStorage, so script injection is what must never work: scripts only from
@@ -66,11 +68,21 @@ def instance(instance_id: int):
                            instance_id=instance_id)
 
 
+def _vendor(package: str, files: set, name: str):
+    """A file of an npm package's dist/ folder (installed by `npm ci`), only those listed."""
+    if name not in files:
+        abort(404)
+    dist = Path(current_app.config["NODE_MODULES"]) / package / "dist"
+    if not (dist / name).is_file():
+        abort(404, f"{package} is not installed: run `npm ci` in the repository")
+    return send_from_directory(dist, name, max_age=3600)
+
+
 @bp.get("/vendor/bpmn-js/<path:name>")
 def bpmn_js(name: str):
-    if name not in BPMN_JS_FILES:
-        abort(404)
-    dist = Path(current_app.config["NODE_MODULES"]) / "bpmn-js" / "dist"
-    if not (dist / name).is_file():
-        abort(404, "bpmn-js is not installed: run `npm ci` in the repository")
-    return send_from_directory(dist, name, max_age=3600)
+    return _vendor("bpmn-js", BPMN_JS_FILES, name)
+
+
+@bp.get("/vendor/chart.js/<path:name>")
+def chart_js(name: str):
+    return _vendor("chart.js", CHART_JS_FILES, name)

@@ -23,6 +23,10 @@ class Invalid(EngineError):
     status, code = 422, "invalid_value"
 
 
+class Forbidden(EngineError):
+    status, code = 403, "forbidden"
+
+
 def get_or_404(model, id_: int, what: str | None = None):
     """The row `id_` of `model`, or NotFound naming it (code `{what}_not_found` when `what` is given)."""
     from app.extensions import db

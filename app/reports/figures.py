@@ -168,20 +168,20 @@ def served(queue_id: int | None = None):
     return union(direct, via_role).subquery()
 
 
-def operators_now(scope: Scope) -> dict:
+def operators_now(queue_id: int | None = None) -> dict:
     """Operators serving the queues in scope: active ones, and active ones with room for a chat."""
     limit = settings.get("SimultaneousChats")
     room = func.sum(case((User.chats_in_work + User.chats_offered < limit, 1), else_=0))
     active, available = db.session.execute(
         select(func.count(), func.coalesce(room, 0))
-        .where(User.id.in_(select(served(scope.queue_id).c[0])), User.status == "active")).one()
+        .where(User.id.in_(select(served(queue_id).c[0])), User.status == "active")).one()
     return {"operators_active": active, "operators_available": int(available)}
 
 
 def now_tiles(scope: Scope, now: datetime) -> dict:
     waiting = waiting_now(scope, now).get(0, {"waiting": 0, "oldest_wait_seconds": None})
     in_work = db.session.scalar(select(func.count()).where(Chat.state == "in_work", *scope.chats()))
-    return {"at": now.isoformat(), **waiting, "in_work": in_work, **operators_now(scope)}
+    return {"at": now.isoformat(), **waiting, "in_work": in_work, **operators_now(scope.queue_id)}
 
 
 # -- per operator ------------------------------------------------------------------------------

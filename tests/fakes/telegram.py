@@ -1,5 +1,6 @@
 """A local fake of the Telegram Bot API: POST /bot<token>/<method>, answering as Telegram does."""
 import threading
+import time
 
 from fakes import JsonApiServer
 
@@ -13,12 +14,15 @@ class FakeTelegram(JsonApiServer):
         self.fail_sends = 0          # answer this many sendMessage calls with 500
         self.down = False            # answer every call with 502
         self.held = None             # a threading.Event: sendMessage is recorded, its answer waits for it
+        self.delay = 0.0             # seconds before each sendMessage is answered (as a real API takes)
         self._next_message_id = 1000
         self._lock = threading.Lock()
         super().__init__()
 
     def answer(self, method: str, raw_path: str, body: dict):
         answer = self.handle(raw_path, body)
+        if self.delay and raw_path.endswith("/sendMessage"):
+            time.sleep(self.delay)
         held = self.held
         if held is not None and raw_path.endswith("/sendMessage"):
             held.wait(30)  # the message is with Telegram; the caller has no answer yet

@@ -396,9 +396,12 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/reports/operators"): admin_only(200),
     ("GET", "/api/reports/timeline"): admin_only(200, query="bucket=day&format=csv", content_type="text/csv"),
     ("GET", "/api/reports/now"): admin_only(200),
+    ("GET", "/api/reports/live"): admin_only(200, content_type="text/event-stream"),
     # --- public: no bearer token needed, none helps
     ("GET", "/healthz"): public(200),
     ("GET", "/openapi.json"): public(200),
+    # from loopback (the test client's address) without a token; tests/e2e/test_metrics.py covers the rest
+    ("GET", "/metrics"): public(200, content_type="text/plain"),
     ("POST", "/webhooks/telegram/{channel_id}"): public(403, send=tg_update, provider=(
         ("the secret setWebhook set", 200, lambda w: with_header(tg_update, **tg_secret(w))(w)),
         ("a wrong secret", 403, with_header(tg_update, **{"X-Telegram-Bot-Api-Secret-Token": "wrong"})),

@@ -325,7 +325,7 @@ def test_instance_list_filters(api):
     listed = api.get("/api/process-instances?state=error").get_json()[0]
     assert (listed["process"], listed["version"], listed["state"], listed["data"]) == \
         ("ApiDivide", 1, "error", {"divisor": 0})
-    assert error_of(api.get("/api/process-instances?state=sleeping"), 400)["details"] == {"field": "state"}
+    assert error_of(api.get("/api/process-instances?state=sleeping"), 400)["details"]["fields"] == ["state"]
 
 
 def test_unknown_instance_is_404_json(api):

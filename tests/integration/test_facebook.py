@@ -6,13 +6,13 @@ from a user access token or the single-page form."""
 import hashlib
 import hmac
 import json
-import time
 
 import pytest
 from sqlalchemy import select
 
 from app.models.chat import Channel, Chat, Contact, Message
-from chat_helpers import count, error, get_chat, history, instance, ok, rows, set_at, wait_chat
+from chat_helpers import (count, error, get_chat, history, instance, ok, pending_jobs, rows, set_at, settled,
+                          wait_chat)
 from conftest import ROOT, Api, wait_for
 from fakes.facebook import batch, message_event, pass_thread_control, sign, take_thread_control
 
@@ -232,7 +232,8 @@ def test_graph_500s_mark_the_reply_failed_after_retries(fb):
     assert failed["error"] and "page-token" not in json.dumps(failed)
     retries = len(fb.api.app.config["OUTBOUND_RETRY_DELAYS"])
     assert len([b for _, b in fb.graph.sent() if b["message"]["text"] == "lost reply"]) == retries + 1
-    time.sleep(1.0)  # no further attempts
+    settled(fb.api.app)  # no further attempts: every job due has run and no delivery is scheduled
+    assert "app.jobs.deliver_message" not in pending_jobs(fb.api.app)
     assert len([b for _, b in fb.graph.sent() if b["message"]["text"] == "lost reply"]) == retries + 1
     chat = get_chat(fb.op, chat_id)
     assert chat["state"] == "in_work" and chat["completed_at"] is None
@@ -263,7 +264,8 @@ def test_one_graph_500_then_recovery_sends_once(fb):
     fb.graph.fail_sends = 1
     ok(fb.op.post(f"/api/chats/{chat_id}/messages", {"text": "second try"}), 201)
     assert wait_status(fb.op, chat_id, "second try")["status"] == "sent"
-    time.sleep(1.0)
+    settled(fb.api.app)  # no late duplicate: every job due has run and no delivery is scheduled
+    assert "app.jobs.deliver_message" not in pending_jobs(fb.api.app)
     assert len([b for _, b in fb.graph.sent() if b["message"]["text"] == "second try"]) == 2
 
 
@@ -558,7 +560,7 @@ def test_standby_messages_make_a_bot_chat_with_no_operator(fb):
     assert count(fb.api, Chat) == 1
     assert [(m["direction"], m["text"]) for m in messages(fb.api, chat["id"])] == [
         ("in", "bot talk 0"), ("in", "bot talk 1")]
-    time.sleep(0.5)  # no lifecycle starts behind our back
+    settled(fb.api.app)  # no lifecycle starts behind our back
     chat = get_chat(fb.api, chat["id"])
     assert chat["state"] == "bot" and chat["process_instance_id"] is None
     assert ok(fb.api.get("/api/process-instances?process=ChatLifecycle")) == []
@@ -627,7 +629,7 @@ def test_take_thread_control_withdraws_an_offer(fb):
     # the bot keeps talking in standby: same chat, still `bot`
     ok(post_signed(fb.api, standby("111", "mid.bot.3", "bot again")))
     assert count(fb.api, Chat) == 1 and get_chat(fb.api, chat["id"])["state"] == "bot"
-    time.sleep(0.5)
+    settled(fb.api.app)
     assert get_chat(fb.api, chat["id"])["state"] == "bot"
     # a second pass routes it again with a fresh lifecycle instance
     ok(post_signed(fb.api, handover("111", pass_thread_control(PSID, "111"))))
@@ -680,7 +682,7 @@ def test_pass_then_take_in_one_post_leaves_the_chat_with_the_bot(fb):
     chat = bot_chat(fb)
     body = batch(("111", [pass_thread_control(PSID, "111"), take_thread_control(PSID, "111")], None))
     ok(post_signed(fb.api, body))
-    time.sleep(1.0)  # let the lifecycle job the pass enqueued run
+    settled(fb.api.app)  # the lifecycle job the pass enqueued has run
     chat = get_chat(fb.api, chat["id"])
     assert chat["state"] == "bot", chat
     assert chat["process_instance_id"] is None and chat["offered_to_id"] is None

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import User
 from chat_helpers import (ACCEPT_TIMER, LIFECYCLE, configure, deploy_lifecycle, error_code, events,
                           instance, make_channel, make_operator, make_queue, new_chat, ok, wait_chat,
-                          workflow_shape)
+                          settled, workflow_shape)
 from conftest import Api, wait_for
 
 
@@ -68,7 +68,7 @@ def test_freed_capacity_takes_the_oldest_waiting_chat(api):
     offered = wait_chat(api, third["id"], lambda c: c["state"] == "offered", timeout=5,
                         message="the oldest waiting chat to be offered once capacity is freed")
     assert offered["offered_to_id"] == ann.id
-    time.sleep(0.5)  # the drain stops at the limit (in work + offered): the fourth chat still waits
+    settled(api.app)  # the drain stopped at the limit (in work + offered): the fourth chat still waits
     assert ok(api.get(f"/api/chats/{fourth['id']}"))["state"] == "queued"
     assert ann.chat_ids() == [second["id"], third["id"]]
     ok(ann.accept(third["id"]))
@@ -116,7 +116,7 @@ def two_chats_nobody_can_take(api):
 
 def test_nobody_eligible_the_chat_waits_queued(api):
     ann, bob, older, newer = two_chats_nobody_can_take(api)
-    time.sleep(1.0)
+    settled(api.app)
     for c in (older, newer):
         c = ok(api.get(f"/api/chats/{c['id']}"))
         assert (c["state"], c["offered_to_id"]) == ("queued", None)
@@ -136,7 +136,7 @@ def test_nobody_eligible_then_the_first_operator_who_sets_active_gets_the_oldest
     assert chat["offered_to_id"] == bob.id
     assert time.monotonic() - started < 5
     assert bob.chat_ids() == [older["id"]]
-    time.sleep(0.3)
+    settled(api.app)
     assert ok(api.get(f"/api/chats/{newer['id']}"))["state"] == "queued"   # bob is at his limit
 
     ann.set_status("active")
@@ -207,12 +207,11 @@ def test_queue_without_completion_timeout_never_auto_completes(api, telegram):
     for c in (never_chat, short_chat):
         ok(ann.accept(c["id"]))
         ok(ann.reply(c["id"], "hello, how can I help?"), 201)
-    replied = time.monotonic()
 
     done = wait_chat(api, short_chat["id"], lambda c: c["state"] == "completed", timeout=10)
     assert done["completion_reason"] == "timeout"
-    time.sleep(max(0.0, replied + 3.0 - time.monotonic()))      # well past what a timeout would be
 
+    # The other chat has no timer that could complete it: it waits for a message only.
     c = ok(api.get(f"/api/chats/{never_chat['id']}"))
     assert (c["state"], c["completion_reason"]) == ("in_work", None)
     proc = instance(api, c["process_instance_id"])
@@ -293,7 +292,8 @@ def test_500_replies_keep_the_state_flat_and_the_chat_still_completes_by_timeout
     assert proc["state"] == "completed"
     assert [e["details"]["reason"] for e in events(api, chat["id"], "completed")] == ["timeout"]
     assert ann.me()["chats_in_work"] == 0
-    wait_for(lambda: len(telegram.sent()) == 500, timeout=20, message="500 replies delivered")
+    # each reply commits its attempt before the call and its outcome after: give a loaded machine time
+    wait_for(lambda: len(telegram.sent()) == 500, timeout=60, message="500 replies delivered")
 
 
 # -- 50 offer timeouts in a row -----------------------------------------------------------

@@ -139,7 +139,8 @@ const CF = (() => {
   // The signed-in user's live events (/api/events, Server-Sent Events). EventSource cannot send
   // an Authorization header, so the stream is read with fetch. On every (re)connect `onReady`
   // runs: the page reloads its lists then, so nothing missed while disconnected is lost.
-  function events({onEvent, onReady, onState}) {
+  // `path`: another stream of the same shape (the Reports page's live figures).
+  function events({onEvent, onReady, onState, path = "/api/events"}) {
     let stopped = false, controller = null, delay = 500;
     const setState = (state) => onState && onState(state);
 
@@ -147,7 +148,7 @@ const CF = (() => {
       while (!stopped) {
         controller = new AbortController();
         try {
-          const response = await fetch("/api/events", {headers: headers(), signal: controller.signal});
+          const response = await fetch(path, {headers: headers(), signal: controller.signal});
           if (response.status === 401) { signIn(); return; }
           if (!response.ok || !response.body) throw new Error("events: HTTP " + response.status);
           const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -164,7 +165,7 @@ const CF = (() => {
               if (!data.length) continue;  // a keep-alive comment
               const event = JSON.parse(data.join("\n"));
               if (event.type === "ready") { delay = 500; setState("live"); onReady && await onReady(event); }
-              else onEvent(event);
+              else { delay = 500; setState("live"); onEvent(event); }
             }
           }
         } catch (err) {

@@ -18,6 +18,7 @@
   const SETTINGS = {
     OmniChatOperatorAcceptChatTimeout: {label: "Acceptance timeout (minutes)", kind: "number"},
     SimultaneousChats: {label: "Simultaneous chats", kind: "number"},
+    ServiceLevelSeconds: {label: "Service level target (seconds, reports)", kind: "number"},
     SiteUrl: {label: "Site URL", kind: "text"},
     SystemAdministratorsNotificationUrl: {label: "Administrators notification URL", kind: "text"},
     FacebookAppSecret: {label: "Facebook app secret", kind: "secret"},

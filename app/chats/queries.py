@@ -1,0 +1,110 @@
+"""What the API reads about chats and their setup: one function per read, each rule once.
+
+Lists are paged with `limit` and `offset`, oldest first. A missing row is 404 with a code
+naming it; a chat the user may not see is 403.
+"""
+from sqlalchemy import select
+
+from app.chats import routing, service
+from app.engine.errors import Forbidden, NotFound, get_or_404
+from app.extensions import db
+from app.models import User
+from app.models.chat import Case, Channel, Chat, ChatAction, ChatEvent, Contact, Message, Queue, QueueOperator
+
+
+def _page(query, limit: int, offset: int) -> list:
+    return db.session.scalars(query.limit(limit).offset(offset)).all()
+
+
+# -- chats -------------------------------------------------------------------------------------
+def chats_for(user: User, admin: bool, *, as_operator: bool = False, state: str | None = None,
+              queue_id: int | None = None, limit: int = 100, offset: int = 0) -> list[Chat]:
+    """The chats a user lists: an admin every chat (by state and queue), unless asking for the
+    operator's view; an operator what they may see now (service.visible_chats)."""
+    if not admin or as_operator:
+        return service.visible_chats(user, state, limit, offset)
+    query = select(Chat).order_by(Chat.id)
+    if state:
+        query = query.where(Chat.state == state)
+    if queue_id is not None:
+        query = query.where(Chat.queue_id == queue_id)
+    return _page(query, limit, offset)
+
+
+def visible_chat(user: User, admin: bool, chat_id: int) -> Chat:
+    """A chat the user may act on: admins any; operators those of their queues and their own."""
+    chat = db.session.get(Chat, chat_id)
+    if chat is None:
+        raise NotFound(f"no chat {chat_id}", code="chat_not_found")
+    if not admin and chat.operator_id != user.id and not routing.serves(user.id, chat.queue_id):
+        raise Forbidden("this chat is not in one of your queues")
+    return chat
+
+
+def chat_events(chat_id: int, limit: int, offset: int) -> list[ChatEvent]:
+    return _page(select(ChatEvent).where(ChatEvent.chat_id == chat_id).order_by(ChatEvent.id), limit, offset)
+
+
+def messages(chat_id: int, limit: int, offset: int) -> list[Message]:
+    return _page(select(Message).where(Message.chat_id == chat_id).order_by(Message.id), limit, offset)
+
+
+# -- actions, cases, contacts ------------------------------------------------------------------
+def actions(limit: int, offset: int) -> list[ChatAction]:
+    return _page(select(ChatAction).order_by(ChatAction.id), limit, offset)
+
+
+def action(action_id: int) -> ChatAction:
+    return get_or_404(ChatAction, action_id, "action")
+
+
+def cases(limit: int, offset: int) -> list[Case]:
+    return _page(select(Case).order_by(Case.id), limit, offset)
+
+
+def case(case_id: int) -> Case:
+    return get_or_404(Case, case_id, "case")
+
+
+def contact(contact_id: int) -> Contact:
+    return get_or_404(Contact, contact_id, "contact")
+
+
+# -- queues and channels -----------------------------------------------------------------------
+def queues(limit: int, offset: int) -> list[Queue]:
+    return _page(select(Queue).order_by(Queue.id), limit, offset)
+
+
+def queue(queue_id: int) -> Queue:
+    return get_or_404(Queue, queue_id)
+
+
+def operator_entries(queue_id: int, limit: int, offset: int) -> list[QueueOperator]:
+    queue(queue_id)
+    return _page(select(QueueOperator).where(QueueOperator.queue_id == queue_id).order_by(QueueOperator.id),
+                 limit, offset)
+
+
+def operator_entry(queue_id: int, entry_id: int) -> QueueOperator:
+    entry = get_or_404(QueueOperator, entry_id)
+    if entry.queue_id != queue_id:
+        raise NotFound(f"queue {queue_id} has no operator entry {entry_id}")
+    return entry
+
+
+def channels(limit: int, offset: int) -> list[Channel]:
+    return _page(select(Channel).order_by(Channel.id), limit, offset)
+
+
+def channel(channel_id: int) -> Channel:
+    return get_or_404(Channel, channel_id)
+
+
+def channel_of(provider: str, channel_id: int) -> Channel | None:
+    found = db.session.get(Channel, channel_id)
+    return found if found is not None and found.provider == provider else None
+
+
+def facebook_channel(page_id: str) -> Channel | None:
+    return db.session.scalars(select(Channel).where(Channel.provider == "facebook",
+                                                    Channel.page_id == page_id)).first()
