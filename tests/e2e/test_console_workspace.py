@@ -201,7 +201,7 @@ def test_an_operators_day_at_two_widths(app, api, serve, console, telegram):
 
 
 # Each page, and what shows once it has loaded its data.
-PAGES = {"/console/operator": "#live[data-state=live]",
+PAGES = {"/console/operator": "#live[data-state=live]", "/console/reports": "#nav",
          "/console/supervisor": "#sv-chats tbody tr", "/console/setup": "#setup", "/console/team": "#team",
          "/console/processes": "#processes tbody tr"}
 
@@ -222,18 +222,22 @@ def test_admin_pages_at_two_widths_supervisor_and_team(app, api, serve, console,
     errors = []
     admin.on("pageerror", lambda e: errors.append(e))
     boxes = ["main .card", "button", "table", "input", "select"]
-    for size, label in ((WIDE, "1280"), (PHONE, "390")):
+    # Screenshots at the two widths people use most; the narrowest and widest common screens checked too.
+    for size, label in ((WIDE, "1280"), (PHONE, "390"), ({"width": 360, "height": 740}, None),
+                        ({"width": 1920, "height": 1080}, None)):
         guest.set_viewport_size(size)
         guest.goto("/console/")
         expect(guest.locator("#sign-in")).to_be_visible()
-        assert off_screen(guest, boxes) == [], ("sign-in", label)
-        shot(guest, f"page-sign-in-{label}")
+        assert off_screen(guest, boxes) == [], ("sign-in", size)
+        if label:
+            shot(guest, f"page-sign-in-{label}")
         admin.set_viewport_size(size)
         for path, loaded in PAGES.items():
             admin.goto(path)
             expect(admin.locator(loaded).first).to_be_visible()
-            assert off_screen(admin, boxes) == [], (path, label)
-            shot(admin, f"page-{path.removeprefix('/console/')}-{label}")
+            assert off_screen(admin, boxes) == [], (path, size)
+            if label:
+                shot(admin, f"page-{path.removeprefix('/console/')}-{label}")
         assert admin.eval_on_selector("link[rel=icon]", "l => l.href").endswith("favicon.svg")
 
     # Supervisor: Anna's load and her chat; completing it ends it on her panel, live.
