@@ -93,7 +93,8 @@ def telegram(telegram_server):
     if fake.held is not None:
         fake.held.set()  # a previous test's held answers go out
     fake.calls.clear()
-    fake.fail_sends, fake.down, fake.held = 0, False, None
+    fake.files.clear()
+    fake.fail_sends, fake.fail_downloads, fake.down, fake.held = 0, 0, False, None
     return fake
 
 
@@ -108,7 +109,9 @@ def graph_server():
 def graph(graph_server):
     """The fake Graph API, reset."""
     graph_server.calls.clear()
-    graph_server.fail_sends, graph_server.down = 0, False
+    graph_server.profiles.clear()
+    graph_server.cdn.clear()
+    graph_server.fail_sends, graph_server.fail_profiles, graph_server.down = 0, 0, False
     return graph_server
 
 

@@ -1,8 +1,10 @@
 """Operators (and admins) working chats (docs/api.md, "Operator routes")."""
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
-from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
+from app.api import uploads
+from app.api.auth import PAGE, accepts, accepts_files, authenticate, is_admin, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, id_arg, page_args, parse
 from app.chats import delivery, inbox, routing, service, settings
@@ -160,16 +162,23 @@ def list_messages(chat_id):
     readable_chat(chat_id)
     limit, offset = page_args()
     messages = db.session.scalars(select(Message).where(Message.chat_id == chat_id).order_by(Message.id)
-                                  .limit(limit).offset(offset))
+                                  .options(selectinload(Message.attachments)).limit(limit).offset(offset))
     return [message_json(m) for m in messages]
 
 
 @bp.post("/chats/<int:chat_id>/messages")
 @accepts(REPLY)
+@accepts_files("a file for the client (part `file`) with an optional caption (`text`)",
+               fields={"text": {"type": "string", "maxLength": service.MAX_TEXT}})
 def send_message(chat_id):
-    """Reply: stored at once as pending, delivered by a worker with retries."""
+    """Reply (JSON text, or a multipart file with an optional caption): stored at once as
+    pending, delivered by a worker with retries."""
     visible_chat(chat_id)
-    message = service.reply(chat_id, g.user, parse(REPLY)["text"], engine(), jobs())
+    if request.mimetype == "multipart/form-data":
+        text, file = uploads.reply_upload(current_app.config["MAX_FILE_BYTES"], service.MAX_TEXT)
+    else:
+        text, file = parse(REPLY)["text"], None
+    message = service.reply(chat_id, g.user, text, engine(), jobs(), file)
     answer = message_json(message)  # as stored: a worker may have sent it by the time we answer
     db.session.commit()
     return answer, 201

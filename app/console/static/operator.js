@@ -449,13 +449,15 @@
   // Messages and private notes in one timeline; notes are the staff's, drawn apart.
   function messageItem(m) {
     const status = m.direction === "out" ? (state.lateStatus.get(m.id) || m.status) : null;
-    return el("li", {class: `msg ${m.direction}`, dataset: {messageId: m.id, direction: m.direction}},
-      el("div", {class: "msg-text"}, m.text),
+    return el("li", {class: `msg ${m.direction} kind-${m.kind || "text"}`,
+                     dataset: {messageId: m.id, direction: m.direction, kind: m.kind || "text"}},
+      CFMessages.body(m),
       el("div", {class: "msg-meta muted"},
         el("span", {class: "visually-hidden"}, m.direction === "in" ? "Client" : "You"),
         el("time", {datetime: m.created_at}, new Date(m.created_at).toLocaleTimeString()),
         status ? el("span", {class: `badge ${status} msg-status`, title: m.error || null},
                     STATUS_TEXT[status] || status) : null,
+        CFMessages.ticks(status),
         RESENDABLE.includes(status) && !state.view.ended
           ? el("button", {type: "button", class: "send-again", onclick: (e) => sendAgain(m, e.target)},
                "Send again") : null),
@@ -561,10 +563,13 @@
     button.disabled = true;
     try {
       // No other check here: the API's answer (e.g. empty text) is shown next to the box.
-      const answer = await CF.api("POST", `/api/chats/${id}/${note ? "notes" : "messages"}`, {text});
+      const file = !note && form.file.files[0];
+      const answer = file ? await sendFile(id, file, text)
+        : await CF.api("POST", `/api/chats/${id}/${note ? "notes" : "messages"}`, {text});
       store.set(draftKey(id), null);
       if (state.selected === id) {
         box.value = "";
+        if (file) clearFile();
         if (note) { state.view.notes.set(answer.id, answer); renderMessages(); } else addMessage(answer);
       }
     } catch (err) {
@@ -575,6 +580,28 @@
   }
 
   form.addEventListener("submit", (e) => { e.preventDefault(); send(); });
+
+  // A file goes as multipart (part `file`), the reply box as its caption.
+  async function sendFile(id, file, text) {
+    const data = new FormData();
+    data.append("file", file, file.name);
+    if (text) data.append("text", text);
+    const response = await fetch(`/api/chats/${id}/messages`, {
+      method: "POST", headers: {Authorization: "Bearer " + CF.token()}, body: data});
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new CF.ApiError(response.status, body);
+    return body;
+  }
+
+  function clearFile() {
+    form.file.value = "";
+    $("reply-file-name").textContent = "";
+  }
+
+  form.file.addEventListener("change", () => {
+    const file = form.file.files[0];
+    $("reply-file-name").textContent = file ? `${file.name} (${CFMessages.size(file.size)})` : "";
+  });
 
   box.addEventListener("keydown", (e) => {
     if (canned.open && canned.key(e)) return;
@@ -843,6 +870,9 @@
         refreshSoon();  // preview, waiting time and order
         break;
       }
+      case "message_updated":   // an edit, a file fetched, a receipt
+        if (event.chat_id === state.selected) addMessage(event.message);
+        break;
       case "chat_note":
         if (event.chat_id === state.selected && state.view) {
           state.view.notes.set(event.note.id, event.note);

@@ -1,7 +1,7 @@
 """operator workspace: read markers, private notes, canned responses, deactivated users
 
 Revision ID: 0005_workspace
-Revises: 0005_faults
+Revises: 0005_media
 Create Date: 2026-12-02
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_workspace'
-down_revision = '0005_faults'
+down_revision = '0005_media'
 branch_labels = None
 depends_on = None
 
