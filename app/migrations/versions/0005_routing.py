@@ -5,7 +5,7 @@ keep-alive, a presence heartbeat) runs out; routing offers chats only to operato
 active and connected. Users created from now on start `inactive`; existing ones keep theirs.
 
 Revision ID: 0005_routing
-Revises: 0005_media
+Revises: 0005_workspace
 Create Date: 2026-12-02
 """
 from alembic import op
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_routing'
-down_revision = '0005_media'
+down_revision = '0005_workspace'
 branch_labels = None
 depends_on = None
 
