@@ -20,8 +20,12 @@ def panel(console, base, operator):
     return page
 
 
-def item(page, list_id, client):
-    return page.locator(f"#{list_id} li.op-item", has_text=f"Client{client.user_id}")
+def item(page, where, client):
+    """The client's chat among the offers, or in the tab `where` (mine, waiting), selected first."""
+    if where == "offered":
+        return page.locator("#offered li.op-item", has_text=f"Client{client.user_id}")
+    page.locator(f"#tab-{where}").click()
+    return page.locator("#chat-list li.op-item", has_text=f"Client{client.user_id}")
 
 
 def test_transfer_to_a_colleague_then_to_another_queue_from_the_panel(app, api, serve, console):
@@ -38,7 +42,7 @@ def test_transfer_to_a_colleague_then_to_another_queue_from_the_panel(app, api, 
 
     client.writes("I need billing help")
     item(pages["anna"], "offered", client).get_by_role("button", name="Accept").click()
-    expect(item(pages["anna"], "in-work", client)).to_be_visible()
+    expect(item(pages["anna"], "mine", client)).to_be_visible()
     form = pages["anna"].locator("#transfer-form")
     expect(form.get_by_label("To")).to_contain_text("Boris (available, holds 0)")
     form.get_by_label("To").select_option(label="Boris (available, holds 0)")
@@ -46,21 +50,21 @@ def test_transfer_to_a_colleague_then_to_another_queue_from_the_panel(app, api, 
     shot(pages["anna"], "operator-transfer")
     form.get_by_role("button", name="Transfer").click()
     expect(pages["anna"].locator("#chat-ended")).to_have_text("You transferred this chat.")
-    expect(item(pages["anna"], "in-work", client)).to_have_count(0)
+    expect(item(pages["anna"], "mine", client)).to_have_count(0)
 
     offer = item(pages["boris"], "offered", client)
     expect(offer).to_be_visible()
     offer.get_by_role("button", name="Accept").click()
-    expect(item(pages["boris"], "in-work", client)).to_be_visible()
+    expect(item(pages["boris"], "mine", client)).to_be_visible()
     form = pages["boris"].locator("#transfer-form")
     form.get_by_label("To").select_option(label="Queue Second line")
     form.get_by_role("button", name="Transfer").click()
     expect(pages["boris"].locator("#chat-ended")).to_have_text("You transferred this chat.")
 
-    waiting = item(pages["vera"], "visible", client)
+    waiting = item(pages["vera"], "waiting", client)
     expect(waiting).to_be_visible()
     waiting.get_by_role("button", name="Accept").click()
-    expect(item(pages["vera"], "in-work", client)).to_be_visible()
+    expect(item(pages["vera"], "mine", client)).to_be_visible()
     chat_id = [c for c in ok(api.get("/api/chats")) if c["queue_id"] == second["id"]][0]["id"]
     steps = [(e["details"]["to_operator_id"], e["details"]["to_queue_id"], e["details"]["note"])
              for e in events(api, chat_id, "transferred")]
