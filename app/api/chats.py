@@ -1,20 +1,19 @@
 """Operators (and admins) working chats (docs/api.md, "Operator routes")."""
-from flask import Blueprint, current_app, g, request
-from sqlalchemy import select
+from typing import Literal
 
-from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
+from flask import Blueprint, current_app, g
+from pydantic import AliasPath, Field
+
+from app.api.auth import authenticate, is_admin
+from app.api.contract import MAX_INT, Answer, Body, Filter, JsonObject, Name, Page, Timestamp, contract
 from app.api.errors import ApiError
-from app.api.validation import Field, Schema, id_arg, page_args, parse
-from app.chats import delivery, routing, service, settings
+from app.chats import delivery, queries, service
 from app.chats.live import message_json
 from app.extensions import db
-from app.models.chat import Chat, ChatEvent, Message
 
 bp = Blueprint("chats", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
-STATUS = Schema({"status": Field(str, required=True, choices=("active", "inactive"))})
-REPLY = Schema({"text": Field(str, required=True, max_length=service.MAX_TEXT)})
 CHAT_STATES = ("bot", "queued", "offered", "in_work", "completed")
 
 
@@ -26,133 +25,155 @@ def jobs():
     return current_app.extensions["chatflow.jobs"]
 
 
-def chat_json(c: Chat) -> dict:
-    return {"id": c.id, "state": c.state, "queue_id": c.queue_id, "queue_name": c.queue.name,
-            "channel_id": c.channel_id, "contact": {"id": c.contact.id, "name": c.contact.name},
-            "operator_id": c.operator_id, "offered_to_id": c.offered_to_id,
-            "process_instance_id": c.process_instance_id, "created_at": c.created_at.isoformat(),
-            "accepted_at": _iso(c.accepted_at),
-            "completed_at": _iso(c.completed_at), "completion_reason": c.completion_reason}
+class StatusIn(Body):
+    status: Literal["active", "inactive"]
 
 
-def _iso(value):
-    return value.isoformat() if value else None
+class Reply(Body):
+    text: Name(service.MAX_TEXT)
 
 
-def me_json(user) -> dict:
-    return {"id": user.id, "login": user.login, "name": user.name, "status": user.status,
-            "queues": routing.queues_of(user.id), "chats_in_work": user.chats_in_work,
-            "chats_offered": user.chats_offered, "simultaneous_chats_limit": settings.get("SimultaneousChats"),
-            "last_accepted_at": _iso(user.last_accepted_at), "is_admin": is_admin(user)}
+class OperatorChats(Page):
+    state: Filter(Literal[CHAT_STATES]) = None
 
 
-def visible_chat(chat_id: int) -> Chat:
-    """A chat the user may act on: admins any; operators those of their queues."""
-    chat = db.session.get(Chat, chat_id)
-    if chat is None:
-        raise ApiError(404, "chat_not_found", f"no chat {chat_id}")
-    if not is_admin(g.user) and chat.operator_id != g.user.id and not routing.serves(g.user.id, chat.queue_id):
-        raise ApiError(403, "forbidden", "this chat is not in one of your queues")
-    return chat
+class Chats(OperatorChats):
+    queue_id: Filter(int, ge=0, le=MAX_INT, description="admins: this queue's chats") = None
+    view: Filter(Literal["operator"], description="admins: the chats you may see now as an operator") = None
+
+
+class Me(Answer):
+    id: int
+    login: str
+    name: str
+    status: Literal["active", "inactive"]
+    queues: list[int]
+    chats_in_work: int
+    chats_offered: int
+    simultaneous_chats_limit: int
+    last_accepted_at: Timestamp | None
+    is_admin: bool
+
+
+class ContactRef(Answer):
+    id: int
+    name: str
+
+
+class ChatOut(Answer):
+    id: int
+    state: Literal[CHAT_STATES]
+    queue_id: int
+    queue_name: str = Field(validation_alias=AliasPath("queue", "name"))
+    channel_id: int
+    contact: ContactRef
+    operator_id: int | None
+    offered_to_id: int | None
+    process_instance_id: int | None
+    created_at: Timestamp
+    accepted_at: Timestamp | None
+    completed_at: Timestamp | None
+    completion_reason: str | None
+
+
+class ChatEventOut(Answer):
+    at: Timestamp
+    event: str
+    details: JsonObject
+
+
+class MessageOut(Answer):
+    """A message as the API and the live events show it (app/chats/live.py writes it)."""
+    id: int
+    direction: Literal["in", "out"]
+    text: str
+    created_at: Timestamp
+    status: str
+    error: str | None = Field(None, description="why the last delivery attempt failed")
+
+
+def visible_chat(chat_id: int):
+    return queries.visible_chat(g.user, is_admin(g.user), chat_id)
 
 
 @bp.get("/me")
+@contract(answer=Me)
 def me():
     """The signed-in operator: status, queues, load and limit."""
-    return me_json(g.user)
+    return queries.profile(g.user, is_admin(g.user))
 
 
 @bp.put("/me/status")
-@accepts(STATUS)
-def set_status():
+@contract(body=StatusIn, answer=Me)
+def set_status(body: StatusIn):
     """Set yourself active (take chats) or inactive."""
-    user = service.set_status(g.user, parse(STATUS)["status"], jobs())
+    user = service.set_status(g.user, body.status, jobs())
     db.session.commit()
-    return me_json(user)
-
-
-def _operator_view():
-    limit, offset = page_args()
-    state = request.args.get("state")
-    return [chat_json(c) for c in service.visible_chats(g.user, state, limit, offset)]
+    return queries.profile(user, is_admin(user))
 
 
 @bp.get("/chats")
-@reads({**PAGE, "state": {"enum": list(CHAT_STATES)}, "queue_id": {"type": "integer", "minimum": 0},
-        "view": {"enum": ["operator"]}})
-def list_chats():
+@contract(query=Chats, answer=list[ChatOut])
+def list_chats(query: Chats):
     """Admins: all chats (?state=, ?queue_id=). Operators: the chats they may see now."""
-    if not is_admin(g.user) or request.args.get("view") == "operator":
-        return _operator_view()
-    query = select(Chat).order_by(Chat.id)
-    state = request.args.get("state")
-    if state:
-        if state not in CHAT_STATES:
-            raise ApiError(400, "bad_query", f"state must be one of {', '.join(CHAT_STATES)}", {"field": "state"})
-        query = query.where(Chat.state == state)
-    queue_id = id_arg("queue_id")
-    if queue_id is not None:
-        query = query.where(Chat.queue_id == queue_id)
-    limit, offset = page_args()
-    return [chat_json(c) for c in db.session.scalars(query.limit(limit).offset(offset))]
+    return queries.chats_for(g.user, is_admin(g.user), as_operator=query.view == "operator", state=query.state,
+                             queue_id=query.queue_id, limit=query.limit, offset=query.offset)
 
 
 @bp.get("/me/chats")
-@reads({**PAGE, "state": {"enum": list(CHAT_STATES)}})
-def my_chats():
+@contract(query=OperatorChats, answer=list[ChatOut])
+def my_chats(query: OperatorChats):
     """The chats you may see now as an operator (also for admins who are operators)."""
-    return _operator_view()
+    return queries.chats_for(g.user, is_admin(g.user), as_operator=True, state=query.state, limit=query.limit,
+                             offset=query.offset)
 
 
 @bp.get("/chats/<int:chat_id>")
+@contract(answer=ChatOut)
 def get_chat(chat_id):
     """One chat."""
-    return chat_json(visible_chat(chat_id))
+    return visible_chat(chat_id)
 
 
 @bp.get("/chats/<int:chat_id>/history")
-@reads(PAGE)
-def chat_history(chat_id):
+@contract(query=Page, answer=list[ChatEventOut])
+def chat_history(chat_id, query: Page):
     """What happened to the chat: offers (with candidates and why), accepts, completion."""
     visible_chat(chat_id)
-    limit, offset = page_args()
-    events = db.session.scalars(select(ChatEvent).where(ChatEvent.chat_id == chat_id).order_by(ChatEvent.id)
-                                .limit(limit).offset(offset))
-    return [{"at": e.at.isoformat(), "event": e.event, "details": e.details or {}} for e in events]
+    return queries.chat_events(chat_id, query.limit, query.offset)
 
 
 @bp.post("/chats/<int:chat_id>/accept")
+@contract(answer=ChatOut)
 def accept(chat_id):
     """Accept an offered or visible chat; 409 chat_taken, not_offered_to_you or limit_reached."""
     visible_chat(chat_id)
     chat = service.accept(chat_id, g.user, engine())
     db.session.commit()
-    return chat_json(chat)
+    return chat
 
 
 @bp.get("/chats/<int:chat_id>/messages")
-@reads(PAGE)
-def list_messages(chat_id):
+@contract(query=Page, answer=list[MessageOut])
+def list_messages(chat_id, query: Page):
     """The chat's messages, oldest first, with delivery status."""
     visible_chat(chat_id)
-    limit, offset = page_args()
-    messages = db.session.scalars(select(Message).where(Message.chat_id == chat_id).order_by(Message.id)
-                                  .limit(limit).offset(offset))
-    return [message_json(m) for m in messages]
+    return [message_json(m) for m in queries.messages(chat_id, query.limit, query.offset)]
 
 
 @bp.post("/chats/<int:chat_id>/messages")
-@accepts(REPLY)
-def send_message(chat_id):
+@contract(body=Reply, answer=MessageOut, status=201)
+def send_message(chat_id, body: Reply):
     """Reply: stored at once as pending, delivered by a worker with retries."""
     visible_chat(chat_id)
-    message = service.reply(chat_id, g.user, parse(REPLY)["text"], engine(), jobs())
+    message = service.reply(chat_id, g.user, body.text, engine(), jobs())
     answer = message_json(message)  # as stored: a worker may have sent it by the time we answer
     db.session.commit()
     return answer, 201
 
 
 @bp.post("/chats/<int:chat_id>/messages/<int:message_id>/send-again")
+@contract(answer=MessageOut)
 def send_again(chat_id, message_id):
     """Send again a reply that is uncertain (may have been delivered) or failed: the operator's decision."""
     visible_chat(chat_id)
@@ -163,6 +184,7 @@ def send_again(chat_id, message_id):
 
 
 @bp.post("/chats/<int:chat_id>/complete")
+@contract(answer=ChatOut)
 def complete(chat_id):
     """Complete a chat: its operator (reason operator) or an admin (reason admin)."""
     chat = visible_chat(chat_id)
@@ -171,4 +193,4 @@ def complete(chat_id):
         raise ApiError(409, "chat_not_in_work", f"chat {chat_id} is not in work by you")
     chat = service.complete(chat_id, g.user, reason, engine(), jobs())
     db.session.commit()
-    return chat_json(chat)
+    return chat
