@@ -171,7 +171,7 @@ def _serialise(result, adapter: TypeAdapter | None):
         return result
     value, rest = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
     data = adapter.dump_python(adapter.validate_python(value, from_attributes=True), mode="json",
-                               exclude_unset=True)
+                               exclude_unset=True, by_alias=True)
     return (data, *rest) if rest else data
 
 
