@@ -72,23 +72,25 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
     if app.config["REDIS_URL"]:
         from app.adapters.rq_jobs import RQJobQueue
         jobs = RQJobQueue(app.config["REDIS_URL"], app.config["RQ_QUEUE"], observer=JobObserver())
-        app.extensions["chatflow.jobs_health"] = jobs.health
+        from app import heartbeats
+        app.extensions["chatflow.jobs_health"] = partial(heartbeats.health, app)
         from app.adapters.events import RedisEvents
         app.extensions["chatflow.events"] = RedisEvents(app.config["REDIS_URL"])
     else:
         from app.adapters.inprocess import InProcessJobQueue
+        from app import outages
         jobs = InProcessJobQueue(app, sweep=partial(sweep, 0),
-                                 sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0), observer=JobObserver())
-        app.extensions["chatflow.jobs_health"] = jobs.health
+                                 sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0), observer=JobObserver(),
+                                 failed=outages.report, succeeded=outages.all_up)
+        app.extensions["chatflow.jobs_health"] = lambda: {"jobs": jobs.health()}
         from app.adapters.events import LocalEvents
         app.extensions["chatflow.events"] = LocalEvents()
     app.extensions["chatflow.jobs"] = jobs
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
-    from app.adapters.facebook import GraphClient
-    from app.adapters.telegram import TelegramClient
-    timeout = app.config["PROVIDER_TIMEOUT_SECONDS"]
-    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"], timeout)
-    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"], timeout)
+    from app import channels
+    from app.adapters import file_store
+    channels.install(app)
+    app.extensions["chatflow.files"] = file_store.build(app.config)
     if start_jobs and hasattr(jobs, "start"):
         jobs.start()  # only now: its first sweep needs the engine
 
@@ -97,8 +99,8 @@ def _register_routes(app: Flask) -> None:
     from app import console, metrics
     logs.init_app(app)
     metrics.init_app(app)
-    from app.api import actions, chat_setup, chats, errors, events, processes, reports, system, users, webhooks
+    from app.api import actions, chat_setup, chats, errors, events, files, processes, reports, system, users, webhooks
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, actions, events, reports, webhooks, console):
+    for module in (system, users, processes, chat_setup, chats, files, actions, events, reports, webhooks, console):
         app.register_blueprint(module.bp)
     app.register_blueprint(console.root)

@@ -1,7 +1,5 @@
 """The `chatflow` command (docs/api.md, "Command line"). Each command is a few lines over the app."""
 import sys
-import threading
-import time
 from pathlib import Path
 
 import click
@@ -44,44 +42,23 @@ def serve(host, port, demo):
         with app.app_context():
             for line in seed(app, REPO_PROCESSES):
                 click.echo(line)
-    click.echo(f"Chatflow on http://{host}:{port}  (jobs: {app.extensions['chatflow.jobs_health']()['backend']})")
+    click.echo(f"Chatflow on http://{host}:{port}  (jobs: {'RQ' if app.config['REDIS_URL'] else 'in-process'})")
     run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 @main.command()
 def worker():
-    """Run an RQ worker with its scheduler, plus the database timer sweep (needs REDIS_URL)."""
-    from rq import SimpleWorker
+    """Run an RQ worker with its scheduler, plus the sweep loop with heartbeats (needs REDIS_URL).
 
-    from app import create_app, jobs, logs, metrics
+    It rides out Redis and database outages; SIGTERM ends it after the current job.
+    """
+    from app import create_app, jobs
+    from app.worker import run
     app = create_app(start_jobs=False)
     if not app.config["REDIS_URL"]:
         raise click.ClickException("set REDIS_URL: without it `chatflow serve` runs jobs in-process")
     jobs._worker_app = app  # jobs reuse this app and its parsed-spec cache
-    queue = app.extensions["chatflow.jobs"].queue
-
-    def sweep_forever():
-        while True:
-            time.sleep(app.config["TIMER_SWEEP_SECONDS"])
-            try:
-                jobs.sweep()
-            except Exception:
-                app.logger.exception("timer sweep failed")
-
-    threading.Thread(target=sweep_forever, name="timer-sweep", daemon=True).start()
-    def count_failure(job, *_exc_info):
-        metrics.job_failed(job.func_name)
-        return True  # and on to RQ's own handling (the failed-job registry)
-
-    class Worker(SimpleWorker):
-        """Runs each job with the request id it carries, for its logs and the jobs it enqueues."""
-
-        def perform_job(self, job, queue, *args, **kwargs):
-            with logs.job_scope(job.meta):
-                return super().perform_job(job, queue, *args, **kwargs)
-
-    # SimpleWorker runs jobs in this process: no fork per job, so specs stay parsed.
-    Worker([queue], connection=queue.connection, exception_handlers=[count_failure]).work(with_scheduler=True)
+    run(app)
 
 
 @main.command()

@@ -28,11 +28,20 @@ def from_env(env=os.environ) -> dict:
         "MAX_CONTENT_LENGTH": int(env.get("CHATFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)),
         # How often the database is swept for due timers, and how late a timer may be
         # before the sweep fires it itself instead of waiting for its RQ job.
-        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 5)),
-        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 3)),
+        # Every worker sweeps each second with half a second's grace, so a timer fires on time
+        # even while RQ's scheduler is gone with a dead worker (its lock lives on for 61 s).
+        "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 1)),
+        "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 0.5)),
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),
+        # Our Facebook app's id: its echoes are ours (the Send API's metadata marks them too).
+        "FACEBOOK_APP_ID": env.get("CHATFLOW_FACEBOOK_APP_ID") or None,
+        # Files (attachments) live in the database unless a folder is named here.
+        "FILES_DIR": env.get("CHATFLOW_FILES_DIR") or None,
+        # The largest file fetched from a client or sent by an operator: Telegram's bot download
+        # limit ("up to 20MB"); a larger inbound file is recorded as too_large.
+        "MAX_FILE_BYTES": int(env.get("CHATFLOW_MAX_FILE_BYTES", 20_000_000)),
         # Longest wait for a provider's answer; an attempt older than this (plus the sweep's
         # grace) has no outcome coming and is marked `uncertain`.
         "PROVIDER_TIMEOUT_SECONDS": float(env.get("CHATFLOW_PROVIDER_TIMEOUT_SECONDS", 10)),

@@ -48,6 +48,7 @@ class Outage:
 
 
 REDIS, DATABASE = Outage("Redis"), Outage("the database")
+STOPPING = threading.Event()  # the process was asked to stop: waits for a connection end early
 
 
 def outage_of(error: BaseException) -> Outage:
@@ -55,7 +56,7 @@ def outage_of(error: BaseException) -> Outage:
         else DATABASE
 
 
-def retrying(work, give_up_after: float = 60.0, stop: threading.Event | None = None):
+def retrying(work, give_up_after: float = 60.0, stop: threading.Event = STOPPING):
     """`work()`, tried again with backoff while it fails on a lost connection (at most
     `give_up_after` seconds, or until `stop` is set); any other error is raised at once."""
     deadline, attempt, struck = time.monotonic() + give_up_after, 0, None
@@ -68,13 +69,24 @@ def retrying(work, give_up_after: float = 60.0, stop: threading.Event | None = N
             attempt, struck = attempt + 1, outage_of(e)
             struck.down(e)
             wait = backoff(attempt)
-            if time.monotonic() + wait > deadline or (stop is not None and stop.is_set()):
+            if time.monotonic() + wait > deadline or stop.is_set():
                 raise
-            if stop is not None:
-                stop.wait(wait)
-            else:
-                time.sleep(wait)
+            stop.wait(wait)
             continue
         if struck is not None:
             struck.up()
         return result
+
+
+def report(error: BaseException, what: str) -> None:
+    """Log a failure of background work: a lost connection once per outage, anything else in full."""
+    if is_transient(error):
+        outage_of(error).down(error)
+    else:
+        log.error("%s failed", what, exc_info=error)
+
+
+def all_up() -> None:
+    """Background work just succeeded: whatever was down is back."""
+    REDIS.up()
+    DATABASE.up()

@@ -21,14 +21,19 @@ def resolve(path: str):
 
 
 class InProcessJobQueue:
-    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0, observer=None):
+    def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0, observer=None, failed=None, succeeded=None):
         """`observer` (optional): `enqueued(func)` is told of each job, `context()` answers what a job
-        carries from where it was enqueued, and `running(func, context)` is entered around it."""
+        carries from where it was enqueued, and `running(func, context)` is entered around it.
+        `failed(error, what)` and `succeeded()` tell how background work went (app.outages logs a
+        lost connection once per outage); this thread never ends on an error."""
         self.app, self.sweep, self.sweep_seconds, self.observer = app, sweep, sweep_seconds, observer
+        self.failed = failed or (lambda error, what: log.error("%s failed", what, exc_info=error))
+        self.succeeded = succeeded or (lambda: None)
         self._heap, self._counter = [], itertools.count()
         self._cond = threading.Condition()
         self._thread = None
         self._stopping = False
+        self._busy = 0  # jobs and sweeps running now
 
     def enqueue(self, func: str, *args, job_id: str | None = None) -> None:
         self.enqueue_at(datetime.now(timezone.utc), func, *args, job_id=job_id)
@@ -45,6 +50,21 @@ class InProcessJobQueue:
     def pending(self) -> int:
         with self._cond:
             return len(self._heap)
+
+    def waiting(self) -> list[str]:
+        """The names of the jobs waiting, due or scheduled, soonest first."""
+        with self._cond:
+            return [job[2] for job in sorted(self._heap)]
+
+    def idle(self) -> bool:
+        """Nothing is running and nothing due waits: every job due so far has finished."""
+        with self._cond:
+            due = self._heap and self._heap[0][0] <= datetime.now(timezone.utc).timestamp()
+            return not self._busy and not due
+
+    def _done(self) -> None:
+        with self._cond:
+            self._busy -= 1
 
     def start(self) -> None:
         if self._thread is None:
@@ -70,6 +90,7 @@ class InProcessJobQueue:
                 if not self._heap or self._heap[0][0] > datetime.now(timezone.utc).timestamp():
                     return ran
                 _, _, func, args, context = heapq.heappop(self._heap)
+                self._busy += 1  # with the pop: idle() never sees a job neither waiting nor running
             self._call(func, args, context)
             ran += 1
 
@@ -77,8 +98,11 @@ class InProcessJobQueue:
         try:
             with self.app.app_context(), (self.observer.running(func, context) if self.observer else nullcontext()):
                 resolve(func)(*args)
-        except Exception:
-            log.exception("job %s%r failed", func, args)
+            self.succeeded()
+        except Exception as e:
+            self.failed(e, f"job {func}{args!r}")
+        finally:
+            self._done()
 
     def _run(self) -> None:
         next_sweep = 0.0
@@ -86,11 +110,16 @@ class InProcessJobQueue:
             self.run_pending()
             now = datetime.now(timezone.utc).timestamp()
             if self.sweep is not None and now >= next_sweep:
+                with self._cond:
+                    self._busy += 1
                 try:
                     with self.app.app_context():
                         self.sweep()
-                except Exception:
-                    log.exception("timer sweep failed")
+                    self.succeeded()
+                except Exception as e:
+                    self.failed(e, "timer sweep")
+                finally:
+                    self._done()
                 next_sweep = now + self.sweep_seconds
             with self._cond:
                 wait = next_sweep - now

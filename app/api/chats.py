@@ -1,14 +1,15 @@
 """Operators (and admins) working chats (docs/api.md, "Operator routes")."""
-from typing import Literal
+from typing import Any, Literal
 
-from flask import Blueprint, current_app, g
+from flask import Blueprint, current_app, g, request
 from pydantic import AliasPath, Field
 
+from app.api import uploads
 from app.api.auth import authenticate, is_admin
 from app.api.contract import MAX_INT, Answer, Body, Filter, JsonObject, Name, Page, Timestamp, contract
 from app.api.errors import ApiError
 from app.chats import delivery, queries, service
-from app.chats.live import message_json
+from app.chats.messages import message_json
 from app.extensions import db
 
 bp = Blueprint("chats", __name__, url_prefix="/api")
@@ -82,14 +83,34 @@ class ChatEventOut(Answer):
     details: JsonObject
 
 
+class AttachmentOut(Answer):
+    id: int
+    name: str
+    content_type: str
+    size: int | None
+    status: str
+    url: str = Field(description="GET it with the bearer token")
+
+
+class Edit(Answer):
+    text: str | None
+    at: str
+
+
 class MessageOut(Answer):
-    """A message as the API and the live events show it (app/chats/live.py writes it)."""
+    """A message as the API and the live events show it (app/chats/messages.py writes it);
+    text-only clients read the first five fields."""
     id: int
     direction: Literal["in", "out"]
-    text: str
+    text: str | None
     created_at: Timestamp
     status: str
     error: str | None = Field(None, description="why the last delivery attempt failed")
+    kind: str
+    payload: dict[str, Any] | None = Field(description="what a kind beyond text carries (a location, a contact)")
+    edits: list[Edit] = Field(description="earlier texts, newest last")
+    attachments: list[AttachmentOut]
+    origin: str | None = Field(None, description="who wrote an outgoing message not sent from Chatflow")
 
 
 def visible_chat(chat_id: int):
@@ -162,11 +183,18 @@ def list_messages(chat_id, query: Page):
 
 
 @bp.post("/chats/<int:chat_id>/messages")
-@contract(body=Reply, answer=MessageOut, status=201)
-def send_message(chat_id, body: Reply):
-    """Reply: stored at once as pending, delivered by a worker with retries."""
+@contract(body=Reply, files=("a file for the client (part `file`) with an optional caption (`text`)", False,
+                             {"text": {"type": "string", "maxLength": service.MAX_TEXT}}),
+          answer=MessageOut, status=201)
+def send_message(chat_id, body: Reply | None):
+    """Reply (JSON text, or a multipart file with an optional caption): stored at once as
+    pending, delivered by a worker with retries."""
     visible_chat(chat_id)
-    message = service.reply(chat_id, g.user, body.text, engine(), jobs())
+    if body is None:
+        text, file = uploads.reply_upload(current_app.config["MAX_FILE_BYTES"], service.MAX_TEXT)
+    else:
+        text, file = body.text, None
+    message = service.reply(chat_id, g.user, text, engine(), jobs(), file)
     answer = message_json(message)  # as stored: a worker may have sent it by the time we answer
     db.session.commit()
     return answer, 201

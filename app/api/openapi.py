@@ -140,14 +140,16 @@ def document(app) -> dict:
 
 
 def _request_body(spec: Contract, body_schema: dict | None, components: dict) -> dict | None:
-    if body_schema is not None:
-        return {"required": not spec.body_optional, "content": _json(_inline(body_schema, components))}
     if spec.raw_body:
         return {"required": True, "content": _json({"type": "object", "description": spec.raw_body})}
-    if spec.files:
-        description, many = spec.files
-        file = {"type": "string", "format": "binary"}
-        return {"required": True, "description": description, "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {"type": "array", "items": file, "minItems": 1} if many else file}}}}}
-    return None
+    json_body = {"required": not spec.body_optional, "content": _json(_inline(body_schema, components))} \
+        if body_schema is not None else None
+    if not spec.files:
+        return json_body
+    # A multipart body of files (parts `file`) and form fields; beside a JSON body, the view takes either.
+    description, many, *fields = spec.files
+    file = {"type": "string", "format": "binary"}
+    return {"required": True, "description": description, "content": {
+        **(json_body or {}).get("content", {}),
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "array", "items": file, "minItems": 1} if many else file, **(fields[0] if fields else {})}}}}}

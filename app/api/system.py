@@ -28,9 +28,9 @@ class Health(Answer):
 @bp.get("/healthz")
 @contract(answer=Health, status=(200, 503))
 def healthz():
-    """State of the database, Redis and workers; 503 when one is down."""
+    """State of the database, Redis and live workers (by their heartbeats); 503 naming what is down."""
     checks = {"database": _check(lambda: db.session.execute(text("select 1"))),
-              "jobs": current_app.extensions["chatflow.jobs_health"]()}
+              **current_app.extensions["chatflow.jobs_health"]()}
     ok = all(c["ok"] for c in checks.values())
     return {"status": "ok" if ok else "degraded", "checks": checks}, 200 if ok else 503
 

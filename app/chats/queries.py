@@ -4,6 +4,7 @@ Lists are paged with `limit` and `offset`, oldest first. A missing row is 404 wi
 naming it; a chat the user may not see is 403.
 """
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from app.chats import routing, service, settings
 from app.engine.errors import Forbidden, NotFound, get_or_404
@@ -55,7 +56,9 @@ def chat_events(chat_id: int, limit: int, offset: int) -> list[ChatEvent]:
 
 
 def messages(chat_id: int, limit: int, offset: int) -> list[Message]:
-    return _page(select(Message).where(Message.chat_id == chat_id).order_by(Message.id), limit, offset)
+    """The chat's messages, oldest first, with their attachments."""
+    return _page(select(Message).where(Message.chat_id == chat_id).order_by(Message.id)
+                 .options(selectinload(Message.attachments)), limit, offset)
 
 
 # -- actions, cases, contacts ------------------------------------------------------------------

@@ -29,7 +29,7 @@ PAGES = {"index": ("/", "Sign in"), "operator": ("/operator", "Operator panel"),
 # this origin (no inline ones), nothing framed. bpmn-js styles its SVG inline; sounds play from blob: URLs.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                               "img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; "
+                               "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "
                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -76,6 +76,10 @@ class World:
         self.chat = self.chat_in_work()                     # C: in work by operator A
         started = ok(self.as_("queue_op").post(f"/api/chats/{self.chat['id']}/actions/{self.action['id']}"), 201)
         self.case_id = started["data"]["CaseId"]
+        sent = ok(self.as_("queue_op").post(f"/api/chats/{self.chat['id']}/messages",
+                                            data={"file": (io.BytesIO(b"the file"), "note.txt", "text/plain")},
+                                            content_type="multipart/form-data"), 201)
+        self.file_id = sent["attachments"][0]["id"]
         self.role = ok(self.admin.post("/api/roles", {"name": "Agents"}), 201)
         self.plain = self.user("plain")
         self.instance = self.start("ApiApproval", {"amount": 1})
@@ -85,7 +89,7 @@ class World:
                        "contact_id": self.chat["contact"]["id"], "channel_id": self.channel["id"],
                        "queue_id": self.qa, "user_id": self.plain["id"], "role_id": self.role["id"],
                        "instance_id": self.instance["id"], "key": "ApiApproval", "number": 1,
-                       "task": "review", "code": "SiteUrl"}
+                       "task": "review", "code": "SiteUrl", "file_id": self.file_id}
 
     def as_(self, who: str) -> Api:
         return self.admin.as_user(self.tokens[who])
@@ -367,6 +371,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/chats/{chat_id}/complete"): chat_scoped(200, 200, params=new_chat_in_work),
     ("GET", "/api/chats/{chat_id}/actions"): chat_scoped(200, 200),
     ("POST", "/api/chats/{chat_id}/actions/{action_id}"): chat_scoped(201, 201),
+    # a message's file: who may see its chat
+    ("GET", "/api/files/{file_id}"): chat_scoped(200, 200, content_type="text/plain"),
     # --- reports (admin)
     ("GET", "/api/reports/overview"): admin_only(200),
     ("GET", "/api/reports/queues"): admin_only(200, query="tz=Europe/Berlin"),

@@ -72,7 +72,7 @@ def test_job_thread_fires_short_timer_without_redis(make_app):
     app = make_app(EMBEDDED_SWEEP_SECONDS=3600)  # the sweep ran once, at start: the job must fire it
     assert app.config["REDIS_URL"] is None
     assert isinstance(app.extensions["chatflow.jobs"], InProcessJobQueue)
-    assert app.extensions["chatflow.jobs_health"]()["ok"]
+    assert app.extensions["chatflow.jobs_health"]()["jobs"]["ok"]
     deploy(app, "short_timer.bpmn")
     instance_id = start(app, "ShortTimer")
     started = snapshot(app, instance_id)

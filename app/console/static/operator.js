@@ -309,13 +309,15 @@
     const atBottom = messagesBox.scrollHeight - messagesBox.scrollTop - messagesBox.clientHeight < 40;
     messagesBox.replaceChildren(...list.map((m) => {
       const status = m.direction === "out" ? (state.lateStatus.get(m.id) || m.status) : null;
-      return el("li", {class: `msg ${m.direction}`, dataset: {messageId: m.id, direction: m.direction}},
-        el("div", {class: "msg-text"}, m.text),
+      return el("li", {class: `msg ${m.direction} kind-${m.kind || "text"}`,
+                       dataset: {messageId: m.id, direction: m.direction, kind: m.kind || "text"}},
+        CFMessages.body(m),
         el("div", {class: "msg-meta muted"},
           el("span", {class: "visually-hidden"}, m.direction === "in" ? "Client" : "You"),
           el("time", {datetime: m.created_at}, new Date(m.created_at).toLocaleTimeString()),
           status ? el("span", {class: `badge ${status} msg-status`, title: m.error || null},
                       STATUS_TEXT[status] || status) : null,
+          CFMessages.ticks(status),
           RESENDABLE.includes(status) && !view.ended
             ? el("button", {type: "button", class: "send-again", onclick: (e) => sendAgain(m, e.target)},
                  "Send again") : null),
@@ -354,13 +356,37 @@
     send.disabled = true;
     try {
       // No check here: the API's answer (e.g. empty text) is shown next to the box.
-      const message = await CF.api("POST", `/api/chats/${id}/messages`, {text: form.text.value});
-      if (state.selected === id) { form.text.value = ""; addMessage(message); }
+      const file = form.file.files[0];
+      const message = file ? await sendFile(id, file, form.text.value)
+        : await CF.api("POST", `/api/chats/${id}/messages`, {text: form.text.value});
+      if (state.selected === id) { form.text.value = ""; clearFile(); addMessage(message); }
     } catch (err) {
       CF.showError(form, err);
     } finally {
       send.disabled = !!(state.view && state.view.ended);
     }
+  });
+
+  // A file goes as multipart (part `file`), the reply box as its caption.
+  async function sendFile(id, file, text) {
+    const data = new FormData();
+    data.append("file", file, file.name);
+    if (text) data.append("text", text);
+    const response = await fetch(`/api/chats/${id}/messages`, {
+      method: "POST", headers: {Authorization: "Bearer " + CF.token()}, body: data});
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new CF.ApiError(response.status, body);
+    return body;
+  }
+
+  function clearFile() {
+    form.file.value = "";
+    $("reply-file-name").textContent = "";
+  }
+
+  form.file.addEventListener("change", () => {
+    const file = form.file.files[0];
+    $("reply-file-name").textContent = file ? `${file.name} (${CFMessages.size(file.size)})` : "";
   });
 
   // Ctrl/Cmd+Enter sends, as in most chat tools; Enter alone makes a new line.
@@ -464,6 +490,9 @@
           state.unread.set(event.chat_id, (state.unread.get(event.chat_id) || 0) + 1);
           renderLists();
         }
+        break;
+      case "message_updated":   // an edit, a file fetched, a receipt
+        if (event.chat_id === state.selected) addMessage(event.message);
         break;
       case "message_status": {
         state.lateStatus.set(event.message_id, event.status);

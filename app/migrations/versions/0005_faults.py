@@ -23,16 +23,16 @@ def upgrade():
         batch_op.add_column(sa.Column('attempted_at', sa.DateTime(timezone=True), nullable=True))
     op.create_table('worker_heartbeats',
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('beat_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('live_until', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     with op.batch_alter_table('worker_heartbeats', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_worker_heartbeats_beat_at'), ['beat_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_worker_heartbeats_live_until'), ['live_until'], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('worker_heartbeats', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_worker_heartbeats_beat_at'))
+        batch_op.drop_index(batch_op.f('ix_worker_heartbeats_live_until'))
     op.drop_table('worker_heartbeats')
     # An attempt in flight or uncertain is, for the old code, a reply that failed.
     op.execute("UPDATE messages SET status = 'failed' WHERE status IN ('sending', 'uncertain')")
