@@ -316,6 +316,16 @@ def upload_sound():
     return settings.describe("OmniChatNotificationSound")
 
 
+@bp.delete("/settings/OmniChatNotificationSound/file")
+@admin
+@contract(status=204)
+def clear_sound():
+    """Remove the uploaded notification sound: panels play the console's built-in one."""
+    settings.clear_file("OmniChatNotificationSound")
+    db.session.commit()
+    return "", 204
+
+
 @bp.get("/settings/OmniChatNotificationSound/file")
 @contract(media_type="audio/*")
 def get_sound():

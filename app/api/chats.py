@@ -1,14 +1,15 @@
 """Operators (and admins) working chats (docs/api.md, "Operator routes")."""
 from typing import Any, Literal
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app, g
 from pydantic import AliasPath, Field
 
 from app.api import uploads
 from app.api.auth import authenticate, is_admin
-from app.api.contract import MAX_INT, Answer, Body, Filter, JsonObject, Name, Page, Timestamp, contract
+from app.api.contract import (MAX_INT, Answer, Body, Filter, JsonObject, Name, Page, Timestamp, contract,
+                              row_with)
 from app.api.errors import ApiError
-from app.chats import delivery, queries, service
+from app.chats import delivery, inbox, queries, service
 from app.chats.messages import message_json
 from app.extensions import db
 
@@ -36,10 +37,19 @@ class Reply(Body):
 
 class OperatorChats(Page):
     state: Filter(Literal[CHAT_STATES]) = None
+    queue_id: Filter(int, ge=0, le=MAX_INT) = None
+    channel_id: Filter(int, ge=0, le=MAX_INT) = None
+    operator_id: Filter(int, ge=0, le=MAX_INT) = None
+    q: Filter(str, description="part of the contact's name or a message (its first 200 characters)") = None
+    sort: Filter(Literal["id", "activity"], description="activity: most recently active first; default id") = None
+
+    def filters(self) -> inbox.Filters:
+        return inbox.Filters(state=self.state, queue_id=self.queue_id, channel_id=self.channel_id,
+                             operator_id=self.operator_id, q=(self.q or "").strip()[:200] or None,
+                             by_activity=self.sort == "activity")
 
 
 class Chats(OperatorChats):
-    queue_id: Filter(int, ge=0, le=MAX_INT, description="admins: this queue's chats") = None
     view: Filter(Literal["operator"], description="admins: the chats you may see now as an operator") = None
 
 
@@ -61,12 +71,25 @@ class ContactRef(Answer):
     name: str
 
 
+class ChannelRef(Answer):
+    name: str
+    provider: str
+
+
+class LastMessage(Answer):
+    id: int
+    direction: Literal["in", "out"]
+    text: str | None
+    created_at: str
+
+
 class ChatOut(Answer):
     id: int
     state: Literal[CHAT_STATES]
     queue_id: int
     queue_name: str = Field(validation_alias=AliasPath("queue", "name"))
     channel_id: int
+    channel: ChannelRef
     contact: ContactRef
     operator_id: int | None
     offered_to_id: int | None
@@ -75,6 +98,13 @@ class ChatOut(Answer):
     accepted_at: Timestamp | None
     completed_at: Timestamp | None
     completion_reason: str | None
+
+
+class ListedChat(ChatOut):
+    """A chat as lists show it."""
+    last_message: LastMessage | None
+    waiting_since: str | None = Field(description="the client's first message since the last reply")
+    unread: int = Field(description="client messages after your read marker")
 
 
 class ChatEventOut(Answer):
@@ -117,6 +147,14 @@ def visible_chat(chat_id: int):
     return queries.visible_chat(g.user, is_admin(g.user), chat_id)
 
 
+def readable_chat(chat_id: int):
+    return queries.readable_chat(g.user, is_admin(g.user), chat_id)
+
+
+def listed(chats) -> list:
+    return [row_with(chat, **summary) for chat, summary in queries.with_summaries(chats, g.user.id)]
+
+
 @bp.get("/me")
 @contract(answer=Me)
 def me():
@@ -134,26 +172,27 @@ def set_status(body: StatusIn):
 
 
 @bp.get("/chats")
-@contract(query=Chats, answer=list[ChatOut])
+@contract(query=Chats, answer=list[ListedChat])
 def list_chats(query: Chats):
-    """Admins: all chats (?state=, ?queue_id=). Operators: the chats they may see now."""
-    return queries.chats_for(g.user, is_admin(g.user), as_operator=query.view == "operator", state=query.state,
-                             queue_id=query.queue_id, limit=query.limit, offset=query.offset)
+    """Admins: all chats. Operators (or ?view=operator): the chats they may see now. Filtered by
+    ?state=, ?queue_id=, ?channel_id=, ?operator_id= and ?q= (search); ?sort=activity: latest first."""
+    return listed(queries.chats_for(g.user, is_admin(g.user), query.filters(), as_operator=query.view == "operator",
+                                    limit=query.limit, offset=query.offset))
 
 
 @bp.get("/me/chats")
-@contract(query=OperatorChats, answer=list[ChatOut])
+@contract(query=OperatorChats, answer=list[ListedChat])
 def my_chats(query: OperatorChats):
     """The chats you may see now as an operator (also for admins who are operators)."""
-    return queries.chats_for(g.user, is_admin(g.user), as_operator=True, state=query.state, limit=query.limit,
-                             offset=query.offset)
+    return listed(queries.chats_for(g.user, is_admin(g.user), query.filters(), as_operator=True,
+                                    limit=query.limit, offset=query.offset))
 
 
 @bp.get("/chats/<int:chat_id>")
-@contract(answer=ChatOut)
+@contract(answer=ListedChat)
 def get_chat(chat_id):
-    """One chat."""
-    return visible_chat(chat_id)
+    """One chat, with its last message, waiting time and your unread count."""
+    return listed([readable_chat(chat_id)])[0]
 
 
 @bp.get("/chats/<int:chat_id>/history")
@@ -178,7 +217,7 @@ def accept(chat_id):
 @contract(query=Page, answer=list[MessageOut])
 def list_messages(chat_id, query: Page):
     """The chat's messages, oldest first, with delivery status."""
-    visible_chat(chat_id)
+    readable_chat(chat_id)
     return [message_json(m) for m in queries.messages(chat_id, query.limit, query.offset)]
 
 

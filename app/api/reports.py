@@ -3,7 +3,7 @@ import json
 from typing import Literal
 
 from flask import Blueprint, Response, current_app, request
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from redis import RedisError
 
 from app import accounts, reports
@@ -41,7 +41,7 @@ class TimelineQuery(PeriodQuery):
 
 
 class Summary(Answer):
-    """Durations in seconds: how many, mean, median and 90th percentile (null when none)."""
+    """Durations in seconds, to the millisecond; null when there are none."""
     count: int
     avg: float | None
     p50: float | None
@@ -52,7 +52,7 @@ class ServiceLevel(Answer):
     target_seconds: float
     within: int
     total: int
-    share: float | None = Field(description="within / total; null when no wait ended")
+    share: float | None
 
 
 class Figures(Answer):
@@ -72,16 +72,6 @@ class Figures(Answer):
     service_level: ServiceLevel
 
 
-class Period(Answer):
-    start: str = Field(alias="from")
-    end: str = Field(alias="to")
-    tz: str
-    bucket: str | None
-    queue_id: int | None
-    channel_id: int | None
-    service_level_seconds: float
-
-
 class Now(Answer):
     at: str
     waiting: int
@@ -91,13 +81,24 @@ class Now(Answer):
     operators_available: int
 
 
+class PeriodOut(Answer):
+    model_config = ConfigDict(serialize_by_alias=True)
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    tz: str
+    bucket: Literal[BUCKETS]
+    queue_id: int | None
+    channel_id: int | None
+    service_level_seconds: float
+
+
 class ChannelFigures(Figures):
     channel_id: int
     channel_name: str | None
 
 
 class Overview(Figures):
-    period: Period
+    period: PeriodOut
     now: Now
     channels: list[ChannelFigures]
 
@@ -109,8 +110,8 @@ class QueueFigures(Figures):
     oldest_wait_seconds: float | None
 
 
-class QueuesReport(Answer):
-    period: Period
+class Queues(Answer):
+    period: PeriodOut
     queues: list[QueueFigures]
 
 
@@ -127,19 +128,19 @@ class OperatorFigures(Answer):
     handle_time: Summary
 
 
-class OperatorsReport(Answer):
-    period: Period
+class Operators(Answer):
+    period: PeriodOut
     operators: list[OperatorFigures]
 
 
 class BucketFigures(Figures):
-    bucket: str
+    bucket: str = Field(description="the bucket's local start, ISO 8601 with that day's offset")
     start: str
     end: str
 
 
 class Timeline(Answer):
-    period: Period
+    period: PeriodOut
     buckets: list[BucketFigures]
 
 
@@ -171,7 +172,7 @@ def overview(query: PeriodQuery):
 
 @bp.get("/queues")
 @admin
-@contract(query=PeriodQuery, answer=QueuesReport, also=("text/csv",))
+@contract(query=PeriodQuery, answer=Queues, also=("text/csv",))
 def queues(query: PeriodQuery):
     """Figures per queue with its service level, chats waiting now and the oldest wait."""
     return answer("queues", reports.queues(scope(query), utcnow()), query.format)
@@ -179,7 +180,7 @@ def queues(query: PeriodQuery):
 
 @bp.get("/operators")
 @admin
-@contract(query=PeriodQuery, answer=OperatorsReport, also=("text/csv",))
+@contract(query=PeriodQuery, answer=Operators, also=("text/csv",))
 def operators(query: PeriodQuery):
     """Per operator: offers made, missed and accepted, chats completed, handle time."""
     return answer("operators", reports.operators(scope(query)), query.format)
