@@ -292,10 +292,12 @@
     $("chat-body").hidden = !view;
     if (!view) { $("chat-title").textContent = "No chat selected"; return; }
     $("chat-title").textContent = chat ? `Chat with ${chat.contact.name}` : `Chat #${state.selected}`;
-    $("chat-meta").textContent = chat
-      ? `#${chat.id} · ${queueName(chat)} · started ${CF.when(chat.created_at)}`
-        + (chat.accepted_at ? ` · accepted ${CF.when(chat.accepted_at)}` : "")
-      : "";
+    $("chat-meta").replaceChildren(...(chat
+      ? [el("a", {href: `/console/chats/${chat.id}`, title: "The chat on its own page, with its history"},
+            `#${chat.id}`),
+         ` · ${queueName(chat)} · started ${CF.when(chat.created_at)}`
+         + (chat.accepted_at ? ` · accepted ${CF.when(chat.accepted_at)}` : "")]
+      : []));
     const ended = view.ended;
     $("chat-ended").hidden = !ended;
     $("chat-ended").textContent = ended ? (REASONS[ended] || `This chat was completed (${ended}).`) : "";
