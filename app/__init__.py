@@ -64,6 +64,7 @@ def _tune_database(app: Flask) -> None:
 
 
 def _wire_engine(app: Flask, start_jobs: bool) -> None:
+    from app.bpmn.limits import Limits
     from app.engine.instances import Engine
     from app.engine.catalogue import build_operations
     from app.jobs import sweep
@@ -86,7 +87,7 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         from app.adapters.events import LocalEvents
         app.extensions["chatflow.events"] = LocalEvents()
     app.extensions["chatflow.jobs"] = jobs
-    app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
+    app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs), Limits.from_config(app.config))
     from app import channels
     from app.adapters import file_store
     channels.install(app)
@@ -99,8 +100,10 @@ def _register_routes(app: Flask) -> None:
     from app import console, metrics
     logs.init_app(app)
     metrics.init_app(app)
-    from app.api import actions, chat_setup, chats, errors, events, files, processes, reports, system, users, webhooks
+    from app.api import (actions, chat_setup, chats, errors, events, files, processes, reports, system, users,
+                         webhooks, workspace)
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, files, actions, events, reports, webhooks, console):
+    for module in (system, users, processes, chat_setup, chats, files, actions, workspace, events, reports, webhooks,
+                   console):
         app.register_blueprint(module.bp)
     app.register_blueprint(console.root)

@@ -89,6 +89,41 @@ def error_code(response):
     return body.get("error", {}).get("code")
 
 
+# -- BPMN written in tests -----------------------------------------------------------------
+BPMN_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" \
+xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="defs" targetNamespace="http://bpmn.io/schema/bpmn">
+"""
+# Line numbers inside `process()`: the <process> tag is line 3, `body` starts on line 6.
+BODY_LINE = 6
+
+
+def process(body: str, key: str = "p", executable: str = "true") -> str:
+    """A process start -> work -> end; `body` must define the element `work` (and may add more)."""
+    return BPMN_HEAD + f"""  <bpmn:process id="{key}" isExecutable="{executable}">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+{body}
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def timer_process(text: str, kind: str = "timeDuration", key: str = "p") -> str:
+    return process(f'    <bpmn:intermediateCatchEvent id="work"><bpmn:timerEventDefinition id="work_timer">'
+                   f'<bpmn:{kind}>{text}</bpmn:{kind}></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>',
+                   key=key)
+
+
+def service_task(operator: str, value: str = "1 + 1") -> str:
+    return ('    <bpmn:serviceTask id="work"><bpmn:extensionElements>'
+            f'<spiffworkflow:serviceTaskOperator id="{operator}" resultVariable="r"><spiffworkflow:parameters>'
+            f'<spiffworkflow:parameter id="value" type="any" value="{value}" /></spiffworkflow:parameters>'
+            '</spiffworkflow:serviceTaskOperator></bpmn:extensionElements></bpmn:serviceTask>')
+
+
 # -- jobs ---------------------------------------------------------------------------------
 def settled(app, timeout=10.0) -> None:
     """Wait until the app's jobs have caught up: none that is due waits, none runs (the

@@ -316,6 +316,18 @@ def upload_sound():
     return settings.describe("OmniChatNotificationSound")
 
 
+@bp.delete("/settings/OmniChatNotificationSound/file")
+@admin
+def clear_sound():
+    """Remove the uploaded notification sound: panels play the console's built-in one."""
+    stored = settings.stored_file("OmniChatNotificationSound")
+    settings.put("OmniChatNotificationSound", None)
+    if stored is not None:
+        db.session.delete(stored)
+    db.session.commit()
+    return "", 204
+
+
 @bp.get("/settings/OmniChatNotificationSound/file")
 @contract(media_type="audio/*")
 def get_sound():

@@ -22,7 +22,8 @@ CHART_JS_FILES = {"chart.umd.min.js"}
 
 # Page (its template and endpoint) -> (path, title).
 PAGES = {"index": ("/", "Sign in"), "operator": ("/operator", "Operator panel"),
-         "setup": ("/setup", "Chat setup"), "processes": ("/processes", "Processes"), "reports": ("/reports", "Reports")}
+         "supervisor": ("/supervisor", "Supervisor"), "setup": ("/setup", "Chat setup"),
+         "team": ("/team", "Team"), "processes": ("/processes", "Processes"), "reports": ("/reports", "Reports")}
 
 
 # The token lives in localStorage, so script injection is what must never work: scripts only from
@@ -45,6 +46,12 @@ def secure(response):
 @root.get("/")
 def home():
     return redirect("/console/")
+
+
+@root.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it on pages that name none (an API answer opened in a tab)."""
+    return send_from_directory(bp.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
 
 
 def _page(name: str):

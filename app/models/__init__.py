@@ -8,7 +8,9 @@ from app.models.chat import (Attachment, Case, Channel, Chat, ChatAction, ChatEv
                              Message, Queue, QueueOperator, Setting, StoredFile)
 from app.models.process import InstanceEvent, ProcessInstance, ProcessVersion
 from app.models.worker import WorkerHeartbeat
+from app.models.workspace import CannedResponse, ChatNote, ReadMarker
 
 __all__ = ["ApiToken", "Role", "RoleMember", "User", "InstanceEvent", "ProcessInstance", "ProcessVersion",
            "Channel", "Chat", "ChatEvent", "Contact", "ContactIdentity", "Message", "Queue", "QueueOperator",
-           "Setting", "StoredFile", "ChatAction", "Case", "WorkerHeartbeat", "Attachment"]
+           "Setting", "StoredFile", "ChatAction", "Case", "WorkerHeartbeat", "Attachment", "CannedResponse", "ChatNote",
+           "ReadMarker"]

@@ -58,7 +58,8 @@ def test_files_in_the_operator_panel(app, api, serve, console, telegram):
     base = serve(app)
     page = console(base, anna.token)
     page.goto("/console/operator")
-    page.locator("#in-work li.op-item").get_by_role("button", name="Open chat").click()
+    page.locator("#tab-mine").click()
+    page.locator("#chat-list li.op-item a").first.click()   # the contact's name opens the chat
     log = page.get_by_role("log", name="Messages")
     photo = log.locator("li.msg.in img.msg-image")
     expect(photo).to_have_attribute("src", re.compile(r"^blob:"))
