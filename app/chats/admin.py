@@ -5,7 +5,7 @@ from functools import partial
 
 from sqlalchemy import func, select
 
-from app import channels
+from app import channels, job_names
 from app.channels.base import ProviderError
 from app.chats import presence, settings
 from app.engine.errors import Conflict, Invalid, get_or_404
@@ -15,7 +15,6 @@ from app.models import Role, RoleMember, User
 from app.models.chat import Channel, Chat, Message, Queue, QueueOperator
 
 log = logging.getLogger(__name__)
-DRAIN_JOB = "app.jobs.drain_operator"
 DEFAULT_LIFECYCLE = "ChatLifecycle"
 
 
@@ -82,7 +81,7 @@ def add_operator(queue: Queue, user_id: int | None, role_id: int | None, jobs) -
     members = [user_id] if user_id else db.session.scalars(select(RoleMember.user_id)
                                                            .where(RoleMember.role_id == role_id)).all()
     for member in members:  # someone joined the queue: they may take a waiting chat
-        after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, member))
+        after_commit(db.session, partial(jobs.enqueue, job_names.DRAIN_OPERATOR, member))
     return entry
 
 

@@ -7,15 +7,13 @@ from functools import partial
 
 from sqlalchemy import select
 
+from app import job_names
 from app.chats import decisions, live, routing, settings
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent
 from app.models.types import utcnow
-
-DRAIN_JOB = "app.jobs.drain_operator"
-WITHDRAW_JOB = "app.jobs.withdraw_offers"
 
 
 def lock_chat(chat_id: int) -> Chat:
@@ -85,7 +83,7 @@ def offer_timed_out(chat_id: int, *, jobs=None) -> dict:
         live.chat_withdrawn(chat, missed.id, "accept_timeout")
         live.status_changed(missed.id, "inactive")
         if jobs is not None and missed.chats_offered:  # their other offers go to others too
-            after_commit(db.session, jobs.enqueue, WITHDRAW_JOB, missed.id)
+            after_commit(db.session, jobs.enqueue, job_names.WITHDRAW_OFFERS, missed.id)
         if chat.queue.routing_rule == "all":  # a chat transferred to one operator of an `all` queue
             record(chat, "queued", rule="all")
             live.chat_visible(chat)
@@ -155,7 +153,7 @@ def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
     live.chat_completed(chat, concerned)
     if jobs is not None:
         for user_id in freed:
-            after_commit(db.session, jobs.enqueue, DRAIN_JOB, user_id)
+            after_commit(db.session, jobs.enqueue, job_names.DRAIN_OPERATOR, user_id)
     return {"completed": True, "reason": reason}
 
 

@@ -13,14 +13,13 @@ from functools import partial
 
 from sqlalchemy import select
 
+from app import job_names
 from app.chats import decisions, routing, settings
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import User
 from app.models.types import utcnow
 
-DRAIN_JOB = "app.jobs.drain_operator"
-WITHDRAW_JOB = "app.jobs.withdraw_offers"
 
 # Open event streams per user in this process: closing one of two tabs is not leaving.
 _streams: Counter = Counter()
@@ -44,7 +43,7 @@ def seen(user_id: int, seconds: float, jobs, check: bool = True) -> User:
     if user.connected_until is None or user.connected_until < until:
         user.connected_until = until
     if not was_connected and user.status == "active":
-        after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, user.id))
+        after_commit(db.session, partial(jobs.enqueue, job_names.DRAIN_OPERATOR, user.id))
     if check:
         _check_later(user.id, user.connected_until, jobs)
     return user
@@ -53,7 +52,7 @@ def seen(user_id: int, seconds: float, jobs, check: bool = True) -> User:
 def _check_later(user_id: int, gone_since, jobs) -> None:
     """Once the grace after `gone_since` is over, a job withdraws their offers if they are still gone."""
     check_at = gone_since + timedelta(seconds=grace_seconds())
-    after_commit(db.session, partial(jobs.enqueue_at, check_at, WITHDRAW_JOB, user_id,
+    after_commit(db.session, partial(jobs.enqueue_at, check_at, job_names.WITHDRAW_OFFERS, user_id,
                                      job_id=f"presence-{user_id}-{check_at.timestamp():.0f}"))
 
 
@@ -96,4 +95,4 @@ def holding_lost_offers(now=None, limit: int = 200) -> list[int]:
 def recheck_offers(user_ids, jobs) -> None:
     """After a change that may cost operators their offers (left a queue or a role): check them."""
     for user_id in set(user_ids):
-        after_commit(db.session, partial(jobs.enqueue, WITHDRAW_JOB, user_id))
+        after_commit(db.session, partial(jobs.enqueue, job_names.WITHDRAW_OFFERS, user_id))

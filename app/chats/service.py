@@ -7,6 +7,7 @@ from functools import partial
 
 from sqlalchemy import or_, select
 
+from app import job_names
 from app.channels.base import InboundMessage, OutboundFile
 from app.chats import bots, decisions, lifecycle, live, messages, routing, settings
 from app.chats.lifecycle import lock_chat_and_process, record
@@ -17,9 +18,6 @@ from app.models import User
 from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message, Queue
 from app.models.types import utcnow
 
-START_JOB = "app.jobs.start_chat_lifecycle"
-SEND_JOB = "app.jobs.deliver_message"
-DRAIN_JOB, WITHDRAW_JOB = lifecycle.DRAIN_JOB, lifecycle.WITHDRAW_JOB
 MAX_TEXT = 4096  # Telegram's limit for one message
 
 
@@ -52,7 +50,7 @@ def receive(channel: Channel, inbound: InboundMessage, jobs, bot_holds: bool = F
         record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id, bot=bot_holds,
                **({} if channel.active else {"unrouted": "the channel is inactive"}))
         if state == "queued":
-            after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
+            after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
     elif chat.state == "bot" and not bot_holds and channel.active:
         bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
     message = messages.store(channel, contact.id, chat, inbound, jobs)
@@ -69,7 +67,7 @@ def route_now(chat_id: int, jobs) -> Chat:
         raise Conflict(f"channel {chat.channel_id} is inactive: activate it first", code="channel_inactive")
     chat.state, chat.queue_id = "queued", chat.channel.queue_id
     record(chat, "routed_by_admin", queue_id=chat.queue_id)
-    after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
+    after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
     return chat
 
 
@@ -150,7 +148,7 @@ def reply(chat_id: int, user: User, text: str, engine, jobs, file: OutboundFile 
     timeouts = lifecycle.timeouts(chat)
     fresh = {"routing": timeouts} if timeouts["completion_timeout_seconds"] is not None else {}
     engine.deliver_message(chat.process_instance_id, "operator_replied", fresh, if_waiting=True)
-    after_commit(db.session, partial(jobs.enqueue, SEND_JOB, message.id, job_id=f"send-{message.id}-1"))
+    after_commit(db.session, partial(jobs.enqueue, job_names.DELIVER_MESSAGE, message.id, job_id=f"send-{message.id}-1"))
     return message
 
 
@@ -213,6 +211,22 @@ def transfer(chat_id: int, user: User, admin: bool, target: dict, engine) -> Cha
     return chat
 
 
+def transfer_targets(chat: Chat) -> dict:
+    """Whom a chat could go to now: its queue's other operators (each with presence, load and
+    whether they may take it, or why not) and the other queues."""
+    limit = settings.get("SimultaneousChats")
+    operators = [o for o in routing.operators(chat.queue_id) if o.id != chat.operator_id]
+    users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_([o.id for o in operators])))}
+    out = []
+    for op in operators:
+        why_not = decisions.ineligible_because(op, limit)
+        out.append({"id": op.id, "name": users[op.id].name or users[op.id].login,
+                    "presence": decisions.presence(op.status, op.connected), "holds": op.holds,
+                    "available": why_not is None, "reason": why_not})
+    queues = db.session.scalars(select(Queue).where(Queue.id != chat.queue_id).order_by(Queue.name)).all()
+    return {"operators": out, "queues": [{"id": q.id, "name": q.name} for q in queues]}
+
+
 def set_status(user: User, status: str, jobs) -> User:
     """Active takes chats (once connected); inactive hands back every chat offered to them at once."""
     operator = routing.lock_user(user.id)
@@ -220,9 +234,9 @@ def set_status(user: User, status: str, jobs) -> User:
         operator.status = status
         live.status_changed(operator.id, status)
         if status == "active":
-            after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, operator.id))
+            after_commit(db.session, partial(jobs.enqueue, job_names.DRAIN_OPERATOR, operator.id))
         elif operator.chats_offered:
-            after_commit(db.session, partial(jobs.enqueue, WITHDRAW_JOB, operator.id, "operator_inactive"))
+            after_commit(db.session, partial(jobs.enqueue, job_names.WITHDRAW_OFFERS, operator.id))
     return operator
 
 
