@@ -95,18 +95,20 @@ def test_leaving_the_role_that_serves_the_queue_also_withdraws_the_offer(api):
 
 def test_an_operator_gone_past_the_grace_loses_the_offer(make_app):
     """Heartbeats stop (API client gone): after the heartbeat runs out plus the grace, the offer moves on."""
-    api = Api(make_app(PRESENCE_HEARTBEAT_SECONDS=1))
+    api = Api(make_app(PRESENCE_HEARTBEAT_SECONDS=3))
     deploy_lifecycle(api)
     configure(api, accept_timeout_minutes=5)
     put_setting(api, "OperatorPresenceGraceSeconds", 1)
     queue = make_queue(api, "least_busy")
     ann = make_operator(api, "ann", queue["id"])
-    chat = new_chat(api, make_channel(api, queue["id"]).client())
+    client = make_channel(api, queue["id"]).client()
+    ann.heartbeat()                                       # her last one: connected for 3 s more
+    chat = new_chat(api, client)
     assert chat["offered_to_id"] == ann.id
     bob = make_operator(api, "bob", queue["id"])
     # bob keeps sending heartbeats while waiting; ann has stopped.
     moved = wait_for(lambda: bob.heartbeat() and (c := ok(api.get(f"/api/chats/{chat['id']}")))["offered_to_id"]
-                     == bob.id and c, timeout=8, interval=0.2, message="ann's offer to move to bob")
+                     == bob.id and c, timeout=12, interval=0.2, message="ann's offer to move to bob")
     assert moved["state"] == "offered"
     withdrawn = events(api, chat["id"], "offer_withdrawn")[0]["details"]
     assert (withdrawn["operator_id"], withdrawn["reason"]) == (ann.id, "operator_disconnected")
