@@ -3,6 +3,7 @@
 Each runs inside an app context and commits at its own edge.
 """
 import logging
+import time
 from datetime import timedelta
 from functools import partial, wraps
 
@@ -16,6 +17,8 @@ from app.outages import is_transient, retrying
 
 log = logging.getLogger(__name__)
 _worker_app = None
+LOST_JOB_SECONDS = 10  # a chat not started or a reply not tried for this long: its job was lost
+CATCH_UP_SECONDS = 1.0
 
 
 def _app():
@@ -65,12 +68,14 @@ def _fire_timers(engine, instance_id: int, **kw) -> bool:
     return fired
 
 
-def sweep(grace_seconds: float | None = None) -> dict:
+def sweep(grace_seconds: float | None = None, between=None) -> dict:
     """Catch up on work whose job was lost (Redis restarted empty) or is late.
 
     The database is the truth: timers overdue, chats whose lifecycle never started, replies
     still pending past their next attempt and attempts nobody answered are all handled here.
+    `between()` is called between items (a worker beats there while a long sweep runs).
     """
+    between = between or (lambda: None)
     app = _app()
     with app.app_context():
         grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
@@ -78,25 +83,33 @@ def sweep(grace_seconds: float | None = None) -> dict:
         engine = _engine(app)
         done = {"timers": 0, "chats": 0, "messages": 0}
         for instance_id in engine.due_instances(cutoff):
+            between()
             # An instance a worker is advancing right now is left to it, never waited for.
             done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
         db.session.remove()
     from app.chats import delivery, service
     with app.app_context():
-        chat_ids, message_ids = service.unstarted_chats(cutoff), service.overdue_replies(cutoff)
+        # A chat's start or a reply's delivery is not late as a timer is: its job may only be queued
+        # behind others. Taken here when its job looks lost, so the sweep stays short for timers.
+        lost = utcnow() - timedelta(seconds=max(grace, LOST_JOB_SECONDS))
+        chat_ids, message_ids = service.unstarted_chats(lost), service.overdue_replies(lost)
         # No provider call outlasts its timeout: an attempt older than that will never be answered.
         unanswered = utcnow() - timedelta(seconds=app.config["PROVIDER_TIMEOUT_SECONDS"] + grace)
         done["uncertain"] = sum(_safely(lambda: delivery.mark_uncertain(message_id, unanswered),
                                         "mark uncertain the reply", message_id)
                                 for message_id in delivery.unanswered_attempts(unanswered))
         db.session.remove()
-    for chat_id in chat_ids:
-        start_chat_lifecycle(chat_id)
-        done["chats"] += 1
-    for message_id in message_ids:
-        deliver_message(message_id)
-        done["messages"] += 1
+    # At most a second of catching up per sweep (a reply takes the provider's time): the next
+    # sweep goes on with the rest, and due timers are never kept waiting behind it.
+    until = time.monotonic() + CATCH_UP_SECONDS
+    for kind, job, ids in (("chats", start_chat_lifecycle, chat_ids), ("messages", deliver_message, message_ids)):
+        for ident in ids:
+            if time.monotonic() > until:
+                return done
+            between()
+            job(ident)
+            done[kind] += 1
     return done
 
 

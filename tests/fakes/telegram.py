@@ -11,6 +11,7 @@ class FakeTelegram(JsonApiServer):
     def __init__(self, tokens=("123:good-token",)):
         self.tokens = set(tokens)
         self.calls: list[tuple[str, str, dict]] = []   # (token, method, payload)
+        self.delivered: list[str] = []  # texts of sendMessage calls answered 200
         self.fail_sends = 0          # answer this many sendMessage calls with 500
         self.down = False            # answer every call with 502
         self.held = None             # a threading.Event: sendMessage is recorded, its answer waits for it
@@ -60,6 +61,7 @@ class FakeTelegram(JsonApiServer):
                 if not isinstance(text, str) or not 1 <= len(text) <= 4096:
                     return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}
                 self._next_message_id += 1
+                self.delivered.append(text)
                 return 200, {"ok": True, "result": {"message_id": self._next_message_id, "date": 1700000000,
                                                     "chat": {"id": payload.get("chat_id"), "type": "private"},
                                                     "text": text}}
