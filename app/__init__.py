@@ -86,11 +86,10 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         app.extensions["chatflow.events"] = LocalEvents()
     app.extensions["chatflow.jobs"] = jobs
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
-    from app.adapters.facebook import GraphClient
-    from app.adapters.telegram import TelegramClient
-    timeout = app.config["PROVIDER_TIMEOUT_SECONDS"]
-    app.extensions["chatflow.telegram"] = TelegramClient(app.config["TELEGRAM_API_BASE"], timeout)
-    app.extensions["chatflow.graph"] = GraphClient(app.config["FACEBOOK_GRAPH_BASE"], timeout)
+    from app import channels
+    from app.adapters import file_store
+    channels.install(app)
+    app.extensions["chatflow.files"] = file_store.build(app.config)
     if start_jobs and hasattr(jobs, "start"):
         jobs.start()  # only now: its first sweep needs the engine
 
@@ -99,8 +98,10 @@ def _register_routes(app: Flask) -> None:
     from app import console, metrics
     logs.init_app(app)
     metrics.init_app(app)
-    from app.api import actions, chat_setup, chats, errors, events, processes, reports, system, users, webhooks
+    from app.api import (actions, chat_setup, chats, errors, events, files, processes, reports, system, users,
+                         webhooks, workspace)
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, actions, events, reports, webhooks, console):
+    for module in (system, users, processes, chat_setup, chats, files, actions, workspace, events, reports, webhooks,
+                   console):
         app.register_blueprint(module.bp)
     app.register_blueprint(console.root)

@@ -2,7 +2,7 @@
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app.engine.errors import Conflict, Invalid
 from app.extensions import db
@@ -16,8 +16,9 @@ def hash_token(token: str) -> str:
 
 
 def user_for_token(token: str) -> User | None:
+    """The active user a token belongs to (a deactivated user's tokens open nothing)."""
     row = db.session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
-    return row.user if row else None
+    return row.user if row and row.user.active else None
 
 
 def issue_token(user: User, token: str | None = None) -> str:
@@ -64,7 +65,17 @@ def update_user(user: User, changes: dict) -> User:
         user.permissions = _check_permissions(changes["permissions"])
     if "roles" in changes:
         user.roles = _roles_named(changes["roles"])
+    if changes.get("active") is not None:
+        user.active = changes["active"]
+        if not user.active:
+            user.status = "inactive"  # offered no chats while they cannot sign in
     return user
+
+
+def reset_token(user: User) -> str:
+    """Revoke every token of the user and issue a new one."""
+    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    return issue_token(user)
 
 
 def delete_user(user: User) -> None:
@@ -85,6 +96,16 @@ def create_role(name: str, permissions=()) -> Role:
     role = Role(name=name, permissions=_check_permissions(permissions))
     db.session.add(role)
     db.session.flush()
+    return role
+
+
+def update_role(role: Role, changes: dict) -> Role:
+    if "name" in changes and changes["name"] != role.name:
+        if db.session.scalars(select(Role).where(Role.name == changes["name"])).first():
+            raise Conflict(f"a role named {changes['name']!r} exists", code="role_taken", details={"field": "name"})
+        role.name = changes["name"]
+    if "permissions" in changes:
+        role.permissions = _check_permissions(changes["permissions"])
     return role
 
 

@@ -35,6 +35,13 @@ def from_env(env=os.environ) -> dict:
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),
+        # Our Facebook app's id: its echoes are ours (the Send API's metadata marks them too).
+        "FACEBOOK_APP_ID": env.get("CHATFLOW_FACEBOOK_APP_ID") or None,
+        # Files (attachments) live in the database unless a folder is named here.
+        "FILES_DIR": env.get("CHATFLOW_FILES_DIR") or None,
+        # The largest file fetched from a client or sent by an operator: Telegram's bot download
+        # limit ("up to 20MB"); a larger inbound file is recorded as too_large.
+        "MAX_FILE_BYTES": int(env.get("CHATFLOW_MAX_FILE_BYTES", 20_000_000)),
         # Longest wait for a provider's answer; an attempt older than this (plus the sweep's
         # grace) has no outcome coming and is marked `uncertain`.
         "PROVIDER_TIMEOUT_SECONDS": float(env.get("CHATFLOW_PROVIDER_TIMEOUT_SECONDS", 10)),

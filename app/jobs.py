@@ -81,19 +81,20 @@ def sweep(grace_seconds: float | None = None, between=None) -> dict:
         grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
         cutoff = utcnow() - timedelta(seconds=grace)
         engine = _engine(app)
-        done = {"timers": 0, "chats": 0, "messages": 0}
+        done = {"timers": 0, "chats": 0, "messages": 0, "files": 0}
         for instance_id in engine.due_instances(cutoff):
             between()
             # An instance a worker is advancing right now is left to it, never waited for.
             done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
         db.session.remove()
-    from app.chats import delivery, service
+    from app.chats import delivery, files, service
     with app.app_context():
-        # A chat's start or a reply's delivery is not late as a timer is: its job may only be queued
-        # behind others. Taken here when its job looks lost, so the sweep stays short for timers.
+        # A chat's start, a reply's delivery or a file's fetch is not late as a timer is: its job may
+        # only be queued behind others. Taken here when its job looks lost, so the sweep stays short.
         lost = utcnow() - timedelta(seconds=max(grace, LOST_JOB_SECONDS))
         chat_ids, message_ids = service.unstarted_chats(lost), service.overdue_replies(lost)
+        attachment_ids = files.overdue(lost)
         # No provider call outlasts its timeout: an attempt older than that will never be answered.
         unanswered = utcnow() - timedelta(seconds=app.config["PROVIDER_TIMEOUT_SECONDS"] + grace)
         done["uncertain"] = sum(_safely(lambda: delivery.mark_uncertain(message_id, unanswered),
@@ -103,7 +104,8 @@ def sweep(grace_seconds: float | None = None, between=None) -> dict:
     # At most a second of catching up per sweep (a reply takes the provider's time): the next
     # sweep goes on with the rest, and due timers are never kept waiting behind it.
     until = time.monotonic() + CATCH_UP_SECONDS
-    for kind, job, ids in (("chats", start_chat_lifecycle, chat_ids), ("messages", deliver_message, message_ids)):
+    for kind, job, ids in (("chats", start_chat_lifecycle, chat_ids), ("messages", deliver_message, message_ids),
+                           ("files", fetch_attachment, attachment_ids)):
         for ident in ids:
             if time.monotonic() > until:
                 return done
@@ -191,7 +193,7 @@ def deliver_message(message_id: int) -> str:
     The attempt is committed before the provider is called, and no transaction is open during
     the call; its outcome is then written, retried while the database is away.
     """
-    from app.adapters.telegram import ProviderError
+    from app.channels.base import ProviderError
     from app.chats import delivery
     app = _app()
     with app.app_context():
@@ -206,8 +208,8 @@ def deliver_message(message_id: int) -> str:
             db.session.rollback()
             raise
         try:
-            if send is None:
-                raise ProviderError("no sender for this channel's provider", retryable=False)
+            if isinstance(send, ProviderError):
+                raise send
             send()
             outcome = delivery.Outcome(sent=True)
         except ProviderError as e:
@@ -215,26 +217,115 @@ def deliver_message(message_id: int) -> str:
                                        maybe_delivered=e.maybe_delivered)
             log.warning("message %s: attempt %s failed: %s", message_id, attempt, e)
 
-        def record():
-            try:
-                status = delivery.record_outcome(message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"],
-                                                 app.extensions["chatflow.jobs"])
-                db.session.commit()
-                return status
-            except Exception:
-                db.session.rollback()
-                raise
-        status = retrying(record)
+        status = retrying(lambda: _committed(lambda: delivery.record_outcome(
+            message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], app.extensions["chatflow.jobs"])))
         metrics.delivery(provider, status)
         return status
 
 
+def _committed(work):
+    """`work()` committed, or rolled back on any error."""
+    try:
+        result = work()
+        db.session.commit()
+        return result
+    except Exception:
+        db.session.rollback()
+        raise
+
+
 def _sender(app, message):
-    """The provider call for this reply, every value read now: the call itself needs no database."""
+    """The provider call for this reply (with its file, if any), every value read now: the call
+    itself needs no database. A ProviderError when it cannot be made at all."""
+    from app import channels
+    from app.channels.base import ChannelRef, OutboundFile, ProviderError
     channel, chat = message.chat.channel, message.chat
-    if channel.provider == "telegram":
-        return partial(app.extensions["chatflow.telegram"].send_message, channel.token, chat.address, message.text)
-    if channel.provider == "facebook":
-        return partial(app.extensions["chatflow.graph"].send_message, channel.page_access_token, chat.address,
-                       message.text)
-    return None
+    try:
+        adapter = channels.adapter(channel.provider)
+    except KeyError:
+        return ProviderError(f"no channel is registered for provider {channel.provider}", retryable=False)
+    file = None
+    for attachment in message.attachments:
+        content = app.extensions["chatflow.files"].get(attachment.storage_key or "")
+        if content is None:
+            return ProviderError(f"file {attachment.id} is missing from the file store", retryable=False)
+        file = OutboundFile(attachment.name, attachment.content_type, content)
+    return partial(adapter.send, ChannelRef.of(channel), chat.address, message.text, file, str(message.id))
+
+
+@_rides_out_outages
+def fetch_attachment(attachment_id: int) -> str:
+    """Fetch a client's file from its provider into the file store (app.chats.files says how
+    attempts end); no transaction is open during the download."""
+    from app import channels
+    from app.channels.base import ProviderError
+    from app.chats import files
+    app = _app()
+    with app.app_context():
+        try:
+            attachment = files.begin_attempt(attachment_id, app.config["PROVIDER_TIMEOUT_SECONDS"])
+            if attachment is None:
+                db.session.rollback()
+                return "not due"
+            attempt, channel, source = attachment.attempts, files.channel_of(attachment), dict(attachment.source or {})
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+        try:
+            content = channels.adapter(channel.provider).fetch_file(channel, source, app.config["MAX_FILE_BYTES"])
+            outcome = files.Fetched(content=content)
+        except (ProviderError, KeyError) as e:
+            outcome = files.Fetched(error=str(e), retryable=isinstance(e, ProviderError) and e.retryable,
+                                    too_large=isinstance(e, ProviderError) and e.code == "file_too_large")
+            log.warning("attachment %s: fetch %s failed: %s", attachment_id, attempt, e)
+
+        return retrying(lambda: _committed(lambda: files.record_fetch(
+            attachment_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], app.extensions["chatflow.jobs"])))
+
+
+def acknowledge(channel_id: int, ack: dict) -> None:
+    """Tell the provider an event arrived (Telegram stops the button's spinner); once: a late
+    answer is refused anyway."""
+    from app import channels
+    from app.channels.base import ChannelRef, ProviderError
+    from app.models import Channel
+    app = _app()
+    with app.app_context():
+        channel = ChannelRef.of(db.session.get(Channel, channel_id))
+        db.session.remove()
+        try:
+            channels.adapter(channel.provider).acknowledge(channel, ack)
+        except ProviderError as e:
+            log.warning("channel %s: acknowledgement failed: %s", channel_id, e)
+
+
+def name_contact(identity_id: int, attempt: int = 1) -> str | None:
+    """Name a contact from the provider's profile. On failure the placeholder stays; a retryable
+    failure is tried again after the replies' delays, and every later message tries again."""
+    from app import channels
+    from app.channels.base import ChannelRef, ProviderError
+    from app.models import Channel, Contact, ContactIdentity
+    app = _app()
+    with app.app_context():
+        identity = db.session.get(ContactIdentity, identity_id)
+        if identity is None or identity.profile_named_at is not None:
+            db.session.remove()
+            return None
+        channel, user_id = ChannelRef.of(db.session.get(Channel, identity.channel_id)), identity.external_id
+        db.session.remove()
+        try:
+            name = channels.adapter(channel.provider).profile_name(channel, user_id)
+        except ProviderError as e:
+            delays = app.config["OUTBOUND_RETRY_DELAYS"]
+            if e.retryable and attempt <= len(delays):
+                app.extensions["chatflow.jobs"].enqueue_at(utcnow() + timedelta(seconds=delays[attempt - 1]),
+                                                           "app.jobs.name_contact", identity_id, attempt + 1)
+            log.warning("contact identity %s: no profile name (%s)", identity_id, e)
+            return None
+        identity = db.session.get(ContactIdentity, identity_id)
+        if name:
+            db.session.get(Contact, identity.contact_id).name = name
+        identity.profile_named_at = utcnow()
+        db.session.commit()
+        return name

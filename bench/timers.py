@@ -69,7 +69,7 @@ def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel
     """Create chats k = part, part + parts, ... with chat k due at t0 + window * k / n."""
     from app import create_app
     from app import jobs as app_jobs
-    from app.adapters.telegram import InboundText
+    from app.channels.base import InboundMessage
     from app.chats import service, settings
     from app.extensions import db
     from app.models.chat import Channel
@@ -97,8 +97,8 @@ def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel
             chat_ids = []
             for k in chunk:
                 user = str(7_000_000 + k)
-                message = service.receive(channel, InboundText(external_id=str(90_000_000 + k), user_id=user,
-                                                               address=user, name=f"Client {k}", text="hello"),
+                message = service.receive(channel, InboundMessage(external_id=str(90_000_000 + k), user_id=user,
+                                                                  address=user, name=f"Client {k}", text="hello"),
                                           _NoJobs())
                 chat_ids.append((k, message.chat_id))
             db.session.commit()

@@ -7,10 +7,15 @@ webhook secret, which Telegram alone learns (read from the database here).
 """
 import itertools
 import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rq import Worker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -82,6 +87,77 @@ def rows(api, query):
 def error_code(response):
     body = response.get_json() or {}
     return body.get("error", {}).get("code")
+
+
+# -- BPMN written in tests -----------------------------------------------------------------
+BPMN_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" \
+xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="defs" targetNamespace="http://bpmn.io/schema/bpmn">
+"""
+# Line numbers inside `process()`: the <process> tag is line 3, `body` starts on line 6.
+BODY_LINE = 6
+
+
+def process(body: str, key: str = "p", executable: str = "true") -> str:
+    """A process start -> work -> end; `body` must define the element `work` (and may add more)."""
+    return BPMN_HEAD + f"""  <bpmn:process id="{key}" isExecutable="{executable}">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+{body}
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def timer_process(text: str, kind: str = "timeDuration", key: str = "p") -> str:
+    return process(f'    <bpmn:intermediateCatchEvent id="work"><bpmn:timerEventDefinition id="work_timer">'
+                   f'<bpmn:{kind}>{text}</bpmn:{kind}></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>',
+                   key=key)
+
+
+def service_task(operator: str, value: str = "1 + 1") -> str:
+    return ('    <bpmn:serviceTask id="work"><bpmn:extensionElements>'
+            f'<spiffworkflow:serviceTaskOperator id="{operator}" resultVariable="r"><spiffworkflow:parameters>'
+            f'<spiffworkflow:parameter id="value" type="any" value="{value}" /></spiffworkflow:parameters>'
+            '</spiffworkflow:serviceTaskOperator></bpmn:extensionElements></bpmn:serviceTask>')
+
+
+# -- jobs ---------------------------------------------------------------------------------
+def settled(app, timeout=10.0) -> None:
+    """Wait until the app's jobs have caught up: none that is due waits, none runs (the
+    embedded job thread; or RQ's queue, its due scheduled jobs and its live workers). What a
+    test then asserts did not happen, no job due so far can still do; `pending_jobs` names
+    the jobs scheduled for later."""
+    jobs = app.extensions["chatflow.jobs"]
+    idle = jobs.idle if hasattr(jobs, "idle") else lambda: _rq_idle(jobs)
+    wait_for(idle, timeout=timeout, message="the jobs to settle")
+
+
+def pending_jobs(app) -> list[str]:
+    """The names (dotted paths) of the jobs queued or scheduled, not yet started."""
+    jobs = app.extensions["chatflow.jobs"]
+    if hasattr(jobs, "waiting"):
+        return jobs.waiting()
+    ids = jobs.queue.get_job_ids() + ScheduledJobRegistry(queue=jobs.queue).get_job_ids()
+    return [job.func_name for job in Job.fetch_many(ids, connection=jobs.connection) if job is not None]
+
+
+def _rq_idle(jobs) -> bool:
+    queue = jobs.queue
+    if queue.count or ScheduledJobRegistry(queue=queue).get_jobs_to_schedule(int(time.time())):
+        return False
+    return not any(w.get_state() == "busy" and _alive(w.pid) for w in Worker.all(connection=jobs.connection))
+
+
+def _alive(pid) -> bool:
+    """A worker killed in a test leaves its registration `busy` until it expires: only live ones count."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except (OSError, TypeError):
+        return False
 
 
 # -- the engine, without HTTP ----------------------------------------------------------

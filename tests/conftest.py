@@ -32,6 +32,20 @@ CHROMIUM = os.environ.get("CHATFLOW_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # kept by CI as artifacts (README, "Web console")
 
 
+# The unit tier is pure code with plain values: no database, app, Redis, server or browser, so it
+# runs in seconds (`pytest tests/unit`). A unit test asking for a fixture that builds one of those fails.
+UNIT = Path(__file__).parent / "unit"
+OUTSIDE = {"db_url", "make_app", "app", "api", "running_app", "redis_url", "start_worker", "start_web", "serve",
+           "browser", "console", "telegram_server", "telegram", "graph_server", "graph"}
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_pure(request):
+    used = sorted(OUTSIDE & set(request.fixturenames))
+    if used and UNIT in request.node.path.parents:
+        pytest.fail(f"a unit test may not use {', '.join(used)}: move it to tests/integration or tests/e2e")
+
+
 @pytest.fixture(scope="session")
 def db_url():
     """Migrated once per session; PostgreSQL's public schema is rebuilt from nothing."""
@@ -94,7 +108,8 @@ def telegram(telegram_server):
         fake.held.set()  # a previous test's held answers go out
     fake.calls.clear()
     fake.delivered.clear()
-    fake.fail_sends, fake.down, fake.held = 0, False, None
+    fake.files.clear()
+    fake.fail_sends, fake.fail_downloads, fake.down, fake.held = 0, 0, False, None
     return fake
 
 
@@ -109,7 +124,9 @@ def graph_server():
 def graph(graph_server):
     """The fake Graph API, reset."""
     graph_server.calls.clear()
-    graph_server.fail_sends, graph_server.down = 0, False
+    graph_server.profiles.clear()
+    graph_server.cdn.clear()
+    graph_server.fail_sends, graph_server.fail_profiles, graph_server.down = 0, 0, False
     return graph_server
 
 

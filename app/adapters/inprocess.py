@@ -33,6 +33,7 @@ class InProcessJobQueue:
         self._cond = threading.Condition()
         self._thread = None
         self._stopping = False
+        self._busy = 0  # jobs and sweeps running now
 
     def enqueue(self, func: str, *args, job_id: str | None = None) -> None:
         self.enqueue_at(datetime.now(timezone.utc), func, *args, job_id=job_id)
@@ -49,6 +50,21 @@ class InProcessJobQueue:
     def pending(self) -> int:
         with self._cond:
             return len(self._heap)
+
+    def waiting(self) -> list[str]:
+        """The names of the jobs waiting, due or scheduled, soonest first."""
+        with self._cond:
+            return [job[2] for job in sorted(self._heap)]
+
+    def idle(self) -> bool:
+        """Nothing is running and nothing due waits: every job due so far has finished."""
+        with self._cond:
+            due = self._heap and self._heap[0][0] <= datetime.now(timezone.utc).timestamp()
+            return not self._busy and not due
+
+    def _done(self) -> None:
+        with self._cond:
+            self._busy -= 1
 
     def start(self) -> None:
         if self._thread is None:
@@ -74,6 +90,7 @@ class InProcessJobQueue:
                 if not self._heap or self._heap[0][0] > datetime.now(timezone.utc).timestamp():
                     return ran
                 _, _, func, args, context = heapq.heappop(self._heap)
+                self._busy += 1  # with the pop: idle() never sees a job neither waiting nor running
             self._call(func, args, context)
             ran += 1
 
@@ -84,6 +101,8 @@ class InProcessJobQueue:
             self.succeeded()
         except Exception as e:
             self.failed(e, f"job {func}{args!r}")
+        finally:
+            self._done()
 
     def _run(self) -> None:
         next_sweep = 0.0
@@ -91,12 +110,16 @@ class InProcessJobQueue:
             self.run_pending()
             now = datetime.now(timezone.utc).timestamp()
             if self.sweep is not None and now >= next_sweep:
+                with self._cond:
+                    self._busy += 1
                 try:
                     with self.app.app_context():
                         self.sweep()
                     self.succeeded()
                 except Exception as e:
                     self.failed(e, "timer sweep")
+                finally:
+                    self._done()
                 next_sweep = now + self.sweep_seconds
             with self._cond:
                 wait = next_sweep - now

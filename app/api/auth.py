@@ -50,10 +50,11 @@ def accepts(schema, partial: bool = False):
     return mark
 
 
-def accepts_files(description: str, many: bool = False):
-    """Declare a multipart body of one (or `many`) files in parts named `file`, for /openapi.json."""
+def accepts_files(description: str, many: bool = False, fields: dict | None = None):
+    """Declare a multipart body of one (or `many`) files in parts named `file` (and form `fields`:
+    name: JSON Schema), for /openapi.json; beside @accepts, the view takes either."""
     def mark(view):
-        view.files_body = (description, many)
+        view.files_body = (description, many, fields or {})
         return view
     return mark
 

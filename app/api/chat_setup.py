@@ -6,6 +6,7 @@ from pydantic import AfterValidator, ConfigDict, Field, StrictFloat, model_seria
 
 from pydantic_core import PydanticCustomError
 
+from app import channels
 from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial
 from app.api.errors import ApiError
@@ -33,10 +34,6 @@ Minutes = Annotated[StrictFloat, AfterValidator(_minutes),
 
 def jobs():
     return current_app.extensions["chatflow.jobs"]
-
-
-def telegram():
-    return current_app.extensions["chatflow.telegram"]
 
 
 class QueueIn(Body):
@@ -218,7 +215,7 @@ def create_channel(body: ChannelIn):
     if missing:
         raise ApiError(422, "invalid_value", "; ".join(f"{name}: is required for {body.provider}" for name in missing),
                        {"field": missing[0], "fields": missing})
-    channel = setup.create_channel({**fields, "active": body.active}, telegram())
+    channel = setup.create_channel({**fields, "active": body.active})
     db.session.commit()
     return channel, 201
 
@@ -228,14 +225,14 @@ def create_channel(body: ChannelIn):
 @contract(body=FacebookPagesIn, answer=list[FacebookPage] | list[ChannelOut], status=(200, 201))
 def facebook_pages(body: FacebookPagesIn):
     """With a user access token: list the user's pages (200), or (with page_ids and queue_id) make each a channel (201)."""
-    graph = current_app.extensions["chatflow.graph"]
+    graph = channels.adapter("facebook").client
     if body.page_ids is None:
         return setup.facebook_pages(graph, body.user_access_token)
     if body.queue_id is None:
         raise ApiError(422, "invalid_value", "queue_id: is required to connect pages", {"field": "queue_id"})
-    channels = setup.add_facebook_pages(graph, body.user_access_token, body.page_ids, body.queue_id, body.active)
+    made = setup.add_facebook_pages(graph, body.user_access_token, body.page_ids, body.queue_id, body.active)
     db.session.commit()
-    return channels, 201
+    return made, 201
 
 
 @bp.get("/channels")
@@ -259,7 +256,7 @@ def get_channel(channel_id):
 @contract(body=ChannelChange, answer=ChannelOut)
 def update_channel(channel_id, body: ChannelChange):
     """Change a channel; activating a Telegram channel sets its webhook again."""
-    channel = setup.update_channel(queries.channel(channel_id), body.model_dump(exclude_unset=True), telegram())
+    channel = setup.update_channel(queries.channel(channel_id), body.model_dump(exclude_unset=True))
     db.session.commit()
     return channel
 
@@ -317,6 +314,18 @@ def upload_sound():
     settings.store_upload("OmniChatNotificationSound", upload.filename or "sound", content_type, content)
     db.session.commit()
     return settings.describe("OmniChatNotificationSound")
+
+
+@bp.delete("/settings/OmniChatNotificationSound/file")
+@admin
+def clear_sound():
+    """Remove the uploaded notification sound: panels play the console's built-in one."""
+    stored = settings.stored_file("OmniChatNotificationSound")
+    settings.put("OmniChatNotificationSound", None)
+    if stored is not None:
+        db.session.delete(stored)
+    db.session.commit()
+    return "", 204
 
 
 @bp.get("/settings/OmniChatNotificationSound/file")

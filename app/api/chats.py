@@ -1,11 +1,13 @@
 """Operators (and admins) working chats (docs/api.md, "Operator routes")."""
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
-from app.api.auth import PAGE, accepts, authenticate, is_admin, reads
+from app.api import uploads
+from app.api.auth import PAGE, accepts, accepts_files, authenticate, is_admin, reads
 from app.api.errors import ApiError
 from app.api.validation import Field, Schema, id_arg, page_args, parse
-from app.chats import delivery, routing, service, settings
+from app.chats import delivery, inbox, routing, service, settings
 from app.chats.live import message_json
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent, Message
@@ -28,7 +30,8 @@ def jobs():
 
 def chat_json(c: Chat) -> dict:
     return {"id": c.id, "state": c.state, "queue_id": c.queue_id, "queue_name": c.queue.name,
-            "channel_id": c.channel_id, "contact": {"id": c.contact.id, "name": c.contact.name},
+            "channel_id": c.channel_id, "channel": {"name": c.channel.name, "provider": c.channel.provider},
+            "contact": {"id": c.contact.id, "name": c.contact.name},
             "operator_id": c.operator_id, "offered_to_id": c.offered_to_id,
             "process_instance_id": c.process_instance_id, "created_at": c.created_at.isoformat(),
             "accepted_at": _iso(c.accepted_at),
@@ -56,6 +59,16 @@ def visible_chat(chat_id: int) -> Chat:
     return chat
 
 
+def readable_chat(chat_id: int) -> Chat:
+    """A chat the user may read: one they may act on, or an earlier chat of a client they hold now."""
+    chat = db.session.get(Chat, chat_id)
+    if chat is not None and not is_admin(g.user) and db.session.scalars(
+            select(Chat.id).where(Chat.contact_id == chat.contact_id, Chat.operator_id == g.user.id,
+                                  Chat.state == "in_work").limit(1)).first():
+        return chat
+    return visible_chat(chat_id)
+
+
 @bp.get("/me")
 def me():
     """The signed-in operator: status, queues, load and limit."""
@@ -71,34 +84,46 @@ def set_status():
     return me_json(user)
 
 
+def _filters() -> inbox.Filters:
+    state = request.args.get("state") or None
+    if state is not None and state not in CHAT_STATES:
+        raise ApiError(400, "bad_query", f"state must be one of {', '.join(CHAT_STATES)}", {"field": "state"})
+    return inbox.Filters(state=state, queue_id=id_arg("queue_id"), channel_id=id_arg("channel_id"),
+                         operator_id=id_arg("operator_id"), q=request.args.get("q", "").strip()[:200] or None,
+                         by_activity=request.args.get("sort") == "activity")
+
+
+def _listed(chats) -> list[dict]:
+    """Chats as lists show them: with last message, waiting time and your unread count."""
+    extra = inbox.summaries([c.id for c in chats], g.user.id)
+    return [{**chat_json(c), **extra[c.id]} for c in chats]
+
+
 def _operator_view():
     limit, offset = page_args()
-    state = request.args.get("state")
-    return [chat_json(c) for c in service.visible_chats(g.user, state, limit, offset)]
+    mine = [c.id for c in service.visible_chats(g.user, limit=1000)]
+    return _listed(inbox.chats(_filters(), among=mine, limit=limit, offset=offset))
+
+
+LIST_QUERY = {**PAGE, "state": {"enum": list(CHAT_STATES)}, "queue_id": {"type": "integer", "minimum": 0},
+              "channel_id": {"type": "integer", "minimum": 0}, "operator_id": {"type": "integer", "minimum": 0},
+              "q": {"type": "string", "maxLength": 200, "description": "part of the contact's name or a message"},
+              "sort": {"enum": ["id", "activity"], "default": "id", "description": "activity: most recently active first"}}
 
 
 @bp.get("/chats")
-@reads({**PAGE, "state": {"enum": list(CHAT_STATES)}, "queue_id": {"type": "integer", "minimum": 0},
-        "view": {"enum": ["operator"]}})
+@reads({**LIST_QUERY, "view": {"enum": ["operator"]}})
 def list_chats():
-    """Admins: all chats (?state=, ?queue_id=). Operators: the chats they may see now."""
+    """Admins: all chats. Operators (or ?view=operator): the chats they may see now. Filtered by
+    ?state=, ?queue_id=, ?channel_id=, ?operator_id= and ?q= (search); ?sort=activity: latest first."""
     if not is_admin(g.user) or request.args.get("view") == "operator":
         return _operator_view()
-    query = select(Chat).order_by(Chat.id)
-    state = request.args.get("state")
-    if state:
-        if state not in CHAT_STATES:
-            raise ApiError(400, "bad_query", f"state must be one of {', '.join(CHAT_STATES)}", {"field": "state"})
-        query = query.where(Chat.state == state)
-    queue_id = id_arg("queue_id")
-    if queue_id is not None:
-        query = query.where(Chat.queue_id == queue_id)
     limit, offset = page_args()
-    return [chat_json(c) for c in db.session.scalars(query.limit(limit).offset(offset))]
+    return _listed(inbox.chats(_filters(), limit=limit, offset=offset))
 
 
 @bp.get("/me/chats")
-@reads({**PAGE, "state": {"enum": list(CHAT_STATES)}})
+@reads(LIST_QUERY)
 def my_chats():
     """The chats you may see now as an operator (also for admins who are operators)."""
     return _operator_view()
@@ -106,8 +131,8 @@ def my_chats():
 
 @bp.get("/chats/<int:chat_id>")
 def get_chat(chat_id):
-    """One chat."""
-    return chat_json(visible_chat(chat_id))
+    """One chat, with its last message, waiting time and your unread count."""
+    return _listed([readable_chat(chat_id)])[0]
 
 
 @bp.get("/chats/<int:chat_id>/history")
@@ -134,19 +159,26 @@ def accept(chat_id):
 @reads(PAGE)
 def list_messages(chat_id):
     """The chat's messages, oldest first, with delivery status."""
-    visible_chat(chat_id)
+    readable_chat(chat_id)
     limit, offset = page_args()
     messages = db.session.scalars(select(Message).where(Message.chat_id == chat_id).order_by(Message.id)
-                                  .limit(limit).offset(offset))
+                                  .options(selectinload(Message.attachments)).limit(limit).offset(offset))
     return [message_json(m) for m in messages]
 
 
 @bp.post("/chats/<int:chat_id>/messages")
 @accepts(REPLY)
+@accepts_files("a file for the client (part `file`) with an optional caption (`text`)",
+               fields={"text": {"type": "string", "maxLength": service.MAX_TEXT}})
 def send_message(chat_id):
-    """Reply: stored at once as pending, delivered by a worker with retries."""
+    """Reply (JSON text, or a multipart file with an optional caption): stored at once as
+    pending, delivered by a worker with retries."""
     visible_chat(chat_id)
-    message = service.reply(chat_id, g.user, parse(REPLY)["text"], engine(), jobs())
+    if request.mimetype == "multipart/form-data":
+        text, file = uploads.reply_upload(current_app.config["MAX_FILE_BYTES"], service.MAX_TEXT)
+    else:
+        text, file = parse(REPLY)["text"], None
+    message = service.reply(chat_id, g.user, text, engine(), jobs(), file)
     answer = message_json(message)  # as stored: a worker may have sent it by the time we answer
     db.session.commit()
     return answer, 201

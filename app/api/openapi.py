@@ -154,19 +154,22 @@ def document(app) -> dict:
 
 
 def _request_body(view, spec: Contract, body_schema: dict | None, components: dict, legacy: bool) -> dict | None:
+    json_body = None
     if body_schema is not None:
-        return {"required": not spec.body_optional, "content": _json(_inline(body_schema, components))}
-    if legacy and getattr(view, "body_schema", None):
-        return {"required": True, "content": _json(view.body_schema)}
-    if spec.raw_body:
+        json_body = {"required": not spec.body_optional, "content": _json(_inline(body_schema, components))}
+    elif legacy and getattr(view, "body_schema", None):
+        json_body = {"required": True, "content": _json(view.body_schema)}
+    elif spec.raw_body:
         return {"required": True, "content": _json({"type": "object", "description": spec.raw_body})}
-    if spec.files:
-        description, many = spec.files
-        file = {"type": "string", "format": "binary"}
-        return {"required": True, "description": description, "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {"type": "array", "items": file, "minItems": 1} if many else file}}}}}
-    return None
+    if not spec.files:
+        return json_body
+    # A multipart body of files (parts `file`) and form fields; beside a JSON body, the view takes either.
+    description, many, *rest = spec.files
+    file = {"type": "string", "format": "binary"}
+    return {"required": True, "description": description, "content": {
+        **(json_body or {}).get("content", {}),
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "array", "items": file, "minItems": 1} if many else file, **(rest[0] if rest else {})}}}}}
 
 
 def _legacy_responses(method: str, spec: Contract) -> dict:

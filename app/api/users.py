@@ -6,7 +6,7 @@ from pydantic import BeforeValidator, Field
 
 from app import accounts
 from app.api.auth import admin, authenticate
-from app.api.contract import Answer, Body, Int, Name, Page, Text, Timestamp, contract, partial, row_with
+from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial, row_with
 from app.api.errors import ApiError
 from app.engine.errors import get_or_404
 from app.extensions import db
@@ -26,7 +26,8 @@ class UserIn(Body):
     permissions: list[Text(100)] = []
 
 
-UserChange = partial(UserIn)
+class UserChange(partial(UserIn)):
+    active: Bool | None = Field(None, description="false: the user's tokens open nothing until reactivated")
 
 
 class UserOut(Answer):
@@ -35,6 +36,7 @@ class UserOut(Answer):
     name: str
     roles: Annotated[list[str], BeforeValidator(lambda roles: [getattr(r, "name", r) for r in roles])]
     permissions: Permissions
+    active: bool
     created_at: Timestamp
 
 
@@ -45,6 +47,9 @@ class NewUser(UserOut):
 class RoleIn(Body):
     name: Name(100)
     permissions: list[Text(100)] = []
+
+
+RoleChange = partial(RoleIn)
 
 
 class RoleOut(Answer):
@@ -92,10 +97,23 @@ def get_user(user_id):
 @admin
 @contract(body=UserChange, answer=UserOut)
 def update_user(user_id, body: UserChange):
-    """Change a user's login, name, roles or permissions."""
+    """Change a user's login, name, roles or permissions, or deactivate them (active: false)."""
+    if body.active is False and user_id == g.user.id:
+        raise ApiError(409, "cannot_deactivate_self", "you cannot deactivate your own user", {"field": "active"})
     user = accounts.update_user(get_or_404(User, user_id), body.model_dump(exclude_unset=True))
     db.session.commit()
     return user
+
+
+@bp.post("/users/<int:user_id>/token")
+@admin
+@contract(answer=NewUser, status=201)
+def reset_token(user_id):
+    """Replace every token of a user with a new one, shown this once (a lost or leaked token)."""
+    user = get_or_404(User, user_id)
+    token = accounts.reset_token(user)
+    db.session.commit()
+    return row_with(user, token=token), 201
 
 
 @bp.delete("/users/<int:user_id>")
@@ -127,6 +145,37 @@ def create_role(body: RoleIn):
 def list_roles(query: Page):
     """List roles with their members."""
     return page(Role, query)
+
+
+@bp.patch("/roles/<int:role_id>")
+@admin
+@contract(body=RoleChange, answer=RoleOut)
+def update_role(role_id, body: RoleChange):
+    """Rename a role or change its permissions."""
+    role = accounts.update_role(get_or_404(Role, role_id), body.model_dump(exclude_unset=True))
+    db.session.commit()
+    return role
+
+
+@bp.delete("/roles/<int:role_id>")
+@admin
+@contract(status=204)
+def delete_role(role_id):
+    """Delete a role: its members keep their own permissions; queues it served lose it."""
+    db.session.delete(get_or_404(Role, role_id))
+    db.session.commit()
+    return "", 204
+
+
+@bp.delete("/roles/<int:role_id>/members/<int:user_id>")
+@admin
+@contract(status=204)
+def remove_member(role_id, user_id):
+    """Take a user out of a role."""
+    role = get_or_404(Role, role_id)
+    role.members = [u for u in role.members if u.id != user_id]
+    db.session.commit()
+    return "", 204
 
 
 @bp.post("/roles/<int:role_id>/members")

@@ -9,11 +9,12 @@ from flask import Blueprint, current_app, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.adapters import facebook, telegram
+from app import channels
 from app.api.auth import accepts, answers, reads
 from app.api.errors import ApiError
 from app.api.contract import MAX_INT, request_json
-from app.chats import bots, service, settings
+from app.channels.facebook import signature_valid
+from app.chats import inbound, settings
 from app.extensions import db
 from app.models.chat import Channel
 
@@ -33,16 +34,16 @@ def telegram_update(channel_id):
         raise ApiError(403, "forbidden", "unknown channel or wrong secret token")
     update = request_json()
     try:
-        inbound = telegram.parse_update(update)
-    except telegram.UnsupportedUpdate as e:
-        log.info("telegram channel %s: update %s skipped: %s", channel_id,
-                 update.get("update_id") if isinstance(update, dict) else None, e)
-        return {"ok": True, "skipped": str(e)}
+        events, skipped = channels.adapter("telegram").parse(update, channel)
     except ValueError as e:
         raise ApiError(400, "malformed_update", str(e)) from None
-    jobs = current_app.extensions["chatflow.jobs"]
-    message = _store_once(lambda: service.receive(db.session.get(Channel, channel_id), inbound, jobs))
-    return {"ok": True, "duplicate": message is None}
+    if skipped:
+        log.info("telegram channel %s: update %s skipped: %s", channel_id, update.get("update_id"), skipped[0])
+        return {"ok": True, "skipped": skipped[0]}
+    jobs, engine = current_app.extensions["chatflow.jobs"], current_app.extensions["chatflow.engine"]
+    changed = _store_once(lambda: [inbound.handle(db.session.get(Channel, channel_id), event, jobs, engine)
+                                   for event in events])
+    return {"ok": True, "duplicate": not any(changed)}
 
 
 def _store_once(store, attempts: int = 5):
@@ -80,12 +81,12 @@ def facebook_verify():
 def facebook_events():
     """Page events signed with X-Hub-Signature-256; batched entries are routed by page id."""
     raw = request.get_data(cache=True)
-    if not facebook.signature_valid(raw, settings.get("FacebookAppSecret"),
+    if not signature_valid(raw, settings.get("FacebookAppSecret"),
                                     request.headers.get("X-Hub-Signature-256"),
                                     request.headers.get("X-Hub-Signature")):
         raise ApiError(403, "forbidden", "missing or wrong X-Hub-Signature-256")
     try:
-        events, skipped = facebook.parse_webhook(request_json())
+        events, skipped = channels.adapter("facebook").parse(request_json())
     except ValueError as e:
         raise ApiError(400, "malformed_event", str(e)) from None
     for reason in skipped:
@@ -95,14 +96,11 @@ def facebook_events():
     return {"ok": True, "events": len(events), "stored": sum(1 for s in stored if s), "skipped": len(skipped)}
 
 
-def _handle(event, jobs, engine) -> bool:
+def _handle(page_event, jobs, engine) -> bool:
+    page_id, event = page_event
     channel = db.session.scalars(select(Channel).where(Channel.provider == "facebook",
-                                                       Channel.page_id == event.page_id)).first()
+                                                       Channel.page_id == page_id)).first()
     if channel is None:
-        log.info("facebook event for page %s, which no channel serves: skipped", event.page_id)
+        log.info("facebook event for page %s, which no channel serves: skipped", page_id)
         return False
-    if event.kind == "pass_thread_control":
-        return bots.bot_passed_thread(channel, event.psid, jobs) is not None
-    if event.kind == "take_thread_control":
-        return bots.bot_took_thread(channel, event.psid, engine) is not None
-    return service.receive(channel, event.message, jobs, bot_holds=event.kind == "standby_message") is not None
+    return inbound.handle(channel, event, jobs, engine)

@@ -2,7 +2,7 @@
 from sqlalchemy import select
 
 from app.adapters.notify import post_notification
-from app.chats import settings
+from app.chats import messages, settings
 from app.chats.admin import check_deployed
 from app.engine.errors import Conflict, Invalid, NotFound
 from app.extensions import db
@@ -57,7 +57,8 @@ def trigger(engine, chat: Chat, action_id: int, operator_id: int):
     if action is None or action.queue_id != chat.queue_id:
         raise NotFound(f"chat {chat.id} has no action {action_id}", code="action_not_found")
     return engine.start(action.process, {"ChatId": chat.id, "ContactId": chat.contact_id, "QueueId": chat.queue_id,
-                                         "OperatorId": operator_id}, business_key=f"chat:{chat.id}")
+                                         "OperatorId": operator_id, "AttachmentIds": messages.attachment_ids(chat.id)},
+                        business_key=f"chat:{chat.id}")
 
 
 # -- operations offered to diagrams -----------------------------------------------------

@@ -4,7 +4,8 @@ from functools import partial
 
 from sqlalchemy import func, select
 
-from app.adapters.telegram import ProviderError
+from app import channels
+from app.channels.base import ProviderError
 from app.chats import settings
 from app.engine.errors import Conflict, Invalid, get_or_404
 from app.engine.tx import after_commit
@@ -97,7 +98,7 @@ def _page_free(page_id: str | None, own_id: int | None = None) -> None:
         raise Conflict(f"page {page_id} is already channel {row.id}", code="page_taken", details={"field": "page_id"})
 
 
-def create_channel(fields: dict, telegram) -> Channel:
+def create_channel(fields: dict) -> Channel:
     get_or_404(Queue, fields["queue_id"])
     if fields["provider"] == "facebook":
         _page_free(fields.get("page_id"))
@@ -107,11 +108,11 @@ def create_channel(fields: dict, telegram) -> Channel:
     db.session.add(channel)
     db.session.flush()
     if channel.active:
-        connect(channel, telegram)
+        connect(channel)
     return channel
 
 
-def update_channel(channel: Channel, fields: dict, telegram) -> Channel:
+def update_channel(channel: Channel, fields: dict) -> Channel:
     if "queue_id" in fields:
         get_or_404(Queue, fields["queue_id"])
     if channel.provider == "facebook" and "page_id" in fields:
@@ -121,7 +122,7 @@ def update_channel(channel: Channel, fields: dict, telegram) -> Channel:
     for name, value in fields.items():
         setattr(channel, name, value)
     if channel.active and (becomes_active or token_changed):
-        connect(channel, telegram)
+        connect(channel)
     return channel
 
 
@@ -134,31 +135,19 @@ def delete_channel(channel: Channel) -> None:
     db.session.delete(channel)
 
 
-def connect(channel: Channel, telegram) -> None:
-    """Telegram: check the token with getMe (refused = 422) and point the webhook at us."""
-    if channel.provider != "telegram":
-        return
+def connect(channel: Channel) -> None:
+    """Point the provider at our webhook (Telegram: the token checked with getMe; refused = 422)."""
+    adapter = channels.adapter(channel.provider)
     site = settings.get("SiteUrl")
-    if not site:
-        raise Invalid("set the SiteUrl setting first: Telegram needs a public URL for the webhook",
-                      code="site_url_missing", details={"field": "SiteUrl"})
+    if adapter.needs_site_url and not site:
+        raise Invalid(f"set the SiteUrl setting first: {channel.provider.capitalize()} needs a public URL for "
+                      "the webhook", code="site_url_missing", details={"field": "SiteUrl"})
     try:
-        me = telegram.get_me(channel.token)
+        adapter.register_webhook(channel, site)
     except ProviderError as e:
         if e.retryable:
-            raise Conflict(f"Telegram did not answer; try again ({e})", code="provider_unavailable") from None
-        raise Invalid(f"token: Telegram refused it ({e})", code="token_refused", details={"field": "token"}) \
-            from None
-    channel.bot_username = (me or {}).get("username")
-    if not channel.webhook_secret:
-        channel.webhook_secret = secrets.token_urlsafe(32)
-    try:
-        telegram.set_webhook(channel.token, f"{site}/webhooks/telegram/{channel.id}", channel.webhook_secret)
-    except ProviderError as e:
-        if e.retryable:
-            raise Conflict(f"Telegram did not answer; try again ({e})", code="provider_unavailable") from None
-        raise Invalid(f"Telegram refused the webhook: {e}", code="webhook_refused", details={"field": "token"}) \
-            from None
+            raise Conflict(str(e), code="provider_unavailable") from None
+        raise Invalid(str(e), code=e.code or "webhook_refused", details={"field": "token"}) from None
 
 
 def facebook_pages(graph, user_access_token: str) -> list[dict]:
@@ -185,7 +174,7 @@ def add_facebook_pages(graph, user_access_token: str, page_ids: list[str], queue
     unknown = [pid for pid in page_ids if pid not in pages]
     if unknown:
         raise Invalid(f"page_ids: {', '.join(unknown)} not among this user's pages", details={"field": "page_ids"})
-    channels = []
+    made = []
     for page_id in dict.fromkeys(page_ids):
         page = pages[page_id]
         if not page.get("access_token"):
@@ -199,5 +188,5 @@ def add_facebook_pages(graph, user_access_token: str, page_ids: list[str], queue
                               page_access_token=page["access_token"], queue_id=queue_id, active=active)
             db.session.add(channel)
             db.session.flush()
-        channels.append(channel)
-    return channels
+        made.append(channel)
+    return made

@@ -7,6 +7,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from app.chats import routing
+from app.chats.messages import message_json
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Chat, Message
@@ -56,6 +57,12 @@ def chat_message(chat: Chat, message: Message) -> None:
          chat_id=chat.id, message=message_json(message))
 
 
+def message_changed(chat: Chat, message: Message) -> None:
+    """An edit, a file fetched, a receipt: whoever has the chat open redraws the message."""
+    tell([chat.operator_id if chat.state == "in_work" else chat.offered_to_id, message.author_id],
+         "message_updated", chat_id=chat.id, message=message_json(message))
+
+
 def message_status(message: Message) -> None:
     tell([message.author_id], "message_status", chat_id=message.chat_id, message_id=message.id,
          status=message.status)
@@ -63,9 +70,3 @@ def message_status(message: Message) -> None:
 
 def status_changed(user_id: int, status: str) -> None:
     tell([user_id], "status_changed", status=status)
-
-
-def message_json(m: Message) -> dict:
-    """A message as the API and the events show it."""
-    return {"id": m.id, "direction": m.direction, "text": m.text, "created_at": m.created_at.isoformat(),
-            "status": m.status, **({"error": m.error} if m.error else {})}

@@ -7,8 +7,8 @@ from functools import partial
 
 from sqlalchemy import or_, select
 
-from app.adapters.telegram import InboundText
-from app.chats import bots, lifecycle, live, routing, settings
+from app.channels.base import InboundMessage, OutboundFile
+from app.chats import bots, lifecycle, live, messages, routing, settings
 from app.chats.lifecycle import lock_chat_and_process, record
 from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
@@ -24,8 +24,8 @@ MAX_TEXT = 4096  # Telegram's limit for one message
 
 
 # -- clients ------------------------------------------------------------------------------
-def receive(channel: Channel, inbound: InboundText, jobs, bot_holds: bool = False) -> Message | None:
-    """Store a client's message once (None if already stored); a new chat starts its lifecycle.
+def receive(channel: Channel, inbound: InboundMessage, jobs, bot_holds: bool = False) -> Message | None:
+    """Store a client's message of any kind once (None if already stored); a new chat starts its lifecycle.
 
     With `bot_holds` an external bot owns the conversation: a new chat is `bot`, with no
     operator and no lifecycle, until the bot passes it on. A message sent to us while the
@@ -53,16 +53,13 @@ def receive(channel: Channel, inbound: InboundText, jobs, bot_holds: bool = Fals
                 after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
         elif chat.state == "bot" and not bot_holds:
             bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
-    message = Message(channel_id=channel.id, contact_id=contact.id, chat_id=chat.id if chat else None,
-                      direction="in", text=inbound.text, status="received", external_id=inbound.external_id)
-    db.session.add(message)
-    db.session.flush()
+    message = messages.store(channel, contact.id, chat, inbound, jobs)
     if chat is not None:
         live.chat_message(chat, message)
     return message
 
 
-def _contact(channel: Channel, inbound: InboundText) -> Contact:
+def _contact(channel: Channel, inbound: InboundMessage) -> Contact:
     identity = db.session.scalars(select(ContactIdentity).where(ContactIdentity.channel_id == channel.id,
                                                                 ContactIdentity.external_id == inbound.user_id)).first()
     if identity is not None:
@@ -122,9 +119,10 @@ def accept(chat_id: int, user: User, engine) -> Chat:
     return chat
 
 
-def reply(chat_id: int, user: User, text: str, engine, jobs) -> Message:
-    """Store the reply as pending (a worker delivers it) and restart the completion timer."""
-    if not text.strip():
+def reply(chat_id: int, user: User, text: str, engine, jobs, file: OutboundFile | None = None) -> Message:
+    """Store the reply (text, a file, or a file with its caption) as pending (a worker delivers
+    it) and restart the completion timer."""
+    if not text.strip() and file is None:
         raise Invalid("text: must not be empty", details={"field": "text"})
     if len(text) > MAX_TEXT:
         raise Invalid(f"text: at most {MAX_TEXT} characters", details={"field": "text"})
@@ -133,6 +131,8 @@ def reply(chat_id: int, user: User, text: str, engine, jobs) -> Message:
         raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
     message = Message(channel_id=chat.channel_id, contact_id=chat.contact_id, chat_id=chat.id, direction="out",
                       text=text, status="pending", author_id=user.id, next_attempt_at=utcnow())
+    if file is not None:
+        messages.attach(message, file)
     db.session.add(message)
     chat.last_outgoing_at = utcnow()
     db.session.flush()

@@ -22,14 +22,15 @@ CHART_JS_FILES = {"chart.umd.min.js"}
 
 # Page (its template and endpoint) -> (path, title).
 PAGES = {"index": ("/", "Sign in"), "operator": ("/operator", "Operator panel"),
-         "setup": ("/setup", "Chat setup"), "processes": ("/processes", "Processes"), "reports": ("/reports", "Reports")}
+         "supervisor": ("/supervisor", "Supervisor"), "setup": ("/setup", "Chat setup"),
+         "team": ("/team", "Team"), "processes": ("/processes", "Processes"), "reports": ("/reports", "Reports")}
 
 
 # The token lives in localStorage, so script injection is what must never work: scripts only from
 # this origin (no inline ones), nothing framed. bpmn-js styles its SVG inline; sounds play from blob: URLs.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                               "img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; "
+                               "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "
                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -45,6 +46,12 @@ def secure(response):
 @root.get("/")
 def home():
     return redirect("/console/")
+
+
+@root.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it on pages that name none (an API answer opened in a tab)."""
+    return send_from_directory(bp.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
 
 
 def _page(name: str):

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -15,6 +15,8 @@ class User(db.Model):
     name: Mapped[str] = mapped_column(String(200), default="")
     permissions: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A deactivated user's tokens open nothing; the row stays because chats name them.
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
     # As an operator: active takes chats; the counters are kept under the row lock by the
     # chat service so least-busy routing is one indexed query.
     status: Mapped[str] = mapped_column(String(10), default="active", server_default="active")

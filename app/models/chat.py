@@ -1,6 +1,7 @@
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import (JSON, BigInteger, Boolean, Float, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint,
+                        text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -32,7 +33,7 @@ class QueueOperator(db.Model):
 class Channel(db.Model):
     __tablename__ = "channels"
     id: Mapped[int] = mapped_column(primary_key=True)
-    provider: Mapped[str] = mapped_column(String(20))  # telegram | facebook
+    provider: Mapped[str] = mapped_column(String(20))  # a name registered in app.channels
     name: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"), index=True)
@@ -64,6 +65,8 @@ class ContactIdentity(db.Model):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     provider: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str] = mapped_column(String(100))
+    # When the provider's profile API last named this contact (None: not yet, or it failed).
+    profile_named_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Chat(db.Model):
@@ -99,6 +102,7 @@ class Chat(db.Model):
 class Message(db.Model):
     __tablename__ = "messages"
     __table_args__ = (UniqueConstraint("channel_id", "external_id"),
+                      Index("ix_messages_channel_provider_message", "channel_id", "provider_message_id"),
                       # Reports: replies in a period, and whether a chat had an earlier one.
                       Index("ix_messages_direction_created", "direction", "created_at"),
                       Index("ix_messages_chat_direction_created", "chat_id", "direction", "created_at"))
@@ -108,12 +112,22 @@ class Message(db.Model):
     # None for a message that arrived on an inactive channel: stored, not routed.
     chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"), index=True)
     direction: Mapped[str] = mapped_column(String(3))  # in | out
-    text: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(20), default="text", server_default="text")  # channels.base.KINDS
+    text: Mapped[str] = mapped_column(Text)  # the text, or a file's caption; may be empty
+    # location {latitude, longitude, title, address}, contact {name, phone}, button {title, data}
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    # Earlier texts of an edited message, oldest first: [{text, at}].
+    edits: Mapped[list | None] = mapped_column(JSON)
+    # An outgoing message typed outside Chatflow (Meta's Page inbox): where it came from.
+    origin: Mapped[str | None] = mapped_column(String(100))
     # in: received. out: pending -> sending (an attempt is being made) -> sent | pending (a known
-    # failure, retried) | failed | uncertain (no outcome recorded: it may have been delivered).
+    # failure, retried) | failed | uncertain (no outcome recorded: it may have been delivered);
+    # then Messenger's receipts move a sent message on to delivered and read.
     status: Mapped[str] = mapped_column(String(10))
     # The provider's id (Telegram update_id, Facebook mid) for inbound idempotency.
     external_id: Mapped[str | None] = mapped_column(String(200))
+    # The provider's id of the message itself, which edits and echoes name.
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     attempts: Mapped[int] = mapped_column(default=0)
     # When the latest attempt began: committed before the provider is called.
@@ -124,6 +138,30 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     chat: Mapped["Chat | None"] = relationship()
+    attachments: Mapped[list["Attachment"]] = relationship(order_by="Attachment.id", back_populates="message")
+
+
+class Attachment(db.Model):
+    """A file of a message. Its id is the file id of GET /api/files/{id}.
+
+    Inbound files are `pending` until a job fetches them from the provider (`source` says how)
+    into the file store (`storage_key`); then `stored`, or `failed` / `too_large`.
+    """
+
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10))  # pending | stored | failed | too_large
+    source: Mapped[dict | None] = mapped_column(JSON)   # the provider's reference; never shown
+    storage_key: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message: Mapped[Message] = relationship(back_populates="attachments")
 
 
 class ChatEvent(db.Model):
@@ -148,7 +186,7 @@ class Setting(db.Model):
 
 
 class StoredFile(db.Model):
-    """An uploaded file kept in the database (the notification sound)."""
+    """A file kept in the database: the notification sound, and the database file store's blobs."""
 
     __tablename__ = "stored_files"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -122,7 +122,8 @@ def test_a_panel_on_one_web_process_hears_what_happened_through_another(make_app
     answer = requests.post(f"{web_a}/webhooks/telegram/{channel.id}", json=update(7001, 7001, "hi there", first_name="Client7001"),
                            headers={"X-Telegram-Bot-Api-Secret-Token": channel.secret}, timeout=10)
     assert answer.status_code == 200, answer.text
-    waiting = panel.locator("#visible li.op-item", has_text="Client7001")
+    panel.locator("#tab-waiting").click()
+    waiting = panel.locator("#chat-list li.op-item", has_text="Client7001")
     expect(waiting).to_be_visible(timeout=2000)
     shot(panel, "e2e-two-web-processes")
 

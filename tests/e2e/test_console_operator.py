@@ -62,6 +62,7 @@ def world(api, rule, accept_timeout_minutes=5, completion_timeout_minutes=None):
 def panel(console, base, operator, block_play=False):
     """The operator's panel, loaded once and live; `page.js_errors` collects uncaught script errors."""
     page = console(base, operator.token)
+    page.on("dialog", lambda dialog: dialog.accept())  # "Complete the chat …?"
     page.js_errors = []
     page.on("pageerror", lambda error: page.js_errors.append(error))
     page.add_init_script(SOUND_PROBE + ("window.__blockPlay = true;" if block_play else ""))
@@ -70,9 +71,13 @@ def panel(console, base, operator, block_play=False):
     return page
 
 
-def item(page, list_id, client):
-    """The list entry of a client's chat (contact name "Client<telegram id> Client")."""
-    return page.locator(f"#{list_id} li.op-item", has_text=f"Client{client.user_id}")
+def item(page, where, client):
+    """The list entry of a client's chat (contact name "Client<telegram id> Client"): pinned among
+    the offers, or in the tab `where` (mine, waiting), which is selected first."""
+    if where == "offered":
+        return page.locator("#offered li.op-item", has_text=f"Client{client.user_id}")
+    page.locator(f"#tab-{where}").click()
+    return page.locator("#chat-list li.op-item", has_text=f"Client{client.user_id}")
 
 
 def sounds(page):
@@ -104,12 +109,14 @@ def test_operator_works_a_chat_live(app, api, serve, console, telegram):
     offer = item(page, "offered", client)
     expect(offer).to_be_visible(timeout=1000)   # live: within a second of the webhook's answer
     expect(offer).to_contain_text("Support")  # the queue's name, as /api/chats gives it
-    expect(offer.locator("time.op-age")).to_have_text(re.compile(r"^\d+ s$"))
-    wait_for(lambda: "beep" in sounds(page), timeout=2, message="the notification sound (no file: a beep)")
+    expect(offer.locator("time.op-age")).to_have_text(re.compile(r"^\d+ s$"))  # waiting since the message
+    expect(offer.locator(".op-preview")).to_have_text("hi, my order is late")
+    wait_for(lambda: "file" in sounds(page), timeout=2, message="the notification sound (none uploaded: the built-in one)")
+    assert page.eval_on_selector("#notify-sound", "a => a.src").endswith("/console/static/notify.wav")
     shot(page, "operator-panel-offer")
 
     offer.get_by_role("button", name="Accept").click()
-    expect(item(page, "in-work", client)).to_be_visible()
+    expect(item(page, "mine", client)).to_be_visible()
     expect(page.locator("#offered li.op-item")).to_have_count(0)
     expect(page.get_by_role("heading", name=f"Chat with Client{client.user_id} Client")).to_be_visible()
     log = page.get_by_role("log", name="Messages")
@@ -143,8 +150,8 @@ def test_operator_works_a_chat_live(app, api, serve, console, telegram):
 
     page.get_by_role("button", name="Complete chat").click()
     expect(page.locator("#chat-ended")).to_have_text("You completed this chat.")
-    expect(page.locator("#in-work li.op-item")).to_have_count(0)
-    expect(page.get_by_label("Reply")).to_be_disabled()
+    expect(page.locator("#chat-list li.op-item")).to_have_count(0)
+    expect(page.get_by_label("Reply")).to_be_hidden()
     assert ok(api.get(f"/api/chats/{case['chat_id']}"))["state"] == "completed"
     assert page.evaluate("window.__loaded") == 1   # never reloaded
     assert page.js_errors == []
@@ -164,7 +171,7 @@ def test_all_routing_two_panels(app, api, serve, console, telegram):
     client = channel.client()
     client.writes("anyone there?")
     for page in (page_a, page_b):
-        expect(item(page, "visible", client)).to_be_visible(timeout=1000)
+        expect(item(page, "waiting", client)).to_be_visible(timeout=1000)
     wait_for(lambda: "file" in sounds(page_a), timeout=2, message="the uploaded sound on Anna's panel")
     expect(page_a.get_by_role("button", name="Enable sound")).to_be_hidden()
     enable = page_b.get_by_role("button", name="Enable sound")
@@ -176,13 +183,13 @@ def test_all_routing_two_panels(app, api, serve, console, telegram):
     # Boris clicks Accept, but his request is held until Anna has taken the chat.
     held = []
     page_b.route("**/api/chats/*/accept", lambda route: held.append(route))
-    item(page_b, "visible", client).get_by_role("button", name="Accept").click()
+    item(page_b, "waiting", client).get_by_role("button", name="Accept").click()
     wait_for(lambda: held, message="Boris's accept request")
 
-    item(page_a, "visible", client).get_by_role("button", name="Accept").click()
-    expect(item(page_a, "in-work", client)).to_be_visible()
-    expect(item(page_b, "visible", client)).to_have_count(0)   # chat_taken, live
-    expect(page_b.locator("#in-work li.op-item")).to_have_count(0)
+    item(page_a, "waiting", client).get_by_role("button", name="Accept").click()
+    expect(item(page_a, "mine", client)).to_be_visible()
+    expect(page_b.locator("#chat-list li.op-item")).to_have_count(0)   # chat_taken, live
+    expect(item(page_b, "mine", client)).to_have_count(0)
 
     held[0].continue_()
     expect(page_b.locator("#lists-notice")).to_contain_text("Another operator has already taken this chat.")
@@ -192,8 +199,8 @@ def test_all_routing_two_panels(app, api, serve, console, telegram):
     page_a.get_by_label("Reply").fill("Anything else?")
     page_a.get_by_role("button", name="Send").click()
     expect(page_a.locator("#chat-ended")).to_contain_text("completed automatically", timeout=5000)
-    expect(page_a.locator("#in-work li.op-item")).to_have_count(0)
-    expect(page_a.get_by_role("button", name="Send")).to_be_disabled()
+    expect(page_a.locator("#chat-list li.op-item")).to_have_count(0)
+    expect(page_a.get_by_role("button", name="Send")).to_be_hidden()
     assert page_a.evaluate("window.__loaded") == page_b.evaluate("window.__loaded") == 1
     assert page_a.js_errors == page_b.js_errors == []
 

@@ -24,6 +24,7 @@ def field_error(form, field):
 def open_setup(app, serve, console, token=ADMIN_TOKEN, init_script=None):
     """The page, with its uncaught script errors collected in `page.script_errors`."""
     page = console(serve(app), token)
+    page.on("dialog", lambda dialog: dialog.accept())  # deletes ask first
     page.script_errors = []
     page.on("pageerror", lambda e: page.script_errors.append(str(e)))
     if init_script:
@@ -251,8 +252,10 @@ def test_settings_and_notification_sound(app, api, serve, console):
 
     sound = page.get_by_role("form", name="Notification sound")
     expect(sound.get_by_test_id("sound-state")).to_contain_text("No sound")
-    sound.get_by_role("button", name="Play").click()
-    expect(field_error(sound, "file")).to_contain_text("No sound is uploaded")
+    sound.get_by_role("button", name="Play").click()   # none uploaded: the chime operators hear instead
+    page.wait_for_function("""() => window.plays === 1 && document.querySelector(
+        '[data-testid="notification-sound-player"]').src.endsWith('/console/static/notify.wav')""")
+    expect(sound.get_by_role("button", name="Remove")).to_be_hidden()
     wav = tiny_wav()
     sound.get_by_label("Sound file").set_input_files({"name": "ding.wav", "mimeType": "audio/wav", "buffer": wav})
     sound.get_by_role("button", name="Upload").click()
@@ -264,10 +267,14 @@ def test_settings_and_notification_sound(app, api, serve, console):
     sound.get_by_role("button", name="Play").click()
     page.wait_for_function("""() => {
         const a = document.querySelector('[data-testid="notification-sound-player"]');
-        return window.plays === 1 && a.currentTime > 0 && a.error === null;
+        return window.plays === 2 && a.currentTime > 0 && a.error === null;
     }""")
     expect(sound.locator(".form-error, .field-error")).to_have_count(0)
     shot(page, "console-setup-settings")
+    sound.get_by_role("button", name="Remove").click()   # asks first (accepted by the page's dialog handler)
+    expect(sound.get_by_role("status")).to_have_text("Removed")
+    expect(sound.get_by_test_id("sound-state")).to_contain_text("No sound uploaded")
+    assert api.get("/api/settings/OmniChatNotificationSound/file").status_code == 404
     healthy(page)
 
 

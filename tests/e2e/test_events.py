@@ -218,17 +218,6 @@ def test_redis_installations_on_other_databases_do_not_hear_each_other(redis_url
             closable.close()
 
 
-def test_local_backlog_drops_the_oldest_events_of_a_slow_reader():
-    """A reader that does not keep up keeps the newest `backlog` events, never blocking the publisher."""
-    bus = LocalEvents(backlog=3)
-    slow = bus.subscribe(1)
-    for n in range(5):
-        bus.publish([1], {"type": "chat_message", "n": n})
-    assert [slow.get(0)["n"] for _ in range(3)] == [2, 3, 4]
-    assert slow.get(0.01) is None
-    slow.close()
-
-
 def test_a_change_is_told_only_once_its_transaction_commits(make_app):
     """`live.tell` waits for the commit: a rollback drops what it would have told."""
     app = make_app()

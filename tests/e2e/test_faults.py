@@ -9,7 +9,6 @@ import signal
 import socket
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance, User
 from app.models.chat import Chat, ChatEvent, Contact, Message
 from chat_helpers import (configure, deploy_lifecycle, error_code, make_channel, make_operator, make_queue,
-                          new_chat, ok)
+                          new_chat, ok, pending_jobs, settled)
 from conftest import DATA, Api, wait_for
 from fakes.telegram import update
 
@@ -176,7 +175,7 @@ def test_worker_killed_mid_step_the_timer_fires_again_exactly_once(make_app, db_
     start_worker(sweep_seconds=0.3, grace_seconds=0.5)
     done = wait_for(lambda: (i := get_instance(api, instance_id))["state"] == "completed" and i, timeout=30,
                     message="the new worker to fire the timer")
-    time.sleep(1.0)  # no late second firing
+    settled(app)  # no late second firing: every job due has run
     done = get_instance(api, instance_id)
     assert done["state"] == "completed" and done["data"]["worked"] == SLOW_RESULT
     assert len(named(done["history"], "timer_fired", "too_late")) == 1
@@ -201,7 +200,7 @@ def test_every_waiting_timer_fires_after_redis_is_emptied(make_app, redis_url, s
         return found if all(i["state"] == "completed" for i in found) else None
 
     done = wait_for(all_done, timeout=20, message="every timer to fire")
-    time.sleep(1.0)
+    settled(api.app)  # no late second firing: every job due has run
     for instance in done:
         instance = get_instance(api, instance["id"])
         assert instance["data"]["timed_out"] is True
@@ -342,7 +341,8 @@ def test_reply_after_a_provider_500_goes_out_exactly_once_through_the_worker(mak
 
     message = wait_for(status, timeout=20, message="the reply to be sent")
     assert message["status"] == "sent"
-    time.sleep(2.0)  # the retry job and the sweep both had their turn: no late duplicate
+    settled(app)  # no late duplicate: every job due has run and no delivery is scheduled
+    assert "app.jobs.deliver_message" not in pending_jobs(app)
     attempts = [p for p in telegram.sent() if p["text"] == "sent once"]
     assert len(attempts) == 2 and telegram.fail_sends == 0  # one answered 500, one delivered
     with app.app_context():

@@ -1,12 +1,48 @@
 """Local fakes of the outside providers, speaking their real wire formats."""
 import json
 import threading
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class Upload(tuple):
+    """A file part of a multipart request: (filename, content, content_type)."""
+
+    @property
+    def filename(self):
+        return self[0]
+
+    @property
+    def content(self):
+        return self[1]
+
+    @property
+    def content_type(self):
+        return self[2]
+
+
+def parse_body(content_type: str, raw: bytes) -> dict:
+    """A JSON body, or a multipart/form-data one as {field: text | Upload}, or a urlencoded form."""
+    if content_type.startswith("multipart/form-data"):
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        out = {}
+        for part in message.iter_parts():
+            name, filename = part.get_param("name", header="content-disposition"), part.get_filename()
+            content = part.get_payload(decode=True) or b""
+            out[name] = Upload((filename, content, part.get_content_type())) if filename is not None \
+                else content.decode()
+        return out
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
 class JsonApiServer:
-    """A threaded HTTP server on 127.0.0.1 that answers JSON: subclasses implement
-    `answer(method, raw_path, body) -> (status, json)`; use it as a context manager."""
+    """A threaded HTTP server on 127.0.0.1 that answers JSON (or bytes, for file downloads):
+    subclasses implement `answer(method, raw_path, body) -> (status, json)` or
+    `(status, bytes, content_type)`; use it as a context manager."""
 
     def __init__(self, path_prefix: str = ""):
         fake = self
@@ -15,14 +51,11 @@ class JsonApiServer:
             def _reply(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
-                    body = {}
-                status, answer = fake.answer(self.command, self.path, body)
-                data = json.dumps(answer).encode()
+                body = parse_body(self.headers.get("Content-Type") or "", raw)
+                status, answer, *content_type = fake.answer(self.command, self.path, body)
+                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type[0] if content_type else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -1,34 +1,62 @@
 """A local fake of the Facebook Graph API (the calls Chatflow makes) and webhook payload builders."""
 import hashlib
 import hmac
+import json
 import threading
 from urllib.parse import parse_qs, urlparse
 
-from fakes import JsonApiServer
+from fakes import JsonApiServer, Upload
 
 
 class FakeGraph(JsonApiServer):
-    """Pages with tokens; a user token that manages them; records every call; can fail sends."""
+    """Pages with tokens; a user token that manages them; user profiles; attachment files on a
+    CDN path (GET /cdn/<name>, no token, as Meta's CDN links); records every call; can fail sends."""
 
     def __init__(self):
         self.pages = {"111": {"name": "Acme Support", "access_token": "page-token-111"},
                       "222": {"name": "Acme Sales", "access_token": "page-token-222"}}
         self.user_tokens = {"user-token": ["111", "222"]}
         self.calls: list[tuple[str, str, str, dict]] = []   # (method, path, access_token, body)
+        self.profiles: dict[str, dict] = {}     # psid -> {first_name, last_name}
+        self.cdn: dict[str, bytes] = {}          # name -> bytes, at {url}/cdn/<name>
         self.fail_sends = 0
+        self.fail_profiles = 0
         self.down = False
         self._next = 0
         self._lock = threading.Lock()
         super().__init__(path_prefix="/v25.0")
 
+    def cdn_url(self, name: str, content: bytes) -> str:
+        """Serve `content` as an attachment URL of the CDN."""
+        self.cdn[name] = content
+        return f"{self.url}/cdn/{name}?_nc_sig=fake"
+
     def answer(self, method: str, raw_path: str, body: dict):
         url = urlparse(raw_path)
+        if url.path.startswith("/v25.0/cdn/"):
+            name = url.path.rsplit("/", 1)[-1]
+            with self._lock:
+                self.calls.append((method, url.path, "", {}))
+                if name in self.cdn and not self.down:
+                    return 200, self.cdn[name], "application/octet-stream"
+            return 403, b"URL signature expired", "text/plain"
         token = (parse_qs(url.query).get("access_token") or [""])[0]
         return self.handle(method, url.path, token, body)
 
     def sent(self) -> list[tuple[str, dict]]:
         """(page access token, body) of every Send API call."""
         return [(t, b) for m, p, t, b in self.calls if m == "POST" and p.endswith("/me/messages")]
+
+    def profile_of(self, psid: str, token: str):
+        if token not in {p["access_token"] for p in self.pages.values()}:
+            return self._error(400, 190, "Invalid OAuth access token.")
+        if self.fail_profiles > 0:
+            self.fail_profiles -= 1
+            return self._error(500, 2, "Service temporarily unavailable", "FacebookApiException")
+        if psid not in self.profiles:
+            return 400, {"error": {"message": "No profile available for this user.", "type": "OAuthException",
+                                   "code": 100, "error_subcode": 2018218, "fbtrace_id": "FAKE"}}
+        return 200, {"id": psid, **self.profiles[psid]}
 
     @staticmethod
     def _error(status, code, message, kind="OAuthException"):
@@ -53,11 +81,21 @@ class FakeGraph(JsonApiServer):
                 if self.fail_sends > 0:
                     self.fail_sends -= 1
                     return self._error(500, 1, "An unknown error has occurred.", "FacebookApiException")
+                if isinstance(body.get("filedata"), Upload):   # an upload: JSON fields as form fields
+                    body = {**body, "recipient": json.loads(body.get("recipient") or "{}"),
+                            "message": json.loads(body.get("message") or "{}")}
+                    self.calls[-1] = (method, path, token, body)
                 recipient = (body.get("recipient") or {}).get("id")
-                if not recipient or body.get("messaging_type") != "RESPONSE" or not (body.get("message") or {}).get("text"):
+                message = body.get("message") or {}
+                attachment = message.get("attachment") or {}
+                has_file = attachment.get("type") in ("image", "audio", "video", "file") \
+                    and (isinstance(body.get("filedata"), Upload) or (attachment.get("payload") or {}).get("url"))
+                if not recipient or body.get("messaging_type") != "RESPONSE" or not (message.get("text") or has_file):
                     return self._error(400, 100, "(#100) Invalid parameter")
                 self._next += 1
                 return 200, {"recipient_id": recipient, "message_id": f"m_fake{self._next}"}
+            if method == "GET" and path.count("/") == 2 and path.rsplit("/", 1)[-1].isdigit():
+                return self.profile_of(path.rsplit("/", 1)[-1], token)
             return self._error(400, 100, f"Unsupported {method} request {path}", "GraphMethodException")
 
 

@@ -76,8 +76,13 @@ class World:
         self.chat = self.chat_in_work()                     # C: in work by operator A
         started = ok(self.as_("queue_op").post(f"/api/chats/{self.chat['id']}/actions/{self.action['id']}"), 201)
         self.case_id = started["data"]["CaseId"]
+        sent = ok(self.as_("queue_op").post(f"/api/chats/{self.chat['id']}/messages",
+                                            data={"file": (io.BytesIO(b"the file"), "note.txt", "text/plain")},
+                                            content_type="multipart/form-data"), 201)
+        self.file_id = sent["attachments"][0]["id"]
         self.role = ok(self.admin.post("/api/roles", {"name": "Agents"}), 201)
         self.plain = self.user("plain")
+        self.canned = ok(self.admin.post("/api/canned-responses", {"shortcut": "hello", "text": "Hello!"}), 201)
         self.instance = self.start("ApiApproval", {"amount": 1})
         self.errored = self.start("ApiDivide", {"divisor": 0})
         assert self.errored["state"] == "error"
@@ -85,7 +90,7 @@ class World:
                        "contact_id": self.chat["contact"]["id"], "channel_id": self.channel["id"],
                        "queue_id": self.qa, "user_id": self.plain["id"], "role_id": self.role["id"],
                        "instance_id": self.instance["id"], "key": "ApiApproval", "number": 1,
-                       "task": "review", "code": "SiteUrl"}
+                       "task": "review", "code": "SiteUrl", "canned_id": self.canned["id"], "file_id": self.file_id}
 
     def as_(self, who: str) -> Api:
         return self.admin.as_user(self.tokens[who])
@@ -290,6 +295,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("DELETE", "/api/users/{user_id}"): admin_only(204, params=once(lambda w: {"user_id": w.user()["id"]})),
     ("POST", "/api/roles"): admin_only(201, send=js(lambda w: {"name": uniq("role")})),
     ("GET", "/api/roles"): admin_only(200),
+    ("POST", "/api/users/{user_id}/token"): admin_only(201),
+    ("PATCH", "/api/roles/{role_id}"): admin_only(200, send=js({"permissions": []})),
+    ("DELETE", "/api/roles/{role_id}"): admin_only(204, params=once(
+        lambda w: {"role_id": ok(w.admin.post("/api/roles", {"name": uniq("role")}), 201)["id"]})),
+    ("DELETE", "/api/roles/{role_id}/members/{user_id}"): admin_only(204),
     ("POST", "/api/roles/{role_id}/members"): admin_only(201, send=js(lambda w: {"user_id": w.plain["id"]})),
     # --- queues and their operators (admin)
     ("POST", "/api/queues"): admin_only(201, send=js(lambda w: {"name": uniq("queue"), "routing_rule": "all"})),
@@ -317,6 +327,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("PUT", "/api/settings/OmniChatNotificationSound/file"): admin_only(
         200, send=multipart("ding.mp3", SOUND, "audio/mpeg")),
     ("GET", "/api/settings/OmniChatNotificationSound/file"): any_user(200),
+    # each principal finds a sound to remove (the admin's call removes it; GET above has run)
+    ("DELETE", "/api/settings/OmniChatNotificationSound/file"): admin_only(
+        204, send=lambda w: (ok(w.upload_sound(ADMIN_TOKEN)), {})[1]),
     # --- chat actions (admin setup)
     ("POST", "/api/chat-actions"): admin_only(201, send=js(lambda w: {
         "name": uniq("action"), "queue_id": w.qa, "process": "CreateCaseFromChat"})),
@@ -367,6 +380,22 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/chats/{chat_id}/complete"): chat_scoped(200, 200, params=new_chat_in_work),
     ("GET", "/api/chats/{chat_id}/actions"): chat_scoped(200, 200),
     ("POST", "/api/chats/{chat_id}/actions/{action_id}"): chat_scoped(201, 201),
+    # --- the operator workspace: read markers, private notes, the client's context (chat-scoped)
+    ("PUT", "/api/chats/{chat_id}/read"): chat_scoped(200, 200, send=js({})),
+    ("GET", "/api/chats/{chat_id}/notes"): chat_scoped(200, 200),
+    ("POST", "/api/chats/{chat_id}/notes"): chat_scoped(201, 201, send=js({"text": "a private note"})),
+    ("GET", "/api/chats/{chat_id}/context"): chat_scoped(200, 200),
+    # canned responses: every user reads (global ones and their queues'), admins manage
+    ("GET", "/api/canned-responses"): any_user(200),
+    ("GET", "/api/canned-responses/{canned_id}"): any_user(200),
+    ("POST", "/api/canned-responses"): admin_only(201, send=js(lambda w: {"shortcut": uniq("greet"), "text": "Hi"})),
+    ("PATCH", "/api/canned-responses/{canned_id}"): admin_only(200, send=js({"text": "Hello there!"})),
+    ("DELETE", "/api/canned-responses/{canned_id}"): admin_only(204, params=once(lambda w: {"canned_id": ok(
+        w.admin.post("/api/canned-responses", {"shortcut": uniq("bye"), "text": "Bye"}), 201)["id"]})),
+    # the supervisor's view of operators
+    ("GET", "/api/operators"): admin_only(200),
+    # a message's file: who may see its chat
+    ("GET", "/api/files/{file_id}"): chat_scoped(200, 200, content_type="text/plain"),
     # --- reports (admin)
     ("GET", "/api/reports/overview"): admin_only(200),
     ("GET", "/api/reports/queues"): admin_only(200, query="tz=Europe/Berlin"),

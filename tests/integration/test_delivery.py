@@ -9,7 +9,8 @@ import socket
 import pytest
 import requests
 
-from app.adapters.telegram import ProviderError, TelegramClient
+from app.channels.base import ProviderError
+from app.channels.telegram import TelegramClient
 from app.chats.delivery import Outcome, after_attempt
 from app.extensions import db
 from app.models.chat import ChatEvent, Message

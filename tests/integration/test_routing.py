@@ -7,15 +7,18 @@ timers), except the 500 replies, which call the service directly to stay fast.
 """
 import threading
 import time
+from datetime import datetime
 
 import pytest
 
 from app.chats import lifecycle, routing, service
 from app.extensions import db
+from app.jobs import fire_timers
 from app.models import User
+from app.models.types import utcnow
 from chat_helpers import (ACCEPT_TIMER, LIFECYCLE, configure, deploy_lifecycle, error_code, events,
                           instance, make_channel, make_operator, make_queue, new_chat, ok, wait_chat,
-                          workflow_shape)
+                          settled, workflow_shape)
 from conftest import Api, wait_for
 
 
@@ -68,7 +71,7 @@ def test_freed_capacity_takes_the_oldest_waiting_chat(api):
     offered = wait_chat(api, third["id"], lambda c: c["state"] == "offered", timeout=5,
                         message="the oldest waiting chat to be offered once capacity is freed")
     assert offered["offered_to_id"] == ann.id
-    time.sleep(0.5)  # the drain stops at the limit (in work + offered): the fourth chat still waits
+    settled(api.app)  # the drain stopped at the limit (in work + offered): the fourth chat still waits
     assert ok(api.get(f"/api/chats/{fourth['id']}"))["state"] == "queued"
     assert ann.chat_ids() == [second["id"], third["id"]]
     ok(ann.accept(third["id"]))
@@ -116,7 +119,7 @@ def two_chats_nobody_can_take(api):
 
 def test_nobody_eligible_the_chat_waits_queued(api):
     ann, bob, older, newer = two_chats_nobody_can_take(api)
-    time.sleep(1.0)
+    settled(api.app)
     for c in (older, newer):
         c = ok(api.get(f"/api/chats/{c['id']}"))
         assert (c["state"], c["offered_to_id"]) == ("queued", None)
@@ -136,7 +139,7 @@ def test_nobody_eligible_then_the_first_operator_who_sets_active_gets_the_oldest
     assert chat["offered_to_id"] == bob.id
     assert time.monotonic() - started < 5
     assert bob.chat_ids() == [older["id"]]
-    time.sleep(0.3)
+    settled(api.app)
     assert ok(api.get(f"/api/chats/{newer['id']}"))["state"] == "queued"   # bob is at his limit
 
     ann.set_status("active")
@@ -207,12 +210,11 @@ def test_queue_without_completion_timeout_never_auto_completes(api, telegram):
     for c in (never_chat, short_chat):
         ok(ann.accept(c["id"]))
         ok(ann.reply(c["id"], "hello, how can I help?"), 201)
-    replied = time.monotonic()
 
     done = wait_chat(api, short_chat["id"], lambda c: c["state"] == "completed", timeout=10)
     assert done["completion_reason"] == "timeout"
-    time.sleep(max(0.0, replied + 3.0 - time.monotonic()))      # well past what a timeout would be
 
+    # The other chat has no timer that could complete it: it waits for a message only.
     c = ok(api.get(f"/api/chats/{never_chat['id']}"))
     assert (c["state"], c["completion_reason"]) == ("in_work", None)
     proc = instance(api, c["process_instance_id"])
@@ -414,45 +416,52 @@ def test_a_changed_lifecycle_diagram_changes_new_chats_while_running_ones_keep_t
 
 
 # -- lock order -------------------------------------------------------------------------------
-def test_an_accept_waits_for_a_firing_timer_instead_of_deadlocking(make_app, db_url):
+def test_an_accept_waits_for_a_firing_timer_instead_of_deadlocking(make_app, db_url, monkeypatch):
     """A timer firing holds the chat's instance, then its operation locks the chat (and users).
     An operator's accept must take the same order (instance, then chat): taking the chat first,
-    it would hold what the firing waits for while waiting for what the firing holds."""
+    it would hold what the firing waits for while waiting for what the firing holds.
+
+    The job a worker runs fires the acceptance timer; only its lock of the chat is held back
+    until the accept waits, so the two collide every time."""
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite has one writer at a time: nothing to deadlock")
     app = make_app()
     api = Api(app)
     deploy_lifecycle(api)
-    configure(api)
+    configure(api, accept_timeout_minutes=0.01)
     queue = make_queue(api, "least_busy")
     anna = make_operator(api, "anna", queue["id"])
     chat = new_chat(api, make_channel(api, queue["id"]).client())
     assert chat["offered_to_id"] == anna.id
-    firing_failed = []
+    app.extensions["chatflow.jobs"].stop()  # from here on only this test fires the timer
+    (timer,) = [w for w in instance(api, chat["process_instance_id"])["waiting_for"] if w["kind"] == "timer"]
+    wait_for(lambda: utcnow() >= datetime.fromisoformat(timer["due_at"]), message="the timeout to be due")
+    lock_chat, locked, outcome = lifecycle.lock_chat, threading.Event(), {}
 
-    def firing():
-        """What fire_timers does around offer_timed_out, holding the locks long enough to collide."""
+    def lock_chat_once_the_accept_waits(chat_id):
+        if threading.current_thread() is firing:  # the instance is locked by now: the accept runs into it
+            locked.set()
+            wait_for(lambda: _waiting_on_locks(db) >= 1, timeout=10, message="the accept to wait")
+        return lock_chat(chat_id)
+
+    def fire():
         with app.app_context():
             try:
-                app.extensions["chatflow.engine"].lock(chat["process_instance_id"])
-                locked.set()
-                wait_for(lambda: _waiting_on_locks(db) >= 1, timeout=10, message="the accept to wait")
-                lifecycle.lock_chat(chat["id"])
-                db.session.commit()
+                outcome["fired"] = fire_timers(chat["process_instance_id"])
             except Exception as e:  # a deadlock victim
-                firing_failed.append(e)
-                db.session.rollback()
+                outcome["error"] = e
             finally:
                 db.session.remove()
 
-    locked = threading.Event()
-    thread = threading.Thread(target=firing)
-    thread.start()
+    monkeypatch.setattr(lifecycle, "lock_chat", lock_chat_once_the_accept_waits)
+    firing = threading.Thread(target=fire)
+    firing.start()
     assert locked.wait(10)
-    accepted = anna.accept(chat["id"])   # blocks until the firing commits
-    thread.join(20)
-    assert not firing_failed, firing_failed
-    assert accepted.status_code == 200, accepted.get_json()
+    accepted = anna.accept(chat["id"])   # waits for the instance until the firing commits
+    firing.join(20)
+    assert outcome == {"fired": True}
+    assert [e["details"]["operator_id"] for e in events(api, chat["id"], "offer_timed_out")] == [anna.id]
+    assert accepted.status_code == 409, accepted.get_json()  # the offer was withdrawn first: a clean refusal
 
 
 def _waiting_on_locks(db) -> int:

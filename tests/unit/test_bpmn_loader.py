@@ -1,37 +1,11 @@
 """The BPMN loader: every refusal names file, line, element id and problem; timer text as modelers write it."""
-from datetime import datetime, timedelta, timezone
-
 import pytest
 
 from app.bpmn.errors import BpmnRefused, Problem
 from app.bpmn.loader import load
+from chat_helpers import BODY_LINE, BPMN_HEAD, process, service_task, timer_process
 
-HEAD = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" \
-xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="defs" targetNamespace="http://bpmn.io/schema/bpmn">
-"""
 OPERATIONS = {"echo"}
-# Line numbers inside `process()`: the <process> tag is line 3, `body` starts on line 6.
-BODY_LINE = 6
-
-
-def process(body: str, key: str = "p", executable: str = "true") -> str:
-    """A process start -> work -> end; `body` must define the element `work` (and may add more)."""
-    return HEAD + f"""  <bpmn:process id="{key}" isExecutable="{executable}">
-    <bpmn:startEvent id="start" />
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
-{body}
-    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end" />
-    <bpmn:endEvent id="end" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
-
-
-def timer_process(text: str, kind: str = "timeDuration", key: str = "p") -> str:
-    return process(f'    <bpmn:intermediateCatchEvent id="work"><bpmn:timerEventDefinition id="work_timer">'
-                   f'<bpmn:{kind}>{text}</bpmn:{kind}></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>',
-                   key=key)
 
 
 def refused(xml: str, filename: str = "case.bpmn", operations=OPERATIONS) -> list[Problem]:
@@ -57,7 +31,7 @@ def timer_expression(loaded) -> str:
 # --- refusals ---------------------------------------------------------------------------------------------
 
 def test_malformed_xml_names_file_and_line():
-    xml = HEAD + "<bpmn:process id='p'>\n<bpmn:startEvent id='s'>\n</bpmn:process>\n</bpmn:definitions>\n"
+    xml = BPMN_HEAD + "<bpmn:process id='p'>\n<bpmn:startEvent id='s'>\n</bpmn:process>\n</bpmn:definitions>\n"
     p = only(refused(xml, "broken.bpmn"))
     assert p.file == "broken.bpmn"
     assert p.line == 5
@@ -190,13 +164,6 @@ def test_unsafe_condition_is_refused():
     assert p.problem.startswith("condition refused:") and "__class__" in p.problem
 
 
-def service_task(operator: str, value: str = "1 + 1") -> str:
-    return ('    <bpmn:serviceTask id="work"><bpmn:extensionElements>'
-            f'<spiffworkflow:serviceTaskOperator id="{operator}" resultVariable="r"><spiffworkflow:parameters>'
-            f'<spiffworkflow:parameter id="value" type="any" value="{value}" /></spiffworkflow:parameters>'
-            '</spiffworkflow:serviceTaskOperator></bpmn:extensionElements></bpmn:serviceTask>')
-
-
 def test_unknown_service_operation_is_refused():
     p = only(refused(process(service_task("launch_missiles"))))
     assert (p.line, p.element_id) == (BODY_LINE, "work")
@@ -305,59 +272,3 @@ def test_invalid_timer_expression_is_refused_with_event_id_and_line(text):
     p = only(refused(timer_process(text)))
     assert (p.line, p.element_id) == (BODY_LINE, "work")
     assert p.problem.startswith(f"timer text {text!r} is neither ISO 8601 nor a valid expression")
-
-
-def _due(waits) -> datetime:
-    (timer,) = [w for w in waits if w["kind"] == "timer"]
-    assert timer["task"] == "work"
-    due = datetime.fromisoformat(timer["due_at"])
-    return due if due.tzinfo else due.replace(tzinfo=timezone.utc)
-
-
-@pytest.mark.parametrize("text, kind, data, seconds", [
-    ("PT5M", "timeDuration", {}, 300),
-    ('f"PT{n}S"', "timeDuration", {"n": 90}, 90),
-    ("=f'PT{n * 2}M'", "timeDuration", {"n": 5}, 600),
-    ("R3/PT10M", "timeCycle", {}, 600),
-])
-def test_timer_runs_with_due_time_from_its_text(api, text, kind, data, seconds):
-    assert api.deploy(("timer.bpmn", timer_process(text, kind, key="TimerText"))).status_code == 201
-    before = datetime.now(timezone.utc)
-    response = api.post("/api/processes/TimerText/instances", {"data": data})
-    after = datetime.now(timezone.utc)
-    assert response.status_code == 201, response.get_json()
-    started = response.get_json()
-    assert started["state"] == "waiting"
-    due = _due(started["waiting_for"])
-    assert before + timedelta(seconds=seconds - 1) <= due <= after + timedelta(seconds=seconds + 1)
-
-
-def test_naive_timer_date_is_utc_at_run_time(api):
-    api.deploy(("date.bpmn", timer_process("2031-05-06T07:08:09", "timeDate", key="TimerDate")))
-    started = api.post("/api/processes/TimerDate/instances", {"data": {}}).get_json()
-    assert _due(started["waiting_for"]) == datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
-
-
-# --- through the API --------------------------------------------------------------------------------------
-
-def test_api_refusal_has_file_element_line_and_problem(api):
-    response = api.deploy(("bad.bpmn", process('    <bpmn:callActivity id="work" calledElement="elsewhere" />')))
-    assert response.status_code == 422
-    error = response.get_json()["error"]
-    assert error["code"] == "invalid_bpmn"
-    details = error["details"]
-    assert (details["file"], details["line"], details["element_id"]) == ("bad.bpmn", BODY_LINE, "work")
-    assert details["problem"].startswith("call activity calls process 'elsewhere'")
-    assert error["message"].startswith(f"bad.bpmn:{BODY_LINE} work call activity")
-    assert len(details["problems"]) == 1
-
-
-def test_api_refuses_whole_batch_and_unknown_operation(api):
-    good = ("good.bpmn", timer_process("PT5M", key="Good"))
-    bad = ("ops.bpmn", process(service_task("launch_missiles"), key="Ops"))
-    response = api.deploy(good, bad)
-    assert response.status_code == 422
-    problems = response.get_json()["error"]["details"]["problems"]
-    assert [(p["file"], p["element_id"]) for p in problems] == [("ops.bpmn", "work")]
-    assert "unknown operation 'launch_missiles'" in problems[0]["problem"]
-    assert api.post("/api/processes/Good/instances", {"data": {}}).status_code == 404

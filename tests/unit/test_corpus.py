@@ -100,30 +100,3 @@ def test_spiffworkflow_test_files_load(name, keys):
     processes, problems = outcome(SPIFF / name)
     assert problems is None, problems
     assert sorted(p.key for p in processes) == keys
-
-
-def test_deploy_corpus_file_through_api(api):
-    response = api.deploy(MIWG / "ref_C.9.1_camunda-web-modeler_timer-boundary.bpmn")
-    assert response.status_code == 201, response.get_json()
-    assert response.get_json()["processes"] == [{"key": "requestDocument_en", "version": 1, "new": True}]
-    again = api.deploy(MIWG / "ref_C.9.1_camunda-web-modeler_timer-boundary.bpmn")
-    assert again.status_code == 200
-    assert again.get_json()["processes"] == [{"key": "requestDocument_en", "version": 1, "new": False}]
-
-
-def test_refused_corpus_file_through_api(api):
-    response = api.deploy(MIWG / "camunda-modeler-5.34_C.9.1-export.bpmn")
-    assert response.status_code == 422
-    details = response.get_json()["error"]["details"]
-    assert {k: details[k] for k in ("file", "element_id", "line")} == {
-        "file": "camunda-modeler-5.34_C.9.1-export.bpmn", "element_id": "Event_0r6z74c", "line": 47}
-    assert details["problem"].startswith("empty timer definition")
-    assert [p["element_id"] for p in details["problems"]] == ["Event_0r6z74c", "Event_08bx9nv"]
-
-
-def test_non_executable_corpus_file_through_api(api):
-    response = api.deploy(MIWG / "ref_A.2.1_bonita.bpmn")
-    assert response.status_code == 422
-    details = response.get_json()["error"]["details"]
-    assert details["file"] == "ref_A.2.1_bonita.bpmn" and details["line"] == 2
-    assert "no executable process" in details["problem"]

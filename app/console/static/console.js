@@ -27,32 +27,56 @@ const CF = (() => {
     return h;
   }
 
+  // What a person can act on when the server is away or a proxy answers instead of it.
+  const UNREACHABLE = "Cannot reach the Chatflow server. Check your connection; nothing you typed is lost, "
+    + "so try again in a moment.";
+  const NOT_ANSWERING = "The Chatflow server is not answering right now (HTTP {status}). Try again in a moment.";
+
   async function answer(response) {
     const type = response.headers.get("Content-Type") || "";
     const body = response.status === 204 ? null
       : type.includes("json") ? await response.json() : await response.text();
     if (response.status === 401 && document.body.dataset.page !== "index") signIn();
+    if (!response.ok && typeof body !== "object" && response.status >= 500) {
+      throw new ApiError(response.status, {error: {code: "server_unavailable",
+                                                   message: NOT_ANSWERING.replace("{status}", response.status)}});
+    }
     if (!response.ok) throw new ApiError(response.status, typeof body === "object" ? body : null);
     return body;
+  }
+
+  // fetch() rejects (TypeError "Failed to fetch") when the server cannot be reached at all.
+  async function send(path, init) {
+    try {
+      return await fetch(path, init);
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      throw new ApiError(0, {error: {code: "unreachable", message: UNREACHABLE}});
+    }
   }
 
   // A JSON call to the API; resolves to the answer's body, rejects with an ApiError.
   async function api(method, path, body) {
     const init = {method, headers: headers(body === undefined ? {} : {"Content-Type": "application/json"})};
     if (body !== undefined) init.body = JSON.stringify(body);
-    return answer(await fetch(path, init));
+    return answer(await send(path, init));
   }
 
   // A multipart upload: `files` go in parts named `file`, as the API expects.
   async function upload(method, path, files) {
     const form = new FormData();
     for (const file of files) form.append("file", file, file.name);
-    return answer(await fetch(path, {method, headers: headers(), body: form}));
+    return answer(await send(path, {method, headers: headers(), body: form}));
+  }
+
+  // Destructive actions ask first; `what` says what is lost ("Delete queue Sales?").
+  function confirmed(what) {
+    return window.confirm(what);
   }
 
   // Bytes (a sound, a diagram) behind the token, as an object URL or text.
   async function fetchBlob(path) {
-    const response = await fetch(path, {headers: headers()});
+    const response = await send(path, {headers: headers()});
     if (!response.ok) await answer(response);
     return response.blob();
   }
@@ -182,5 +206,5 @@ const CF = (() => {
   }
 
   return {ApiError, token, setToken, api, upload, fetchBlob, el, clearErrors, showError, pageError,
-          events, when, start};
+          events, when, start, confirmed};
 })();

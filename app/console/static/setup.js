@@ -162,6 +162,7 @@
     const remove = el("button", {type: "button", class: "danger", "aria-label": `Delete channel ${c.name}`,
       onclick: async () => {
         rowError(tr, null);
+        if (!CF.confirmed(`Delete channel ${c.name}? Its bot stops reaching Chatflow.`)) return;
         try { await CF.api("DELETE", `/api/channels/${c.id}`); await refresh(); } catch (err) {
           if (err.code !== "channel_has_chats") return rowError(tr, err);
           // The chats must keep their channel: offer what works instead.
@@ -224,6 +225,7 @@
       return el("li", {}, name, el("button", {type: "button", class: "link-danger", "aria-label": `Remove ${name} from ${q.name}`,
         onclick: async () => {
           rowError(tr, null);
+          if (!CF.confirmed(`Remove ${name} from ${q.name}? They get no more chats of this queue.`)) return;
           try { await CF.api("DELETE", `/api/queues/${q.id}/operators/${o.id}`); await refresh(); } catch (err) { rowError(tr, err); }
         }}, "×"));
     }));
@@ -261,6 +263,7 @@
       onclick: () => { toggle(`queue:${q.id}`); renderQueues(); }}, "Edit");
     const remove = el("button", {type: "button", class: "danger", "aria-label": `Delete queue ${q.name}`, onclick: async () => {
       rowError(tr, null);
+      if (!CF.confirmed(`Delete queue ${q.name}? Its chat actions are deleted with it.`)) return;
       try { await CF.api("DELETE", `/api/queues/${q.id}`); openEdits.delete(`queue:${q.id}`); await refresh(); } catch (err) {
         rowError(tr, err.code === "queue_in_use"
           ? {message: "Channels or chats use this queue: move or delete them first."} : err);
@@ -324,6 +327,7 @@
       onclick: () => { toggle(`action:${a.id}`); renderActions(); }}, "Edit");
     const remove = el("button", {type: "button", class: "danger", "aria-label": `Delete action ${a.name}`, onclick: async () => {
       rowError(tr, null);
+      if (!CF.confirmed(`Delete chat action ${a.name}? Operators no longer see its button.`)) return;
       try { await CF.api("DELETE", `/api/chat-actions/${a.id}`); openEdits.delete(`action:${a.id}`); await refresh(); } catch (err) { rowError(tr, err); }
     }}, "Delete");
     tr.append(el("td", {}, el("strong", {}, a.name)), el("td", {}, a.process), el("td", {}, queueName(a.queue_id)),
@@ -375,7 +379,9 @@
     }
     const sound = data.settings.find((s) => s.code === SOUND);
     root.querySelector('[data-testid="sound-state"]').textContent =
-      sound && sound.value ? "A sound is uploaded: operators hear it on a new offer." : "No sound uploaded yet.";
+      sound && sound.value ? "A sound is uploaded: operators hear it on a new offer and a new client message."
+        : "No sound uploaded: operators hear the built-in chime.";
+    document.getElementById("clear-sound").hidden = !(sound && sound.value);
   }
 
   function settingForm(s) {
@@ -426,6 +432,19 @@
     await refresh();
   });
 
+  document.getElementById("clear-sound").addEventListener("click", async () => {
+    CF.clearErrors(soundForm);
+    if (!CF.confirmed("Remove the uploaded sound? Operators hear the built-in chime instead.")) return;
+    try {
+      await CF.api("DELETE", `/api/settings/${SOUND}/file`);
+      player.hidden = true;
+      saved(soundForm, "Removed");
+      await refresh();
+    } catch (err) {
+      CF.showError(soundForm, err);
+    }
+  });
+
   // The sound is behind the token, so it is fetched as a blob rather than linked.
   document.getElementById("play-sound").addEventListener("click", async () => {
     CF.clearErrors(soundForm);
@@ -436,7 +455,10 @@
       player.hidden = false;
       await player.play();
     } catch (err) {
-      CF.showError(soundForm, err.status === 404 ? {message: "No sound is uploaded yet.", details: {field: "file"}} : err);
+      if (err.status !== 404) { CF.showError(soundForm, err); return; }
+      player.src = "/console/static/notify.wav";  // none uploaded: what operators hear
+      player.hidden = false;
+      await player.play().catch(() => {});
     }
   });
 

@@ -1,0 +1,25 @@
+"""Channels by provider name. A new channel is one module implementing `ChannelAdapter`
+(app/channels/base.py) plus its line in PROVIDERS; chat and job code ask `adapter(name)`."""
+from importlib import import_module
+
+from flask import current_app
+
+# provider name -> "module:class"; the class is built with the app's configuration.
+PROVIDERS = {
+    "telegram": "app.channels.telegram:TelegramChannel",
+    "facebook": "app.channels.facebook:FacebookChannel",
+}
+
+
+def install(app) -> None:
+    """Build one adapter per provider for this app (each reads its base URL from the config)."""
+    adapters = {}
+    for name, target in PROVIDERS.items():
+        module, cls = target.split(":")
+        adapters[name] = getattr(import_module(module), cls)(app.config)
+    app.extensions["chatflow.channels"] = adapters
+
+
+def adapter(provider: str):
+    """The current app's adapter for `provider`; KeyError for a provider nobody registered."""
+    return current_app.extensions["chatflow.channels"][provider]

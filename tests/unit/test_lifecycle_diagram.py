@@ -1,0 +1,55 @@
+"""The shipped lifecycle's drawing tells the truth: every sequence flow is drawn from its source
+shape to its target shape, and no label sits on a task."""
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import ROOT
+
+NS = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL", "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+      "dc": "http://www.omg.org/spec/DD/20100524/DC", "di": "http://www.omg.org/spec/DD/20100524/DI"}
+TASKS = ("task", "serviceTask", "receiveTask", "userTask", "scriptTask", "sendTask", "subProcess", "callActivity")
+
+
+def box(bounds, slack=0.0):
+    x, y, w, h = (float(bounds.get(k)) for k in ("x", "y", "width", "height"))
+    return x - slack, y - slack, x + w + slack, y + h + slack
+
+
+def inside(point, b):
+    return b[0] <= point[0] <= b[2] and b[1] <= point[1] <= b[3]
+
+
+def overlap(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.fixture(scope="module")
+def diagram():
+    root = ET.parse(ROOT / "processes" / "ChatLifecycle.bpmn").getroot()
+    shapes = {s.get("bpmnElement"): s for s in root.iter(f"{{{NS['bpmndi']}}}BPMNShape")}
+    return root, shapes
+
+
+def test_every_flow_is_drawn_between_its_own_shapes(diagram):
+    root, shapes = diagram
+    flows = {f.get("id"): f for f in root.iter(f"{{{NS['bpmn']}}}sequenceFlow")}
+    wrong = []
+    for edge in root.iter(f"{{{NS['bpmndi']}}}BPMNEdge"):
+        flow = flows[edge.get("bpmnElement")]
+        points = [(float(p.get("x")), float(p.get("y"))) for p in edge.findall("di:waypoint", NS)]
+        for end, ref in ((points[0], flow.get("sourceRef")), (points[-1], flow.get("targetRef"))):
+            if not inside(end, box(shapes[ref].find("dc:Bounds", NS), slack=2)):
+                wrong.append(f"{flow.get('id')}: {end} is not on {ref}")
+    assert not wrong, wrong
+
+
+def test_no_label_sits_on_a_task(diagram):
+    root, shapes = diagram
+    tasks = {el.get("id") for kind in TASKS for el in root.iter(f"{{{NS['bpmn']}}}{kind}")}
+    task_boxes = {t: box(shapes[t].find("dc:Bounds", NS)) for t in tasks if t in shapes}
+    labels = [(s.get("bpmnElement"), box(b)) for s in root.iter() if s.tag.endswith("}BPMNShape") or
+              s.tag.endswith("}BPMNEdge") for b in s.findall("bpmndi:BPMNLabel/dc:Bounds", NS)]
+    assert labels, "the boundary events' labels are placed explicitly"
+    hits = [(name, task) for name, label in labels for task, b in task_boxes.items() if overlap(label, b)]
+    assert not hits, hits
