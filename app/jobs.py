@@ -83,10 +83,10 @@ def sweep(grace_seconds: float | None = None, between=None) -> dict:
         engine = _engine(app)
         done = {"timers": 0, "chats": 0, "messages": 0, "files": 0}
         for instance_id in engine.due_instances(cutoff):
-            between()
             # An instance a worker is advancing right now is left to it, never waited for.
             done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
+            between()  # committed: no transaction of ours is open (SQLite has one writer)
         db.session.remove()
     from app.chats import delivery, files, service
     with app.app_context():

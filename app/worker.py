@@ -67,8 +67,8 @@ def _count_failure(job, *_exc_info):
 
 
 def sweep_loop(app, name: str, stopped: threading.Event) -> None:
-    """Beat, then sweep; again every TIMER_SWEEP_SECONDS until the worker stops. A long sweep
-    beats between its items, so a busy worker is never taken for a dead one."""
+    """Beat, wait TIMER_SWEEP_SECONDS, sweep; again until the worker stops. A long sweep beats
+    between its items, so a busy worker is never taken for a dead one."""
     interval, last_beat = app.config["TIMER_SWEEP_SECONDS"], 0.0
 
     def beat_when_due():
@@ -80,13 +80,15 @@ def sweep_loop(app, name: str, stopped: threading.Event) -> None:
     while not STOPPING.is_set():
         try:
             beat_when_due()
+            if STOPPING.wait(interval):
+                break
             jobs.sweep(between=beat_when_due)
         except Exception as e:
             if not is_transient(e):
                 log.exception("sweep failed")
             else:
                 outage_of(e).down(e)
-        STOPPING.wait(interval)
+                STOPPING.wait(interval)
     stopped.set()
 
 
