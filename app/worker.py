@@ -32,8 +32,10 @@ class ChatflowWorker(SimpleWorker):
 
     max_connection_wait_time = 2.0  # RQ waits up to 60 s between reconnects; be back within 2 s
 
+    app = None  # set by run(): every job runs in its context
+
     def perform_job(self, job, queue, *args, **kwargs):
-        with logs.job_scope(job.meta):
+        with logs.job_scope(job.meta), self.app.app_context():
             return super().perform_job(job, queue, *args, **kwargs)
 
     def request_stop(self, signum, frame):
@@ -82,7 +84,8 @@ def sweep_loop(app, name: str, stopped: threading.Event) -> None:
             beat_when_due()
             if STOPPING.wait(interval):
                 break
-            jobs.sweep(between=beat_when_due)
+            with app.app_context():
+                jobs.sweep(between=beat_when_due)
         except Exception as e:
             if not is_transient(e):
                 log.exception("sweep failed")
@@ -107,6 +110,7 @@ def run(app) -> None:
             # 15 s; an idle dequeue lasts worker_ttl - 15 s, so it comes round that often.
             worker = ChatflowWorker([queue], connection=queue.connection, worker_ttl=30, maintenance_interval=15,
                                     exception_handlers=[_count_failure])
+            worker.app = app
             worker.work(with_scheduler=True)
         except Exception as e:  # creating a worker talks to Redis, and work()'s teardown may raise
             if not is_transient(e):
