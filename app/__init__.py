@@ -64,6 +64,7 @@ def _tune_database(app: Flask) -> None:
 
 
 def _wire_engine(app: Flask, start_jobs: bool) -> None:
+    from app.bpmn.limits import Limits
     from app.engine.instances import Engine
     from app.engine.catalogue import build_operations
     from app.jobs import sweep
@@ -86,7 +87,7 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         from app.adapters.events import LocalEvents
         app.extensions["chatflow.events"] = LocalEvents()
     app.extensions["chatflow.jobs"] = jobs
-    app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs))
+    app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs), Limits.from_config(app.config))
     from app import channels
     from app.adapters import file_store
     channels.install(app)

@@ -32,6 +32,13 @@ def from_env(env=os.environ) -> dict:
         # even while RQ's scheduler is gone with a dead worker (its lock lives on for 61 s).
         "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 1)),
         "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 0.5)),
+        # What one advance of a process instance may do before it is stopped as a runaway and
+        # undone to its last wait: engine steps, seconds, operations (loop passes and calls) of
+        # one script or expression, instances of one multi-instance activity.
+        "ENGINE_STEP_LIMIT": int(env.get("CHATFLOW_ENGINE_STEP_LIMIT", 10_000)),
+        "ENGINE_TIME_LIMIT_SECONDS": float(env.get("CHATFLOW_ENGINE_TIME_LIMIT_SECONDS", 5)),
+        "SCRIPT_OPERATION_LIMIT": int(env.get("CHATFLOW_SCRIPT_OPERATION_LIMIT", 1_000_000)),
+        "MULTI_INSTANCE_LIMIT": int(env.get("CHATFLOW_MULTI_INSTANCE_LIMIT", 10_000)),
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),

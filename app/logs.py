@@ -62,9 +62,10 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str, fmt: str = "text") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if fmt == "json":
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonFormatter())
+    if fmt == "json":  # ours, and gunicorn's own (its loggers do not propagate) when it runs us
+        for name in (None, "gunicorn.error", "gunicorn.access"):
+            for handler in logging.getLogger(name).handlers:
+                handler.setFormatter(JsonFormatter())
     for noisy in ("spiff", "alembic"):  # they log every task state change and migration step at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in _REQUEST_LOGGERS:  # filters act on the logger a record is made on

@@ -12,7 +12,8 @@ operators ann and bob serve both. Times are UTC; "now" is 2026-03-11 00:10.
   chat 2 Sales  opened 09:20:00, offered ann 09:20:05, missed 09:25:05, offered bob 09:25:05,
                 accepted 09:26:00, escalated 09:40:00, reply 09:27:00, completed by timeout 10:26:00
   chat 3 Support opened 13:00:00, queued 13:00:02, accepted by ann 13:00:30, reply 13:02:00,
-                transferred 13:10:00, completed by ann 13:20:30
+                transferred to the queue again 13:10:00, accepted by ann again 13:11:00 (the row's
+                accepted_at now), completed by ann 13:20:30
   chat 4 Support opened 22:30:00, queued 22:30:01, completed by an admin 22:50:00, never accepted
   chat 5 Sales  opened 23:50:00, offered bob 23:50:03, accepted 2026-03-11 00:00:50 (in work)
   chat 6 Support opened 23:59:00, queued 23:59:01, still waiting
@@ -90,9 +91,11 @@ def build(app) -> dict:
               (at("09:25:05"), "offer_timed_out", {"operator_id": ann.id, "operator_now": "inactive"}),
               offered(at("09:25:05"), bob), accepted(at("09:26:00"), bob), (at("09:40:00"), "escalated", {})],
              [at("09:27:00")])
-        chat(support, facebook, at("13:00:00"), "completed", ann, at("13:00:30"), at("13:20:30"), "operator",
-             [(at("13:00:02"), "queued", queued), accepted(at("13:00:30"), ann),
-              (at("13:10:00"), "chat_transferred", {"from_queue_id": support.id})], [at("13:02:00")])
+        chat(support, facebook, at("13:00:00"), "completed", ann, at("13:11:00"), at("13:20:30"), "operator",
+             [(at("13:00:02"), "queued", queued), accepted(at("13:00:30"), ann), accepted(at("13:11:00"), ann),
+              (at("13:10:00"), "transferred", {"from_operator_id": ann.id, "to_operator_id": None,
+                                                "from_queue_id": support.id, "to_queue_id": support.id})],
+             [at("13:02:00")])
         chat(support, facebook, at("22:30:00"), "completed", None, None, at("22:50:00"), "admin",
              [(at("22:30:01"), "queued", queued)])
         chat(sales, telegram, at("23:50:00"), "in_work", bob, at("00:00:50", 11),
@@ -115,9 +118,9 @@ TOTAL = {
     "opened": 6, "accepted": 3, "completed": 5, "abandoned": 1, "transferred": 1, "escalated": 1,
     "completed_by_reason": {"operator": 3, "timeout": 1, "admin": 1}, "offers": 4, "offers_missed": 1,
     # first offers 10, 5, 2, 1, 3, 1 s; accepts 40, 360, 30; first replies 60, 420, 120;
-    # handle 5380 (chat 0), 600, 3600, 1200
+    # handle 5380 (chat 0), 600, 3600, 570 (chat 3, from its last accept)
     "time_to_first_offer": s(6, 3.667, 2.5, 7.5), "time_to_accept": s(3, 143.333, 40.0, 296.0),
-    "time_to_first_reply": s(3, 200.0, 120.0, 360.0), "handle_time": s(4, 2695.0, 2400.0, 4846.0),
+    "time_to_first_reply": s(3, 200.0, 120.0, 360.0), "handle_time": s(4, 2537.5, 2100.0, 4846.0),
     # waits that ended: accepted 40, 360, 30 and chat 4 abandoned; within 60 s: 2 of 4
     "service_level": {"target_seconds": 60, "within": 2, "total": 4, "share": 0.5},
 }
@@ -133,12 +136,13 @@ SUPPORT = {
     "opened": 3, "accepted": 1, "completed": 2, "abandoned": 1, "transferred": 1, "escalated": 0,
     "completed_by_reason": {"operator": 1, "admin": 1}, "offers": 0, "offers_missed": 0,
     "time_to_first_offer": s(3, 1.333, 1.0, 1.8), "time_to_accept": s(1, 30.0, 30.0, 30.0),
-    "time_to_first_reply": s(1, 120.0, 120.0, 120.0), "handle_time": s(1, 1200.0, 1200.0, 1200.0),
+    "time_to_first_reply": s(1, 120.0, 120.0, 120.0), "handle_time": s(1, 570.0, 570.0, 570.0),
     "service_level": {"target_seconds": 60, "within": 1, "total": 2, "share": 0.5},
     # chat 6 waits since 23:59:00; now is 00:10:00
     "waiting": 1, "oldest_wait_seconds": 660.0,
 }
-ANN = {"offers": 2, "offers_missed": 1, "accepted": 2, "completed": 3, "handle_time": s(3, 2393.333, 1200.0, 4544.0)}
+# ann accepted chat 1 once and chat 3 twice; her handle times 5380, 600 and 570
+ANN = {"offers": 2, "offers_missed": 1, "accepted": 3, "completed": 3, "handle_time": s(3, 2183.333, 600.0, 4424.0)}
 BOB = {"offers": 2, "offers_missed": 0, "accepted": 1, "completed": 1, "handle_time": s(1, 3600.0, 3600.0, 3600.0)}
 NOW_TILES = {"waiting": 1, "oldest_wait_seconds": 660.0, "in_work": 1, "operators_active": 2,
              "operators_available": 2}

@@ -3,11 +3,12 @@ import json
 from typing import Literal
 
 from flask import Blueprint, Response, current_app, request
+from pydantic import ConfigDict, Field
 from redis import RedisError
 
 from app import accounts, reports
 from app.api.auth import admin, authenticate, bearer_token, is_admin
-from app.api.contract import MAX_INT, Filter, Query, Text, contract
+from app.api.contract import MAX_INT, Answer, Filter, Query, Text, contract
 from app.api.errors import ApiError
 from app.chats.live import SUPERVISORS
 from app.extensions import db
@@ -39,6 +40,110 @@ class TimelineQuery(PeriodQuery):
     bucket: Filter(Literal[BUCKETS], description="default: hour up to two days, else day") = None
 
 
+class Summary(Answer):
+    """Durations in seconds, to the millisecond; null when there are none."""
+    count: int
+    avg: float | None
+    p50: float | None
+    p90: float | None
+
+
+class ServiceLevel(Answer):
+    target_seconds: float
+    within: int
+    total: int
+    share: float | None
+
+
+class Figures(Answer):
+    opened: int
+    accepted: int
+    completed: int
+    completed_by_reason: dict[str, int]
+    abandoned: int
+    transferred: int
+    escalated: int
+    offers: int
+    offers_missed: int
+    time_to_first_offer: Summary
+    time_to_accept: Summary
+    time_to_first_reply: Summary
+    handle_time: Summary
+    service_level: ServiceLevel
+
+
+class Now(Answer):
+    at: str
+    waiting: int
+    oldest_wait_seconds: float | None
+    in_work: int
+    operators_active: int
+    operators_available: int
+
+
+class PeriodOut(Answer):
+    model_config = ConfigDict(serialize_by_alias=True)
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    tz: str
+    bucket: Literal[BUCKETS]
+    queue_id: int | None
+    channel_id: int | None
+    service_level_seconds: float
+
+
+class ChannelFigures(Figures):
+    channel_id: int
+    channel_name: str | None
+
+
+class Overview(Figures):
+    period: PeriodOut
+    now: Now
+    channels: list[ChannelFigures]
+
+
+class QueueFigures(Figures):
+    queue_id: int
+    queue_name: str | None
+    waiting: int
+    oldest_wait_seconds: float | None
+
+
+class Queues(Answer):
+    period: PeriodOut
+    queues: list[QueueFigures]
+
+
+class OperatorFigures(Answer):
+    operator_id: int
+    login: str
+    name: str
+    status: str
+    chats_in_work: int
+    offers: int
+    offers_missed: int
+    accepted: int
+    completed: int
+    handle_time: Summary
+
+
+class Operators(Answer):
+    period: PeriodOut
+    operators: list[OperatorFigures]
+
+
+class BucketFigures(Figures):
+    bucket: str = Field(description="the bucket's local start, ISO 8601 with that day's offset")
+    start: str
+    end: str
+
+
+class Timeline(Answer):
+    period: PeriodOut
+    buckets: list[BucketFigures]
+
+
 def scope(query: PeriodQuery) -> Scope:
     try:
         chosen = period(query.start, query.end, query.tz, getattr(query, "bucket", None), utcnow())
@@ -59,7 +164,7 @@ def answer(kind: str, report: dict, fmt: str | None):
 
 @bp.get("/overview")
 @admin
-@contract(query=PeriodQuery, answer=dict, also=("text/csv",))
+@contract(query=PeriodQuery, answer=Overview, also=("text/csv",))
 def overview(query: PeriodQuery):
     """Headline figures of a period (opened, accepted, completed, waits, service level), per channel, and now."""
     return answer("overview", reports.overview(scope(query), utcnow()), query.format)
@@ -67,7 +172,7 @@ def overview(query: PeriodQuery):
 
 @bp.get("/queues")
 @admin
-@contract(query=PeriodQuery, answer=dict, also=("text/csv",))
+@contract(query=PeriodQuery, answer=Queues, also=("text/csv",))
 def queues(query: PeriodQuery):
     """Figures per queue with its service level, chats waiting now and the oldest wait."""
     return answer("queues", reports.queues(scope(query), utcnow()), query.format)
@@ -75,7 +180,7 @@ def queues(query: PeriodQuery):
 
 @bp.get("/operators")
 @admin
-@contract(query=PeriodQuery, answer=dict, also=("text/csv",))
+@contract(query=PeriodQuery, answer=Operators, also=("text/csv",))
 def operators(query: PeriodQuery):
     """Per operator: offers made, missed and accepted, chats completed, handle time."""
     return answer("operators", reports.operators(scope(query)), query.format)
@@ -83,7 +188,7 @@ def operators(query: PeriodQuery):
 
 @bp.get("/timeline")
 @admin
-@contract(query=TimelineQuery, answer=dict, also=("text/csv",))
+@contract(query=TimelineQuery, answer=Timeline, also=("text/csv",))
 def timeline(query: TimelineQuery):
     """The period's figures per local hour or day of tz."""
     return answer("timeline", reports.timeline(scope(query)), query.format)
@@ -91,7 +196,7 @@ def timeline(query: TimelineQuery):
 
 @bp.get("/now")
 @admin
-@contract(query=FilterQuery, answer=dict)
+@contract(query=FilterQuery, answer=Now)
 def now(query: FilterQuery):
     """Chats waiting now and the oldest wait, chats in work, operators active and with room."""
     current = utcnow()

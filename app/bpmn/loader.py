@@ -11,10 +11,11 @@ from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
-from app.bpmn import timers
+from app.bpmn import limits, timers
 from app.bpmn.errors import BpmnRefused, Problem
 from app.bpmn.scripting import ScriptRejected, compile_code
 
@@ -66,8 +67,9 @@ def parse_xml(xml: bytes, filename: str) -> etree._ElementTree:
 class _Checker:
     """Checks SpiffWorkflow does not make at parse time, with line numbers it cannot give."""
 
-    def __init__(self, tree, filename: str, operations: set[str] | None):
+    def __init__(self, tree, filename: str, operations: set[str] | None, check_scripts: bool = True):
         self.tree, self.filename, self.operations = tree, filename, operations
+        self.check_scripts = check_scripts
         self.lines = {el.get("id"): el.sourceline for el in tree.iter() if isinstance(el.tag, str) and el.get("id")}
         self.problems: list[Problem] = []
 
@@ -166,6 +168,8 @@ class _Checker:
             self._check_gateway_timers(element, task_spec)
 
     def _compile(self, element, what, source, mode, line=None):
+        if not self.check_scripts:
+            return
         try:
             compile_code(source, mode)
         except ScriptRejected as e:
@@ -251,18 +255,43 @@ def _keep_start_unchanged(spec) -> None:
     start._chatflow_guarded = True
 
 
-def load(xml: bytes, filename: str, operations: set[str] | None = None) -> LoadedFile:
+def _limit_multi_instances(spec) -> None:
+    """SpiffWorkflow makes a task per item of a multi-instance at once (a cardinality of ten
+    million is ten million tasks); its size is checked against the limit before."""
+    for task_spec in spec.task_specs.values():
+        if not isinstance(task_spec, MultiInstanceTask) or getattr(task_spec, "_chatflow_limited", False):
+            continue
+
+        def limited(my_task, task_spec=task_spec, update=task_spec._update_hook):
+            my_task._inherit_data()  # what SpiffWorkflow's hook does first: the size may come from data
+            if task_spec.data_input is not None:
+                items = task_spec.data_input.get(my_task) if task_spec.data_input.exists(my_task) else None
+                count, what = (len(items), "a multi-instance collection") if hasattr(items, "__len__") else (0, "")
+            else:
+                count = my_task.workflow.script_engine.evaluate(my_task, task_spec.cardinality)
+                what = "a multi-instance cardinality"
+            if isinstance(count, int):
+                limits.check_size(count, what, element=task_spec.bpmn_id)
+            return update(my_task)
+
+        task_spec._update_hook = limited
+        task_spec._chatflow_limited = True
+
+
+def load(xml: bytes, filename: str, operations: set[str] | None = None, check_scripts: bool = True) -> LoadedFile:
     """Parse and validate one BPMN file; return its executable processes.
 
     Args:
         xml: the file's bytes, as uploaded.
         filename: the name used in every problem message.
         operations: the service-task operations Chatflow offers; None skips that check.
+        check_scripts: False for a version deployed before: a script refused by today's rules
+            fails its own instances when it runs, and leaves the version's other instances be.
     Raises:
         BpmnRefused: with every problem found.
     """
     tree = parse_xml(xml, filename)
-    checker = _Checker(tree, filename, operations)
+    checker = _Checker(tree, filename, operations, check_scripts)
     checker.normalise_timers()
     checker.check_flows()
     checker.check_conditions()
@@ -282,11 +311,10 @@ def load(xml: bytes, filename: str, operations: set[str] | None = None) -> Loade
         for key in keys:
             spec = parser.get_spec(key)
             subprocess_specs = parser.get_subprocess_specs(key)
-            checker.check_code(spec)
-            _keep_start_unchanged(spec)
-            for sub in subprocess_specs.values():
-                checker.check_code(sub)
-                _keep_start_unchanged(sub)
+            for one in (spec, *subprocess_specs.values()):
+                checker.check_code(one)
+                _keep_start_unchanged(one)
+                _limit_multi_instances(one)
             name = tree.find(f".//bpmn:process[@id='{key}']", NS).get("name") or key
             result.processes.append(LoadedProcess(key, name, spec, subprocess_specs, checker.restart_rules()))
     except BpmnRefused:
@@ -308,7 +336,7 @@ def load(xml: bytes, filename: str, operations: set[str] | None = None) -> Loade
 
 def parse_specs(xml: bytes, filename: str, key: str) -> LoadedProcess:
     """One process key of a stored, already validated file, parsed."""
-    for process in load(xml, filename).processes:
+    for process in load(xml, filename, check_scripts=False).processes:
         if process.key == key:
             return process
     raise KeyError(key)

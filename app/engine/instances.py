@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from app.bpmn import store
+from app.bpmn import limits, store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
 from app.engine import state, tree, tx
 from app.engine.errors import Conflict, NotFound
@@ -63,9 +63,10 @@ def describe_error(error: Exception) -> str:
 
 
 class Engine:
-    def __init__(self, jobs: JobQueue, operations: Operations):
+    def __init__(self, jobs: JobQueue, operations: Operations, budget: limits.Limits | None = None):
         self.jobs = jobs
         self.operations = operations
+        self.limits = budget or limits.Limits()
         self.specs = store.SpecCache()
         self.script_engine = ScriptEngine(RestrictedEnvironment(operations.call))
 
@@ -87,7 +88,7 @@ class Engine:
                                    waiting_for=[], revision=0, created_at=utcnow())
         # Not added to the session yet: _save INSERTs it once, whole, after its first step.
         self._record(instance, None, "started", {"version": version.version})
-        self._advance(instance, workflow, workflow.do_engine_steps)
+        self._advance(instance, workflow, partial(limits.run_steps, workflow))
         return instance
 
     def deliver_message(self, instance_id: int, name: str, data: dict | None = None,
@@ -99,7 +100,7 @@ class Engine:
         nothing at all (the instance is returned unchanged).
         """
         instance, workflow = self._open(instance_id)
-        live = instance.state not in FINISHED
+        live = instance.state not in FINISHED and not self._refuse_if_stopped(instance, workflow, if_waiting)
         catchers = tree.message_catchers(workflow, name) if live else []
         starts = tree.message_starts(workflow, name) if live else []
         restart_on = self.specs.get(instance.process_version_id).restart_on
@@ -119,7 +120,7 @@ class Engine:
                 self._catch(workflow, catchers, payload)
             elif starts:  # SpiffWorkflow starts the event subprocess for it
                 workflow.send_event(BpmnEvent(starts[0][1], payload))
-            workflow.do_engine_steps()
+            limits.run_steps(workflow)
 
         if catchers or starts:
             where = tree.element_id(catchers[0][0]) if catchers else starts[0][0].bpmn_id
@@ -144,6 +145,7 @@ class Engine:
 
     def complete_user_task(self, instance_id: int, element_id: str, data: dict | None = None) -> ProcessInstance:
         instance, workflow = self._open(instance_id)
+        self._refuse_if_stopped(instance, workflow)
         tasks = [t for t in tree.user_tasks(workflow) if tree.element_id(t) == element_id]
         if not tasks or instance.state in FINISHED:
             raise Conflict(f"instance {instance_id} has no user task {element_id!r} waiting",
@@ -153,7 +155,7 @@ class Engine:
         def complete():
             task.set_data(**(data or {}))
             task.run()
-            workflow.do_engine_steps()
+            limits.run_steps(workflow)
 
         self._advance(instance, workflow, complete)
         return instance
@@ -183,7 +185,7 @@ class Engine:
             # firing shortens the next period and after an outage the missed ones fire at once:
             # the operator offered a chat next would get no time at all. Count from now instead.
             tree.restart_cycles_from_now(workflow, due)
-            workflow.do_engine_steps()
+            limits.run_steps(workflow)
 
         self._advance(instance, workflow, fire)
         return True
@@ -191,14 +193,15 @@ class Engine:
     def retry(self, instance_id: int) -> ProcessInstance:
         instance, workflow = self._open(instance_id)
         failed = tree.errored_tasks(workflow)
-        if instance.state != "error" or not failed:
+        if instance.state != "error":
             raise Conflict(f"instance {instance_id} is not in error", code="not_in_error")
-        self._record(instance, tree.element_id(failed[0]), "retried", None)
+        # Without a failed task it was stopped at its budget and undone to its last wait: it resumes there.
+        self._record(instance, tree.element_id(failed[0]) if failed else None, "retried", None)
 
         def rerun():
             for task in failed:
                 workflow.reset_from_task_id(task.id)
-            workflow.do_engine_steps()
+            limits.run_steps(workflow)
 
         self._advance(instance, workflow, rerun)
         return instance
@@ -246,28 +249,57 @@ class Engine:
             raise NotFound(f"no process instance {instance_id}", code="instance_not_found")
         return instance, self._restore(instance)
 
-    def _restore(self, instance: ProcessInstance):
+    def _restore(self, instance: ProcessInstance, workflow_state: str | None = None):
         # By id: the version row (with its XML) is read only when the spec is not cached yet.
         parsed = self.specs.get(instance.process_version_id)
-        return state.load(instance.workflow_state, parsed.spec, parsed.subprocess_specs, self.script_engine)
+        return state.load(workflow_state or instance.workflow_state, parsed.spec, parsed.subprocess_specs,
+                          self.script_engine)
+
+    @staticmethod
+    def _refuse_if_stopped(instance: ProcessInstance, workflow, quietly: bool = False) -> bool:
+        """An instance stopped at its budget (in error with no failed task: undone to its last wait)
+        takes nothing more until it is retried or cancelled: it would most likely run away again."""
+        stopped = instance.state == "error" and not tree.errored_tasks(workflow)
+        if stopped and not quietly:
+            raise Conflict(f"instance {instance.id} was stopped ({instance.error}); retry it to resume from its "
+                           "last wait, or cancel it", code="instance_stopped")
+        return stopped
 
     def _advance(self, instance: ProcessInstance, workflow, action) -> None:
-        """Run `action` on the workflow, record what happened, save; an error fails only this instance."""
+        """Run `action` on the workflow, record what happened, save; an error fails only this instance.
+
+        The action runs under the engine's budget. Past it, the advance is undone, its database
+        work too, and the instance is saved in `error` as it was at its last wait.
+        """
+        last_wait = instance.workflow_state or state.dump(workflow)
         before = tree.snapshot(workflow)
         # What was scheduled: the timers of the state just loaded (each save schedules its new ones).
         timers_before = {} if instance.state in FINISHED + ("error",) else {
             w.task_id: w for w in tree.timer_waits(workflow)}
-        error = None
+        error, stopped = None, False
         token = current_instance.set(instance)
         try:
-            action()
-        except Exception as e:  # scripts and services are the diagram's code: their failure is the instance's
-            if (fault := database_fault(e)) is not None:  # but not the database's: the whole step
+            with tx.savepoint(db.session), limits.running(self.limits):
+                try:
+                    action()
+                except Exception as e:  # scripts and services are the diagram's code: their failure is the
+                    if database_fault(e) is None and limits.find(e) is None:  # instance's (and is kept)
+                        error = describe_error(e)
+                    else:
+                        raise
+        except BaseException as e:
+            if (fault := database_fault(e)) is not None:  # not the database's: the whole step
                 raise fault  # rolls back, to be retried
-            error = describe_error(e)
+            stop = limits.find(e)
+            if stop is None:
+                raise
+            error, stopped = str(stop), True
+            workflow = self._restore(instance, last_wait)
+            before = tree.snapshot(workflow)
+            self._record(instance, stop.element, "error", {"message": error})
         finally:
             current_instance.reset(token)
-        recorded_error = False
+        recorded_error = stopped
         for at, element, event in tree.changes(workflow, before):
             self._record(instance, element, event, {"message": error} if event == "error" else None, at)
             recorded_error = recorded_error or event == "error"
@@ -284,8 +316,11 @@ class Engine:
         waiting = tree.waiting_for(workflow, timers)
         if final_state:
             new_state = final_state
-        elif workflow.is_completed():
+        elif tree.reached_end(workflow):
             new_state = "completed"
+        elif workflow.is_completed():  # SpiffWorkflow stopped looking, tokens are left: never `completed`
+            new_state, error = "error", error or ("the process stopped before reaching an end event: its task "
+                                                  "tree is deeper than SpiffWorkflow looks")
         elif error or tree.errored_tasks(workflow):
             new_state = "error"
         else:
@@ -307,7 +342,7 @@ class Engine:
 
     @staticmethod
     def _current_data(workflow) -> dict:
-        if workflow.is_completed():
+        if tree.reached_end(workflow):
             return dict(workflow.data)
         data = {}
         active = workflow.get_tasks(state=tree.ACTIVE | TaskState.ERROR)

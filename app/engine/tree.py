@@ -1,4 +1,5 @@
 """Read a SpiffWorkflow task tree: what it waits for, when its timers are due, what changed."""
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -6,7 +7,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
-from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
 SEEN = ACTIVE | TaskState.COMPLETED | TaskState.ERROR | TaskState.CANCELLED
@@ -15,6 +16,15 @@ SEEN = ACTIVE | TaskState.COMPLETED | TaskState.ERROR | TaskState.CANCELLED
 def element_id(task) -> str | None:
     """The BPMN element id of a task, None for SpiffWorkflow's internal tasks."""
     return getattr(task.task_spec, "bpmn_id", None)
+
+
+def reached_end(workflow) -> bool:
+    """Completed because every token reached an end event. SpiffWorkflow's own is_completed()
+    looks only 1000 levels down the task tree, so a runaway loop deeper than that looks finished."""
+    if not workflow.is_completed():
+        return False
+    unfinished = TaskIterator(workflow.task_tree, state=TaskState.NOT_FINISHED_MASK, max_depth=math.inf)
+    return next(unfinished, None) is None
 
 
 def definitions(task) -> list:

@@ -5,6 +5,7 @@ enqueue anything. If the work itself fails (Redis away), the database still hold
 truth and the timer sweep catches up.
 """
 import logging
+from contextlib import contextmanager
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
@@ -37,6 +38,29 @@ def locked_rows(session) -> dict:
 def after_commit(session, func, *args) -> None:
     session = _begun(session)
     session.info.setdefault(_KEY, []).append((func, args))
+
+
+@contextmanager
+def savepoint(session):
+    """Run the block in a SAVEPOINT; if it raises, its database work is undone and so is what it
+    queued for after commit and the row locks it recorded (a rollback to a savepoint may release them)."""
+    session = _begun(session)
+    queued = len(session.info.get(_KEY, []))
+    held = locked_rows(session)
+    locked_before = set(held)
+    nested = session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        try:
+            nested.rollback()
+        except Exception:  # the connection is gone: the caller's rollback of the whole transaction follows
+            log.exception("rollback to savepoint failed")
+        del session.info.get(_KEY, [])[queued:]
+        for key in set(held) - locked_before:
+            del held[key]
+        raise
+    nested.commit()
 
 
 def _run(session):

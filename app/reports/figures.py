@@ -22,8 +22,10 @@ from app.reports.arithmetic import Period, service_level, summary
 from app.reports.sql import SLOT_SECONDS, seconds_between, slot
 
 OFFER_EVENTS = ("offered", "queued")  # least_busy offers to one; `all` shows it to every operator
+# History event -> figure. Transfers are recorded as `transferred` (older spelling: `chat_transferred`).
 COUNTED = {"created": "opened", "completed": "completed", "offered": "offers", "offer_timed_out": "offers_missed",
-           "chat_transferred": "transferred", "escalated": "escalated"}
+           "transferred": "transferred", "chat_transferred": "transferred", "escalated": "escalated",
+           "chat_escalated": "escalated"}
 WAITING = ("queued", "offered")
 DURATIONS = ("time_to_first_offer", "time_to_accept", "time_to_first_reply", "handle_time")
 
@@ -103,12 +105,13 @@ def _counts(scope: Scope, group: str) -> list:
     rows = db.session.execute(
         select(key, e.event, reason, func.count()).select_from(e).join(Chat, Chat.id == e.chat_id)
         .where(e.event.in_(COUNTED), *scope.during(e.at), *scope.chats()).group_by(key, e.event, reason)).all()
-    # Abandoned: completed in the period, never accepted, after being queued or offered.
-    offered = aliased(ChatEvent)
+    # Abandoned: completed in the period after being queued or offered, and never accepted.
+    offered, accepted = aliased(ChatEvent), aliased(ChatEvent)
     was_offered = exists().where(offered.chat_id == e.chat_id, offered.event.in_(OFFER_EVENTS))
+    was_accepted = exists().where(accepted.chat_id == e.chat_id, accepted.event == "accepted")
     abandoned = db.session.execute(
         select(key, func.count()).select_from(e).join(Chat, Chat.id == e.chat_id)
-        .where(e.event == "completed", *scope.during(e.at), Chat.accepted_at.is_(None), was_offered, *scope.chats())
+        .where(e.event == "completed", *scope.during(e.at), was_offered, ~was_accepted, *scope.chats())
         .group_by(key)).all()
     return [(k, COUNTED[event], n) for k, event, _, n in rows] + \
         [(k, f"completed_by_reason.{why}", n) for k, _, why, n in rows if why] + \

@@ -35,7 +35,9 @@ def test_metrics_need_an_allowed_network_or_the_token(make_app, token, allow, re
         assert response.get_json()["error"]["code"] == "forbidden"
 
 
-def test_requests_webhooks_and_the_database_state_are_counted(app, telegram):
+def test_requests_webhooks_and_the_database_state_are_counted(make_app, telegram):
+    """One process (jobs in its thread, whatever the shape): its own counts."""
+    app = make_app()
     api = Api(app)
     deploy_lifecycle(api)
     configure(api)
@@ -96,8 +98,9 @@ def json_lines():
     root.removeHandler(handler)
 
 
-def test_json_logs_carry_the_request_id_into_jobs_and_mask_secrets(app, telegram, json_lines):
-    api = Api(app)
+def test_json_logs_carry_the_request_id_into_jobs_and_mask_secrets(make_app, telegram, json_lines):
+    """The embedded job thread (a worker process's logs: tests/e2e/test_metrics.py)."""
+    api = Api(make_app())
     deploy_lifecycle(api)
     configure(api)
     queue = make_queue(api, "all", name="Logged")
