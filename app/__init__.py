@@ -66,7 +66,7 @@ def _tune_database(app: Flask) -> None:
 def _wire_engine(app: Flask, start_jobs: bool) -> None:
     from app.bpmn.limits import Limits
     from app.engine.instances import Engine
-    from app.engine.catalogue import build_operations
+    from app.catalogue import build_operations
     from app.jobs import sweep
     from app.metrics import JobObserver
 

@@ -1,32 +1,26 @@
 """Job functions run by RQ workers (or the embedded job thread). They take ids only.
 
-Each runs inside an app context and commits at its own edge.
+Each runs inside the app context its runner enters (`chatflow worker` around every job, the
+embedded thread likewise) and commits at its own edge.
 """
 import logging
 from datetime import timedelta
 from functools import partial, wraps
 
-from flask import current_app, has_app_context
+from flask import current_app
 
-from app import metrics
+from app import job_names, metrics
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.types import utcnow
 from app.outages import is_transient, retrying
 
 log = logging.getLogger(__name__)
-_worker_app = None
 
 
 def _app():
-    """The current app, or one built once per worker process (RQ jobs run outside Flask)."""
-    global _worker_app
-    if has_app_context():
-        return current_app._get_current_object()
-    if _worker_app is None:
-        from app import create_app
-        _worker_app = create_app(start_jobs=False)
-    return _worker_app
+    """The app whose context the runner entered (a job's own transactions open contexts of it)."""
+    return current_app._get_current_object()
 
 
 def _engine(app):
@@ -308,7 +302,7 @@ def name_contact(identity_id: int, attempt: int = 1) -> str | None:
             delays = app.config["OUTBOUND_RETRY_DELAYS"]
             if e.retryable and attempt <= len(delays):
                 app.extensions["chatflow.jobs"].enqueue_at(utcnow() + timedelta(seconds=delays[attempt - 1]),
-                                                           "app.jobs.name_contact", identity_id, attempt + 1)
+                                                           job_names.NAME_CONTACT, identity_id, attempt + 1)
             log.warning("contact identity %s: no profile name (%s)", identity_id, e)
             return None
         identity = db.session.get(ContactIdentity, identity_id)

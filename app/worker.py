@@ -31,8 +31,10 @@ class ChatflowWorker(SimpleWorker):
 
     max_connection_wait_time = 2.0  # RQ waits up to 60 s between reconnects; be back within 2 s
 
+    app = None  # set by run(): every job runs in its context
+
     def perform_job(self, job, queue, *args, **kwargs):
-        with logs.job_scope(job.meta):
+        with logs.job_scope(job.meta), self.app.app_context():
             return super().perform_job(job, queue, *args, **kwargs)
 
     def request_stop(self, signum, frame):
@@ -70,7 +72,8 @@ def sweep_loop(app, name: str, stopped: threading.Event) -> None:
     while not STOPPING.is_set():
         try:
             heartbeats.beat(app, name)
-            jobs.sweep()
+            with app.app_context():
+                jobs.sweep()
         except Exception as e:
             if not is_transient(e):
                 log.exception("sweep failed")
@@ -93,6 +96,7 @@ def run(app) -> None:
         # an idle dequeue lasts worker_ttl - 15 s, so it comes round that often.
         worker = ChatflowWorker([queue], connection=queue.connection, worker_ttl=30, maintenance_interval=15,
                                 exception_handlers=[_count_failure])
+        worker.app = app
         try:
             worker.work(with_scheduler=True)
         except Exception as e:  # only its teardown raises out of work(): Redis is away

@@ -4,7 +4,7 @@ from functools import partial
 
 from sqlalchemy import func, select
 
-from app import channels
+from app import channels, job_names
 from app.channels.base import ProviderError
 from app.chats import settings
 from app.engine.errors import Conflict, Invalid, get_or_404
@@ -12,8 +12,6 @@ from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import Role, RoleMember, User
 from app.models.chat import Channel, Chat, Message, Queue, QueueOperator
-
-DRAIN_JOB = "app.jobs.drain_operator"
 
 
 def check_deployed(key: str | None, field: str = "lifecycle_process") -> None:
@@ -78,7 +76,7 @@ def add_operator(queue: Queue, user_id: int | None, role_id: int | None, jobs) -
     members = [user_id] if user_id else db.session.scalars(select(RoleMember.user_id)
                                                            .where(RoleMember.role_id == role_id)).all()
     for member in members:  # someone joined the queue: they may take a waiting chat
-        after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, member))
+        after_commit(db.session, partial(jobs.enqueue, job_names.DRAIN_OPERATOR, member))
     return entry
 
 

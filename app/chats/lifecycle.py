@@ -7,14 +7,13 @@ from functools import partial
 
 from sqlalchemy import select
 
+from app import job_names
 from app.chats import live, routing, settings
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent
 from app.models.types import utcnow
-
-DRAIN_JOB = "app.jobs.drain_operator"
 
 
 def lock_chat(chat_id: int) -> Chat:
@@ -112,7 +111,7 @@ def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
     live.chat_completed(chat, concerned)
     if jobs is not None:
         for user_id in freed:
-            after_commit(db.session, jobs.enqueue, DRAIN_JOB, user_id)
+            after_commit(db.session, jobs.enqueue, job_names.DRAIN_OPERATOR, user_id)
     return {"completed": True, "reason": reason}
 
 

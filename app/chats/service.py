@@ -7,6 +7,7 @@ from functools import partial
 
 from sqlalchemy import or_, select
 
+from app import job_names
 from app.channels.base import InboundMessage, OutboundFile
 from app.chats import bots, lifecycle, live, messages, routing, settings
 from app.chats.lifecycle import lock_chat_and_process, record
@@ -17,9 +18,6 @@ from app.models import User
 from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message
 from app.models.types import utcnow
 
-START_JOB = "app.jobs.start_chat_lifecycle"
-SEND_JOB = "app.jobs.deliver_message"
-DRAIN_JOB = lifecycle.DRAIN_JOB
 MAX_TEXT = 4096  # Telegram's limit for one message
 
 
@@ -50,7 +48,7 @@ def receive(channel: Channel, inbound: InboundMessage, jobs, bot_holds: bool = F
             db.session.flush()
             record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id, bot=bot_holds)
             if not bot_holds:
-                after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
+                after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
         elif chat.state == "bot" and not bot_holds:
             bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
     message = messages.store(channel, contact.id, chat, inbound, jobs)
@@ -137,7 +135,7 @@ def reply(chat_id: int, user: User, text: str, engine, jobs, file: OutboundFile 
     chat.last_outgoing_at = utcnow()
     db.session.flush()
     engine.deliver_message(chat.process_instance_id, "operator_replied", {}, if_waiting=True)
-    after_commit(db.session, partial(jobs.enqueue, SEND_JOB, message.id, job_id=f"send-{message.id}-1"))
+    after_commit(db.session, partial(jobs.enqueue, job_names.DELIVER_MESSAGE, message.id, job_id=f"send-{message.id}-1"))
     return message
 
 
@@ -172,7 +170,7 @@ def set_status(user: User, status: str, jobs) -> User:
         operator.status = status
         live.status_changed(operator.id, status)
         if status == "active":
-            after_commit(db.session, partial(jobs.enqueue, DRAIN_JOB, operator.id))
+            after_commit(db.session, partial(jobs.enqueue, job_names.DRAIN_OPERATOR, operator.id))
     return operator
 
 

@@ -68,6 +68,11 @@ def instance(instance_id: int):
                            instance_id=instance_id)
 
 
+@bp.get("/chats/<int:chat_id>")
+def chat(chat_id: int):
+    return render_template("console/chat.html", title=f"Chat {chat_id}", page="chat", chat_id=chat_id)
+
+
 def _vendor(package: str, files: set, name: str):
     """A file of an npm package's dist/ folder (installed by `npm ci`), only those listed."""
     if name not in files:

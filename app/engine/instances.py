@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
+from app import job_names
 from app.bpmn import limits, store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
 from app.engine import state, tree, tx
@@ -26,7 +27,6 @@ from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
 from app.models.types import utcnow
 
-FIRE_TIMERS_JOB = "app.jobs.fire_timers"
 FINISHED = ("completed", "cancelled")
 
 #: The instance whose workflow is running now, for operations that need it.
@@ -360,7 +360,7 @@ class Engine:
             if before and wait.task_id in before and before[wait.task_id].due_at == wait.due_at:
                 continue
             job_id = f"timer-{instance.id}-{wait.task_id}-{int(wait.due_at.timestamp() * 1000)}"
-            after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, FIRE_TIMERS_JOB, instance.id,
+            after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, job_names.FIRE_TIMERS, instance.id,
                                              job_id=job_id))
 
     def _record(self, instance, element, event, details, at=None) -> None:

@@ -1,6 +1,6 @@
 """Messages with files in the operator panel, in a real browser over HTTP: a client's photo shown
-inline and their document as a download link, and files the operator sends from the panel
-reaching the fake Telegram as sendPhoto and sendDocument."""
+inline and their document as a download link, files the operator sends from the panel reaching
+the fake Telegram as sendPhoto and sendDocument, and the same chat on the admin's chat page."""
 import json
 import re
 import struct
@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat_helpers import configure, make_channel, make_operator, make_queue, ok
-from conftest import ROOT, shot, wait_for
+from conftest import ADMIN_TOKEN, ROOT, shot, wait_for
 
 PAYLOADS = ROOT / "tests" / "payloads" / "telegram"
 PDF = b"%PDF-1.4\n%chatflow test document\n"
@@ -55,7 +55,8 @@ def test_files_in_the_operator_panel(app, api, serve, console, telegram):
                      for a in m["attachments"]), message="the chat queued and its files fetched")
     ok(anna.accept(chat["id"]))
 
-    page = console(serve(app), anna.token)
+    base = serve(app)
+    page = console(base, anna.token)
     page.goto("/console/operator")
     page.locator("#tab-mine").click()
     page.locator("#chat-list li.op-item a").first.click()   # the contact's name opens the chat
@@ -87,3 +88,13 @@ def test_files_in_the_operator_panel(app, api, serve, console, telegram):
     expect(out.last.locator("a.msg-document")).to_contain_text("manual.pdf")
     expect(out.last.locator(".msg-status")).to_have_text("sent")
     shot(page, "operator-panel-files")
+
+    # the admin's view of the chat shows the same messages, read-only
+    admin = console(base, ADMIN_TOKEN)
+    admin.goto(f"/console/chats/{chat['id']}")
+    messages = admin.get_by_role("log", name="Messages")
+    expect(messages.locator("li.msg")).to_have_count(4)
+    expect(messages.locator("li.msg.in img.msg-image")).to_have_attribute("src", re.compile(r"^blob:"))
+    expect(messages.locator("li.msg.out a.msg-document")).to_contain_text("manual.pdf")
+    expect(admin.locator("#history")).to_contain_text("accepted")
+    shot(admin, "admin-chat-view")

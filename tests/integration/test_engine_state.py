@@ -254,3 +254,56 @@ def test_state_dump_skips_converting_the_spec_but_stores_the_same(make_app):
             workflow = engine_of(app)._restore(db.session.get(ProcessInstance, instance_id))
             assert state._state_dict(workflow) == state._full_dict(workflow)
             assert json.loads(db.session.get(ProcessInstance, instance_id).workflow_state)["tasks"]
+
+
+WRITES_THEN_SPINS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="WritesThenSpins" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="write" />
+    <bpmn:serviceTask id="write"><bpmn:extensionElements>
+      <spiffworkflow:serviceTaskOperator id="add_user" resultVariable="added"><spiffworkflow:parameters>
+        <spiffworkflow:parameter id="login" type="str" value="login" /></spiffworkflow:parameters>
+      </spiffworkflow:serviceTaskOperator></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="write" targetRef="spin" />
+    <bpmn:scriptTask id="spin"><bpmn:script>while True:
+    pass</bpmn:script></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="spin" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_a_stopped_advance_undoes_what_its_service_tasks_wrote_and_queued(make_app):
+    from app import accounts
+    from app.bpmn.limits import Limits
+    from app.engine.instances import Engine
+    from app.engine.operations import Operations
+    from app.engine.tx import after_commit
+    from app.models import User
+
+    app = make_app()
+    queued_work_ran = []
+    operations = Operations()
+
+    @operations.register("add_user", "a service task that writes a row and queues work", {"login": "login"})
+    def add_user(login):
+        accounts.create_user(login, login)
+        after_commit(db.session, lambda: queued_work_ran.append(login))
+        return login
+
+    with app.app_context():
+        engine = Engine(app.extensions["chatflow.jobs"], operations, Limits(operations=1000))
+        engine.deploy([("writes.bpmn", WRITES_THEN_SPINS.encode())])
+        instance = engine.start("WritesThenSpins", {"login": "ghost"})
+        db.session.commit()
+        assert instance.state == "error" and instance.error.startswith("step limit exceeded at spin: ")
+        assert instance.data == {"login": "ghost"}
+        assert db.session.scalars(select(User).where(User.login == "ghost")).first() is None
+        assert queued_work_ran == []
+        # the same operation outside a runaway writes and queues as usual: the test can fail
+        add_user("real")
+        db.session.commit()
+        assert db.session.scalars(select(User).where(User.login == "real")).first() is not None
+        assert queued_work_ran == ["real"]

@@ -420,10 +420,12 @@
     $("chat-close").hidden = !view;
     if (!view) { $("chat-title").textContent = "No chat selected"; return; }
     $("chat-title").textContent = chat ? `Chat with ${chat.contact.name}` : `Chat #${state.selected}`;
-    $("chat-meta").textContent = chat
-      ? `#${chat.id} · ${chat.channel ? chat.channel.name + " · " : ""}${queueName(chat)} · started ${CF.when(chat.created_at)}`
-        + (chat.accepted_at ? ` · accepted ${CF.when(chat.accepted_at)}` : "")
-      : "";
+    $("chat-meta").replaceChildren(...(chat
+      ? [el("a", {href: `/console/chats/${chat.id}`, title: "The chat on its own page, with its history"},
+            `#${chat.id}`),
+         ` · ${chat.channel ? chat.channel.name + " · " : ""}${queueName(chat)} · started ${CF.when(chat.created_at)}`
+         + (chat.accepted_at ? ` · accepted ${CF.when(chat.accepted_at)}` : "")]
+      : []));
     const ended = view.ended;
     const banner = $("chat-ended");
     banner.hidden = !chat || (!ended && mayReply());
