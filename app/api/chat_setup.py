@@ -318,12 +318,10 @@ def upload_sound():
 
 @bp.delete("/settings/OmniChatNotificationSound/file")
 @admin
+@contract(status=204)
 def clear_sound():
     """Remove the uploaded notification sound: panels play the console's built-in one."""
-    stored = settings.stored_file("OmniChatNotificationSound")
-    settings.put("OmniChatNotificationSound", None)
-    if stored is not None:
-        db.session.delete(stored)
+    settings.clear_file("OmniChatNotificationSound")
     db.session.commit()
     return "", 204
 

@@ -5,7 +5,8 @@ from flask import Blueprint, Response, current_app, g
 from redis import RedisError
 
 from app import accounts
-from app.api.auth import answers, authenticate, bearer_token
+from app.api.auth import authenticate, bearer_token
+from app.api.contract import contract
 from app.api.errors import ApiError
 from app.extensions import db
 
@@ -14,7 +15,7 @@ bp.before_request(authenticate)
 
 
 @bp.get("/events")
-@answers("text/event-stream")
+@contract(media_type="text/event-stream")
 def events():
     """Your live events (Server-Sent Events): offers, chats taken, client messages, completions, status."""
     user_id, status, token = g.user.id, g.user.status, bearer_token()

@@ -122,6 +122,14 @@ def store_upload(code: str, filename: str, content_type: str, content: bytes) ->
     store_file(code, stored.id)
 
 
+def clear_file(code: str) -> None:
+    """The file setting back to its default, its file deleted."""
+    stored = stored_file(code)
+    put(code, None)
+    if stored is not None:
+        db.session.delete(stored)
+
+
 def store_file(code: str, file_id: int) -> None:
     row = db.session.get(Setting, code) or Setting(code=code)
     row.value, row.updated_at = {"file_id": file_id, "url": f"/api/settings/{code}/file"}, utcnow()
