@@ -45,7 +45,8 @@ def view(user: User, serves_queue: bool = True, now=None, connected: bool | None
     """A user row as the decisions see it (`connected` overrides presence: a request is a sign of life)."""
     if connected is None:
         connected = decisions.is_connected(user.connected_until, now or utcnow())
-    return decisions.OperatorView(user.id, user.status, connected, serves_queue, user.chats_in_work,
+    status = user.status if user.active else "inactive"  # a deactivated user takes nothing
+    return decisions.OperatorView(user.id, status, connected, serves_queue, user.chats_in_work,
                                   user.chats_offered, user.last_accepted_at)
 
 
@@ -54,7 +55,7 @@ def view(user: User, serves_queue: bool = True, now=None, connected: bool | None
 _COLUMNS = (User.id, User.status, User.connected_until, User.chats_in_work, User.chats_offered,
             User.last_accepted_at)
 CANDIDATES = select(*_COLUMNS).where(
-    User.id.in_(select(operator_ids(bindparam("queue_id")).c[0])), User.status == "active",
+    User.id.in_(select(operator_ids(bindparam("queue_id")).c[0])), User.status == "active", User.active.is_(True),
     User.connected_until > bindparam("now"), User.chats_in_work + User.chats_offered < bindparam("limit"))
 
 

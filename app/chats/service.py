@@ -256,9 +256,11 @@ def unstarted_chats(cutoff, limit: int = 200) -> list[int]:
     from app.models import ProcessVersion
     failed = select(ChatEvent.chat_id).where(ChatEvent.event == "lifecycle_not_started")
     deployed = select(Queue.id).where(Queue.lifecycle_process.in_(select(ProcessVersion.key)))
+    lost = (Chat.created_at <= cutoff) & Chat.id.not_in(failed)
+    now_startable = Chat.id.in_(failed) & Chat.queue_id.in_(deployed)  # at once, whatever its age
     return list(db.session.scalars(select(Chat.id).where(
-        Chat.process_instance_id.is_(None), Chat.state == "queued", Chat.created_at <= cutoff,
-        Chat.id.not_in(failed) | Chat.queue_id.in_(deployed)).order_by(Chat.id).limit(limit)))
+        Chat.process_instance_id.is_(None), Chat.state == "queued", lost | now_startable)
+        .order_by(Chat.id).limit(limit)))
 
 
 def lifecycle_problems(chats) -> dict[int, str]:
