@@ -10,6 +10,7 @@ from app import accounts
 from app.api.auth import authenticate, bearer_token
 from app.api.contract import contract
 from app.chats import presence
+from app.models.types import utcnow
 from app.api.errors import ApiError
 from app.extensions import db
 
@@ -47,10 +48,12 @@ def events():
             db.session.commit()
             return True
 
+    written = [None]  # when the client last took a frame: it was there until then
+
     def closed():
         try:
             with app.app_context():
-                presence.stream_closed(user_id, jobs)
+                presence.stream_closed(user_id, jobs, written[0])
                 db.session.commit()
         except Exception:  # the database is away: the keep-alive lapses, and the sweep finds them
             log.exception("could not record that user %s disconnected", user_id)
@@ -65,12 +68,14 @@ def events():
                 event = subscription.get(timeout=max(0.0, check_at - time.monotonic()))
                 if event is not None:
                     yield _frame(event["type"], event)
+                    written[0] = utcnow()
                 if time.monotonic() >= check_at:  # also between events: a busy stream stays present
                     if not still_valid():
                         return
                     check_at = time.monotonic() + keepalive
                     if event is None:
                         yield ": keep-alive\n\n"
+                        written[0] = utcnow()
         finally:
             subscription.close()
             closed()

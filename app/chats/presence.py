@@ -61,15 +61,15 @@ def stream_opened(user_id: int) -> None:
         _streams[user_id] += 1
 
 
-def stream_closed(user_id: int, jobs) -> None:
-    """The tab went away: unless another tab of theirs is open here, they are gone from now on
-    (a tab on another web process renews them at its next keep-alive)."""
+def stream_closed(user_id: int, jobs, last_sent=None) -> None:
+    """The tab went away: unless another tab of theirs is open here, they are gone since the
+    stream's last successful write (a tab on another web process renews them at its next keep-alive)."""
     with _streams_lock:
         _streams[user_id] -= 1
         if _streams[user_id] > 0:
             return
         del _streams[user_id]
-    now = utcnow()
+    now = min(last_sent or utcnow(), utcnow())
     user = routing.lock_user(user_id)
     if user.connected_until is not None and user.connected_until > now:
         user.connected_until = now
