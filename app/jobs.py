@@ -4,6 +4,7 @@ Each runs inside the app context its runner enters (`chatflow worker` around eve
 embedded thread likewise) and commits at its own edge.
 """
 import logging
+import time
 from datetime import timedelta
 from functools import partial, wraps
 
@@ -16,6 +17,8 @@ from app.models.types import utcnow
 from app.outages import is_transient, retrying
 
 log = logging.getLogger(__name__)
+LOST_JOB_SECONDS = 10  # a chat not started or a reply not tried for this long: its job was lost
+CATCH_UP_SECONDS = 1.0
 
 
 def _app():
@@ -59,12 +62,14 @@ def _fire_timers(engine, instance_id: int, **kw) -> bool:
     return fired
 
 
-def sweep(grace_seconds: float | None = None) -> dict:
+def sweep(grace_seconds: float | None = None, between=None) -> dict:
     """Catch up on work whose job was lost (Redis restarted empty) or is late.
 
     The database is the truth: timers overdue, chats whose lifecycle never started, replies
     still pending past their next attempt and attempts nobody answered are all handled here.
+    `between()` is called between items (a worker beats there while a long sweep runs).
     """
+    between = between or (lambda: None)
     app = _app()
     with app.app_context():
         grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
@@ -75,26 +80,32 @@ def sweep(grace_seconds: float | None = None) -> dict:
             # An instance a worker is advancing right now is left to it, never waited for.
             done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
+            between()  # committed: no transaction of ours is open (SQLite has one writer)
         db.session.remove()
     from app.chats import delivery, files, service
     with app.app_context():
-        chat_ids, message_ids = service.unstarted_chats(cutoff), service.overdue_replies(cutoff)
-        attachment_ids = files.overdue(cutoff)
+        # A chat's start, a reply's delivery or a file's fetch is not late as a timer is: its job may
+        # only be queued behind others. Taken here when its job looks lost, so the sweep stays short.
+        lost = utcnow() - timedelta(seconds=max(grace, LOST_JOB_SECONDS))
+        chat_ids, message_ids = service.unstarted_chats(lost), service.overdue_replies(lost)
+        attachment_ids = files.overdue(lost)
         # No provider call outlasts its timeout: an attempt older than that will never be answered.
         unanswered = utcnow() - timedelta(seconds=app.config["PROVIDER_TIMEOUT_SECONDS"] + grace)
         done["uncertain"] = sum(_safely(lambda: delivery.mark_uncertain(message_id, unanswered),
                                         "mark uncertain the reply", message_id)
                                 for message_id in delivery.unanswered_attempts(unanswered))
         db.session.remove()
-    for chat_id in chat_ids:
-        start_chat_lifecycle(chat_id)
-        done["chats"] += 1
-    for message_id in message_ids:
-        deliver_message(message_id)
-        done["messages"] += 1
-    for attachment_id in attachment_ids:
-        fetch_attachment(attachment_id)
-        done["files"] += 1
+    # At most a second of catching up per sweep (a reply takes the provider's time): the next
+    # sweep goes on with the rest, and due timers are never kept waiting behind it.
+    until = time.monotonic() + CATCH_UP_SECONDS
+    for kind, job, ids in (("chats", start_chat_lifecycle, chat_ids), ("messages", deliver_message, message_ids),
+                           ("files", fetch_attachment, attachment_ids)):
+        for ident in ids:
+            if time.monotonic() > until:
+                return done
+            between()
+            job(ident)
+            done[kind] += 1
     return done
 
 
@@ -236,6 +247,7 @@ def _sender(app, message):
     return partial(adapter.send, ChannelRef.of(channel), chat.address, message.text, file, str(message.id))
 
 
+@_rides_out_outages
 def fetch_attachment(attachment_id: int) -> str:
     """Fetch a client's file from its provider into the file store (app.chats.files says how
     attempts end); no transaction is open during the download."""

@@ -107,6 +107,7 @@ def telegram(telegram_server):
     if fake.held is not None:
         fake.held.set()  # a previous test's held answers go out
     fake.calls.clear()
+    fake.delivered.clear()
     fake.files.clear()
     fake.fail_sends, fake.fail_downloads, fake.down, fake.held = 0, 0, False, None
     return fake
