@@ -10,7 +10,8 @@ from app.chats import inbox, routing, service, settings
 from app.engine.errors import Forbidden, NotFound, get_or_404
 from app.extensions import db
 from app.models import User
-from app.models.chat import Case, Channel, Chat, ChatAction, ChatEvent, Contact, Message, Queue, QueueOperator
+from app.models.chat import (Attachment, Case, Channel, Chat, ChatAction, ChatEvent, Contact, Message, Queue,
+                             QueueOperator)
 
 
 def _page(query, limit: int, offset: int) -> list:
@@ -24,6 +25,19 @@ def profile(user: User, admin: bool) -> dict:
             "queues": routing.queues_of(user.id), "chats_in_work": user.chats_in_work,
             "chats_offered": user.chats_offered, "simultaneous_chats_limit": settings.get("SimultaneousChats"),
             "last_accepted_at": user.last_accepted_at, "is_admin": admin}
+
+
+def operators_overview() -> list[dict]:
+    """Everyone who serves a queue or holds chats: status, chats in work and offered against the limit."""
+    limit = settings.get("SimultaneousChats")
+    out = []
+    for user in db.session.scalars(select(User).order_by(User.name, User.id)):
+        queues = routing.queues_of(user.id)
+        if queues or user.chats_in_work:
+            out.append({"id": user.id, "login": user.login, "name": user.name, "status": user.status,
+                        "active": user.active, "queues": queues, "chats_in_work": user.chats_in_work,
+                        "chats_offered": user.chats_offered, "simultaneous_chats_limit": limit})
+    return out
 
 
 # -- chats -------------------------------------------------------------------------------------
@@ -61,6 +75,17 @@ def readable_chat(user: User, admin: bool, chat_id: int) -> Chat:
                                   Chat.state == "in_work").limit(1)).first():
         return chat
     return visible_chat(user, admin, chat_id)
+
+
+def readable_file(user: User, admin: bool, file_id: int) -> Attachment:
+    """A message's file, for admins, the chat's operator and operators of its queue."""
+    attachment = db.session.get(Attachment, file_id)
+    if attachment is None:
+        raise NotFound(f"no file {file_id}", code="file_not_found")
+    chat = attachment.message.chat
+    if not admin and (chat is None or chat.operator_id != user.id and not routing.serves(user.id, chat.queue_id)):
+        raise Forbidden("this file's chat is not in one of your queues")
+    return attachment
 
 
 def chat_events(chat_id: int, limit: int, offset: int) -> list[ChatEvent]:
