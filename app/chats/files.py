@@ -15,13 +15,11 @@ from sqlalchemy import select
 
 from app.channels.base import ChannelRef
 from app.chats import live
+from app.chats.messages import FETCH_JOB
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Attachment, Channel
 from app.models.types import utcnow
-
-FETCH_JOB = "app.jobs.fetch_attachment"
-
 
 @dataclass(frozen=True)
 class Fetched:
