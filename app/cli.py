@@ -52,12 +52,11 @@ def worker():
 
     It rides out Redis and database outages; SIGTERM ends it after the current job.
     """
-    from app import create_app, jobs
+    from app import create_app
     from app.worker import run
     app = create_app(start_jobs=False)
     if not app.config["REDIS_URL"]:
         raise click.ClickException("set REDIS_URL: without it `chatflow serve` runs jobs in-process")
-    jobs._worker_app = app  # jobs reuse this app and its parsed-spec cache
     run(app)
 
 
@@ -87,7 +86,7 @@ def check(paths):
     """Validate BPMN files without deploying; prints `file:line element_id problem`."""
     from app.bpmn.errors import BpmnRefused
     from app.bpmn.store import validate_all
-    from app.engine.catalogue import operation_names
+    from app.catalogue import operation_names
     try:
         loaded = validate_all(_bpmn_files(paths), operation_names())
     except BpmnRefused as e:

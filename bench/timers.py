@@ -77,7 +77,6 @@ def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel
     app = create_app({"SQLALCHEMY_DATABASE_URI": dsn.replace("postgresql://", "postgresql+psycopg://", 1),
                       "REDIS_URL": redis_url, "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": None,
                       "LOG_LEVEL": "WARNING"}, start_jobs=False)
-    app_jobs._worker_app = app
     original = settings.get
     planned = {"seconds": None}
 
@@ -109,7 +108,8 @@ def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel
                 late += 1
                 seconds = 5
             planned["seconds"] = round(seconds, 3)
-            app_jobs.start_chat_lifecycle(chat_id)
+            with app.app_context():
+                app_jobs.start_chat_lifecycle(chat_id)
             made += 1
     done.put((part, made, late))
 

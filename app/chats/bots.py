@@ -13,14 +13,13 @@ from functools import partial
 
 from sqlalchemy import select
 
+from app import job_names
 from app.chats import live, routing
 from app.chats.lifecycle import lock_chat, lock_chat_and_process, record
 from app.engine.errors import Conflict
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Channel, Chat, ContactIdentity
-
-START_JOB = "app.jobs.start_chat_lifecycle"
 
 
 def open_chat(channel: Channel, user_id: str, engine=None) -> Chat | None:
@@ -40,7 +39,7 @@ def hand_to_queue(chat: Chat, jobs, why: str) -> None:
         return
     chat.state = "queued"
     record(chat, "passed_by_bot", why=why)
-    after_commit(db.session, partial(jobs.enqueue, START_JOB, chat.id))
+    after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
 
 
 def bot_passed_thread(channel: Channel, user_id: str, jobs) -> Chat | None:

@@ -13,6 +13,7 @@ from functools import partial
 
 from sqlalchemy import select
 
+from app import job_names
 from app.chats import live
 from app.chats.lifecycle import record
 from app.engine.errors import Conflict, NotFound
@@ -21,7 +22,6 @@ from app.extensions import db
 from app.models.chat import Chat, Message
 from app.models.types import utcnow
 
-SEND_JOB = "app.jobs.deliver_message"
 RESENDABLE = ("uncertain", "failed")
 
 
@@ -74,7 +74,7 @@ def record_outcome(message_id: int, attempt: int, outcome: Outcome, retry_delays
         message.sent_at = utcnow()
     if retry_in is not None:
         message.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
-        after_commit(db.session, partial(jobs.enqueue_at, message.next_attempt_at, SEND_JOB, message_id,
+        after_commit(db.session, partial(jobs.enqueue_at, message.next_attempt_at, job_names.DELIVER_MESSAGE, message_id,
                                          job_id=f"send-{message_id}-{attempt + 1}"))
     if status != "pending":
         live.message_status(message)
@@ -112,6 +112,6 @@ def send_again(chat_id: int, message_id: int, user, jobs) -> Message:
     record(chat, "reply_sent_again", message_id=message.id, was=message.status, attempts=message.attempts, by=user.id)
     # The retry budget starts anew: attempts counts from here (the history keeps the earlier count).
     message.status, message.attempts, message.error, message.next_attempt_at = "pending", 0, None, utcnow()
-    after_commit(db.session, partial(jobs.enqueue, SEND_JOB, message.id))
+    after_commit(db.session, partial(jobs.enqueue, job_names.DELIVER_MESSAGE, message.id))
     live.message_status(message)
     return message

@@ -13,13 +13,14 @@ from functools import partial
 from flask import current_app
 from sqlalchemy import select
 
+from app import job_names
 from app.channels.base import ChannelRef
 from app.chats import live
-from app.chats.messages import FETCH_JOB
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Attachment, Channel
 from app.models.types import utcnow
+
 
 @dataclass(frozen=True)
 class Fetched:
@@ -76,7 +77,7 @@ def record_fetch(attachment_id: int, attempt: int, outcome: Fetched, retry_delay
         attachment.size = len(outcome.content)
     if retry_in is not None:
         attachment.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
-        after_commit(db.session, partial(jobs.enqueue_at, attachment.next_attempt_at, FETCH_JOB, attachment_id,
+        after_commit(db.session, partial(jobs.enqueue_at, attachment.next_attempt_at, job_names.FETCH_ATTACHMENT, attachment_id,
                                          job_id=f"fetch-{attachment_id}-{attempt + 1}"))
     message = attachment.message
     if status != "pending" and message.chat is not None:

@@ -5,7 +5,7 @@ from functools import partial
 
 from sqlalchemy import select
 
-from app import channels
+from app import channels, job_names
 from app.channels.base import InboundEdit, InboundMessage, Receipt, ThreadControl
 from app.chats import bots, live, messages, service
 from app.engine.tx import after_commit
@@ -13,8 +13,6 @@ from app.extensions import db
 from app.models.chat import Channel, Chat, ContactIdentity, Message
 
 log = logging.getLogger(__name__)
-ACK_JOB = "app.jobs.acknowledge"
-NAME_JOB = "app.jobs.name_contact"
 
 
 def handle(channel: Channel, event, jobs, engine) -> bool:
@@ -35,7 +33,7 @@ def handle(channel: Channel, event, jobs, engine) -> bool:
         return bool(moved)
     if isinstance(event, InboundMessage):
         if event.ack:
-            after_commit(db.session, partial(jobs.enqueue, ACK_JOB, channel.id, event.ack))
+            after_commit(db.session, partial(jobs.enqueue, job_names.ACKNOWLEDGE, channel.id, event.ack))
         if event.direction == "out":
             return _outgoing(channel, event, jobs)
         message = service.receive(channel, event, jobs, bot_holds=event.bot_holds)
@@ -71,4 +69,4 @@ def _name_from_profile(channel: Channel, user_id: str, jobs) -> None:
     identity = db.session.scalars(select(ContactIdentity).where(ContactIdentity.channel_id == channel.id,
                                                                 ContactIdentity.external_id == user_id)).first()
     if identity is not None and identity.profile_named_at is None:
-        after_commit(db.session, partial(jobs.enqueue, NAME_JOB, identity.id))
+        after_commit(db.session, partial(jobs.enqueue, job_names.NAME_CONTACT, identity.id))

@@ -5,13 +5,13 @@ from functools import partial
 from flask import current_app
 from sqlalchemy import select
 
+from app import job_names
 from app.channels.base import InboundEdit, InboundMessage, OutboundFile, Receipt
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Attachment, Chat, ContactIdentity, Message
 from app.models.types import utcnow
 
-FETCH_JOB = "app.jobs.fetch_attachment"
 # Served inline (shown in the page) only when the stored type is one of these; anything
 # else is a download, so a client's HTML or SVG "document" never runs in an operator's browser.
 INLINE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "audio/mpeg", "audio/ogg",
@@ -36,7 +36,7 @@ def store(channel, contact_id: int, chat: Chat | None, inbound: InboundMessage, 
     db.session.flush()
     for attachment in message.attachments:
         if attachment.status == "pending":
-            after_commit(db.session, partial(jobs.enqueue, FETCH_JOB, attachment.id,
+            after_commit(db.session, partial(jobs.enqueue, job_names.FETCH_ATTACHMENT, attachment.id,
                                              job_id=f"fetch-{attachment.id}-1"))
     return message
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
+from app import job_names
 from app.bpmn import limits, store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
 from app.engine import state, tree, tx
@@ -26,7 +27,6 @@ from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
 from app.models.types import utcnow
 
-FIRE_TIMERS_JOB = "app.jobs.fire_timers"
 FINISHED = ("completed", "cancelled")
 
 #: The instance whose workflow is running now, for operations that need it.
@@ -96,7 +96,7 @@ class Engine:
         """Deliver BPMN message `name` with `data` as payload.
 
         The message is caught by what waits for it and restarts the timers whose `restartOn`
-        names it. With nothing to do: 409 not_waiting_for_message, or, with `if_waiting`,
+        names it (its data is merged into theirs first, so a duration can come from it). With nothing to do: 409 not_waiting_for_message, or, with `if_waiting`,
         nothing at all (the instance is returned unchanged).
         """
         instance, workflow = self._open(instance_id)
@@ -115,7 +115,13 @@ class Engine:
 
         def deliver():
             for wait in restarts:  # re-armed in place, from now: the task tree stays flat
-                workflow.get_task_from_id(UUID(wait.task_id)).internal_data.pop("event_value", None)
+                task = workflow.get_task_from_id(UUID(wait.task_id))
+                # The message's data reaches the timer, so its duration is read afresh: SpiffWorkflow
+                # copies a waiting task's data from its parent when it looks at it again.
+                for holder in (task.parent, task):
+                    if holder is not None:
+                        holder.set_data(**payload)
+                task.internal_data.pop("event_value", None)
             if catchers:
                 self._catch(workflow, catchers, payload)
             elif starts:  # SpiffWorkflow starts the event subprocess for it
@@ -360,7 +366,7 @@ class Engine:
             if before and wait.task_id in before and before[wait.task_id].due_at == wait.due_at:
                 continue
             job_id = f"timer-{instance.id}-{wait.task_id}-{int(wait.due_at.timestamp() * 1000)}"
-            after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, FIRE_TIMERS_JOB, instance.id,
+            after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, job_names.FIRE_TIMERS, instance.id,
                                              job_id=job_id))
 
     def _record(self, instance, element, event, details, at=None) -> None:

@@ -28,10 +28,10 @@ def _empty() -> dict:
 
 def overview(scope: Scope, now: datetime) -> dict:
     """The period's headline figures, the same per channel, and what is happening now."""
-    per_channel = f.figures(scope, "channel")
+    total, per_channel = f.figures(scope, "channel", with_total=True)
     ids = f.all_ids(Channel, scope.channel_id)
     labels = f.names(Channel, ids)
-    return {"period": _period(scope), **(f.figures(scope).get(0) or _empty()), "now": f.now_tiles(scope, now),
+    return {"period": _period(scope), **total, "now": f.now_tiles(scope, now),
             "channels": [{"channel_id": i, "channel_name": labels.get(i), **(per_channel.get(i) or _empty())}
                          for i in ids]}
 

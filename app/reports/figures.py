@@ -83,15 +83,15 @@ def _first_replies(scope: Scope):
 
 def _durations(scope: Scope, group: str) -> dict[str, list]:
     """Per duration figure: (key, seconds) rows, one per chat whose measured interval ended in the period."""
-    out = {}
+    out, run = {}, db.session.connection().execute  # Core rows: one per chat, no ORM work
     for name, first in (("time_to_first_offer", _first_events(OFFER_EVENTS, scope)),
                         ("time_to_accept", _first_events(("accepted",), scope)),
                         ("time_to_first_reply", _first_replies(scope))):
-        out[name] = db.session.execute(
+        out[name] = run(
             select(_key(group, first.c.at), seconds_between(first.c.at, Chat.created_at)).select_from(first)
             .join(Chat, Chat.id == first.c.chat_id).where(*scope.chats())).all()
     e = ChatEvent
-    out["handle_time"] = db.session.execute(
+    out["handle_time"] = run(
         select(_key(group, e.at), seconds_between(e.at, Chat.accepted_at)).select_from(e).join(Chat, Chat.id == e.chat_id)
         .where(e.event == "completed", *scope.during(e.at), Chat.accepted_at.is_not(None), *scope.chats())).all()
     return out
@@ -124,9 +124,8 @@ def empty_figures(target: float) -> dict:
             **{name: summary([]) for name in DURATIONS}, "service_level": service_level([], 0, target)}
 
 
-def figures(scope: Scope, group: str = "total") -> dict:
-    """Figures per key of `group` (total: key 0; queue/channel: their ids; bucket: bucket index).
-    Keys with nothing to report are absent: callers fill them with `empty_figures(target)`."""
+def _gather(scope: Scope, group: str):
+    """Counts and per-chat durations by key of `group` (slots already summed into buckets)."""
     rollup = Rollup(scope, group)
     counts = defaultdict(Counter)
     for key, figure, n in _counts(scope, group):
@@ -135,21 +134,37 @@ def figures(scope: Scope, group: str = "total") -> dict:
     for name, rows in _durations(scope, group).items():
         for key, seconds in rows:
             durations[rollup(key)][name].append(round(seconds, 3))
+    return counts, durations
+
+
+def _figures(n: Counter, d: dict, target: float) -> dict:
+    f = empty_figures(target)
+    for figure, value in n.items():
+        if figure.startswith("completed_by_reason."):
+            f["completed_by_reason"][figure.split(".", 1)[1]] = value
+        else:
+            f[figure] = value
+    for name in DURATIONS:
+        f[name] = summary(d.get(name, []))
+    f["accepted"] = len(d.get("time_to_accept", []))
+    f["service_level"] = service_level(d.get("time_to_accept", []), n["abandoned"], target)
+    return f
+
+
+def figures(scope: Scope, group: str = "total", with_total: bool = False):
+    """Figures per key of `group` (total: key 0; queue/channel: their ids; bucket: bucket index).
+    Keys with nothing to report are absent: callers fill them with `empty_figures(target)`.
+    `with_total`: answers (the figures of all keys together, per key) from the same reads."""
+    counts, durations = _gather(scope, group)
     target = settings.get("ServiceLevelSeconds")
-    out = {}
-    for key in counts.keys() | durations.keys():
-        f, n, d = empty_figures(target), counts[key], durations[key]
-        for figure, value in n.items():
-            if figure.startswith("completed_by_reason."):
-                f["completed_by_reason"][figure.split(".", 1)[1]] = value
-            else:
-                f[figure] = value
-        for name in DURATIONS:
-            f[name] = summary(d[name])
-        f["accepted"] = len(d["time_to_accept"])
-        f["service_level"] = service_level(d["time_to_accept"], n["abandoned"], target)
-        out[key] = f
-    return out
+    per_key = {key: _figures(counts[key], durations[key], target) for key in counts.keys() | durations.keys()}
+    if not with_total:
+        return per_key
+    together = defaultdict(list)
+    for d in durations.values():
+        for name, values in d.items():
+            together[name].extend(values)
+    return _figures(sum(counts.values(), Counter()), together, target), per_key
 
 
 # -- now -------------------------------------------------------------------------------------

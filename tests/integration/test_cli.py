@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import CORPUS, DATA, ROOT, Api
-from app.engine.catalogue import operation_names
+from app.catalogue import operation_names
 from app.extensions import db
 from app.models import Queue
 

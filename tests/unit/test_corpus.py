@@ -4,7 +4,7 @@ import pytest
 
 from app.bpmn.errors import BpmnRefused, Problem
 from app.bpmn.loader import load
-from app.engine.catalogue import operation_names
+from app.catalogue import operation_names
 
 from conftest import CORPUS
 

@@ -196,7 +196,7 @@
       const blob = await CF.fetchBlob(`/api/reports/queues?${apiQuery(filters())}&format=csv`);
       const link = el("a", {href: URL.createObjectURL(blob), download: `chatflow-queues-${filters().from}.csv`});
       link.click();
-      URL.revokeObjectURL(link.href);
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);  // once the download has started
     } catch (err) { CF.pageError(err); }
   });
 

@@ -1,10 +1,14 @@
-"""The service-task operations Chatflow ships, assembled in one place."""
+"""The service-task operations Chatflow ships, assembled in one place for the wiring.
+
+The engine runs whatever operations it is given; the chat domain offers its own. This module,
+beside `create_app`, is where the two meet, so the engine imports nothing of the chat domain.
+"""
+from app.chats import actions, lifecycle
 from app.engine.operations import Operations
 
 
 def build_operations(jobs=None) -> Operations:
     """Every operation; `jobs` lets operations queue follow-up work (None: names only)."""
-    from app.chats import actions, lifecycle
     operations = Operations()
 
     @operations.register("echo", "Return the given value unchanged (for trying service tasks).",
