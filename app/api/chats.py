@@ -12,12 +12,10 @@ from app.api.errors import ApiError
 from app.chats import delivery, inbox, queries, service
 from app.chats.messages import message_json
 from app.extensions import db
+from app.models.states import ChatState, MessageKind, MessageStatus, OperatorStatus
 
 bp = Blueprint("chats", __name__, url_prefix="/api")
 bp.before_request(authenticate)
-
-CHAT_STATES = ("bot", "queued", "offered", "in_work", "completed")
-
 
 def engine():
     return current_app.extensions["chatflow.engine"]
@@ -28,7 +26,7 @@ def jobs():
 
 
 class StatusIn(Body):
-    status: Literal["active", "inactive"]
+    status: OperatorStatus
 
 
 class Reply(Body):
@@ -36,7 +34,7 @@ class Reply(Body):
 
 
 class OperatorChats(Page):
-    state: Filter(Literal[CHAT_STATES]) = None
+    state: Filter(ChatState) = None
     queue_id: Filter(int, ge=0, le=MAX_INT) = None
     channel_id: Filter(int, ge=0, le=MAX_INT) = None
     operator_id: Filter(int, ge=0, le=MAX_INT) = None
@@ -57,7 +55,7 @@ class Me(Answer):
     id: int
     login: str
     name: str
-    status: Literal["active", "inactive"]
+    status: OperatorStatus
     queues: list[int]
     chats_in_work: int
     chats_offered: int
@@ -85,7 +83,7 @@ class LastMessage(Answer):
 
 class ChatOut(Answer):
     id: int
-    state: Literal[CHAT_STATES]
+    state: ChatState
     queue_id: int
     queue_name: str = Field(validation_alias=AliasPath("queue", "name"))
     channel_id: int
@@ -134,9 +132,9 @@ class MessageOut(Answer):
     direction: Literal["in", "out"]
     text: str | None
     created_at: Timestamp
-    status: str
+    status: MessageStatus
     error: str | None = Field(None, description="why the last delivery attempt failed")
-    kind: str
+    kind: MessageKind
     payload: dict[str, Any] | None = Field(description="what a kind beyond text carries (a location, a contact)")
     edits: list[Edit] = Field(description="earlier texts, newest last")
     attachments: list[AttachmentOut]
@@ -255,7 +253,7 @@ def send_again(chat_id, message_id):
 def complete(chat_id):
     """Complete a chat: its operator (reason operator) or an admin (reason admin)."""
     chat = visible_chat(chat_id)
-    reason = "operator" if chat.operator_id == g.user.id and chat.state == "in_work" else "admin"
+    reason = "operator" if chat.operator_id == g.user.id and chat.state == ChatState.IN_WORK else "admin"
     if reason == "admin" and not is_admin(g.user):
         raise ApiError(409, "chat_not_in_work", f"chat {chat_id} is not in work by you")
     chat = service.complete(chat_id, g.user, reason, engine(), jobs())

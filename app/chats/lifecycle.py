@@ -13,6 +13,7 @@ from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent
+from app.models.states import ChatState, OperatorStatus
 from app.models.types import utcnow
 
 
@@ -52,12 +53,12 @@ def route_chat(chat_id: int) -> dict:
     """First routing of a new chat: `all` makes it visible, `least_busy` offers it."""
     chat = lock_chat(chat_id)
     result = _timeouts(chat)
-    if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == "least_busy":
         result["offered_to"] = _offer(chat)
     else:
         record(chat, "queued", rule=chat.queue.routing_rule)
         result["offered_to"] = chat.offered_to_id
-        if chat.state == "queued":
+        if chat.state == ChatState.QUEUED:
             live.chat_visible(chat)
     return result
 
@@ -65,7 +66,7 @@ def route_chat(chat_id: int) -> dict:
 def offer_chat(chat_id: int) -> dict:
     """Offer a waiting least_busy chat to the best eligible operator, if there is one."""
     chat = lock_chat(chat_id)
-    if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == "least_busy":
         return {"offered_to": _offer(chat)}
     return {"offered_to": chat.offered_to_id}
 
@@ -73,17 +74,17 @@ def offer_chat(chat_id: int) -> dict:
 def offer_timed_out(chat_id: int) -> dict:
     """The offered operator did not accept in time: they become inactive; offer to the next."""
     chat = lock_chat(chat_id)
-    if chat.state == "offered" and chat.offered_to_id is not None:
+    if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         missed = routing.lock_user(chat.offered_to_id)
-        missed.status = "inactive"
+        missed.status = OperatorStatus.INACTIVE
         missed.chats_offered = max(0, missed.chats_offered - 1)
         record(chat, "offer_timed_out", operator_id=missed.id, offered_at=chat.offered_at.isoformat(),
-               operator_now="inactive")
-        chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+               operator_now=OperatorStatus.INACTIVE)
+        chat.state, chat.offered_to_id, chat.offered_at = ChatState.QUEUED, None, None
         live.chat_withdrawn(chat, missed.id, "accept_timeout")
-        live.status_changed(missed.id, "inactive")
+        live.status_changed(missed.id, OperatorStatus.INACTIVE)
         return {"offered_to": _offer(chat, exclude=missed.id)}
-    if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == "least_busy":
         return {"offered_to": _offer(chat)}
     return {"offered_to": chat.offered_to_id}
 
@@ -91,21 +92,21 @@ def offer_timed_out(chat_id: int) -> dict:
 def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
     """Complete the chat and free its operator's capacity (which may take a waiting chat)."""
     chat = lock_chat(chat_id)
-    if chat.state == "completed":
+    if chat.state == ChatState.COMPLETED:
         return {"completed": False, "reason": chat.completion_reason}
     freed = []
     concerned = [chat.operator_id, chat.offered_to_id]
-    if chat.state == "queued" and chat.queue.routing_rule == "all":
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == "all":
         concerned += live.queue_operators(chat.queue_id)
-    if chat.operator_id is not None and chat.state == "in_work":
+    if chat.operator_id is not None and chat.state == ChatState.IN_WORK:
         operator = routing.lock_user(chat.operator_id)
         operator.chats_in_work = max(0, operator.chats_in_work - 1)
         freed.append(operator.id)
-    if chat.offered_to_id is not None and chat.state == "offered":
+    if chat.offered_to_id is not None and chat.state == ChatState.OFFERED:
         offered = routing.lock_user(chat.offered_to_id)
         offered.chats_offered = max(0, offered.chats_offered - 1)
         freed.append(offered.id)
-    chat.state, chat.completion_reason, chat.completed_at = "completed", reason, utcnow()
+    chat.state, chat.completion_reason, chat.completed_at = ChatState.COMPLETED, reason, utcnow()
     chat.offered_to_id = None
     record(chat, "completed", reason=reason)
     live.chat_completed(chat, concerned)
@@ -121,13 +122,13 @@ def _offer(chat: Chat, exclude: int | None = None) -> int | None:
     for _ in range(3):  # a candidate may fill up between the query and the lock
         candidates = routing.least_busy_candidates(chat.queue_id, limit, exclude)
         if not candidates:
-            chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+            chat.state, chat.offered_to_id, chat.offered_at = ChatState.QUEUED, None, None
             record(chat, "waiting_for_operator", rule="least_busy", reason="no eligible operator")
             return None
         chosen = routing.lock_user(candidates[0].id)
         if routing.has_capacity(chosen, limit):
             chosen.chats_offered += 1
-            chat.state, chat.offered_to_id, chat.offered_at = "offered", chosen.id, utcnow()
+            chat.state, chat.offered_to_id, chat.offered_at = ChatState.OFFERED, chosen.id, utcnow()
             record(chat, "offered", operator_id=chosen.id, rule="least_busy",
                    candidates=[{"operator_id": c.id, "chats_in_work": c.chats_in_work,
                                 "chats_offered": c.chats_offered,
@@ -136,7 +137,7 @@ def _offer(chat: Chat, exclude: int | None = None) -> int | None:
                    why="fewest chats in work, then longest since last accepted")
             live.chat_offered(chat)
             return chosen.id
-    chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+    chat.state, chat.offered_to_id, chat.offered_at = ChatState.QUEUED, None, None
     record(chat, "waiting_for_operator", rule="least_busy",
            reason="each candidate became busy or inactive while being offered the chat")
     return None

@@ -12,6 +12,7 @@ from app.chats import settings
 from app.extensions import db
 from app.models import RoleMember, User
 from app.models.chat import Queue, QueueOperator
+from app.models.states import OperatorStatus
 
 CANDIDATES_RECORDED = 5
 
@@ -47,7 +48,7 @@ def _eligible(*columns):
     compiled statement and its cache key (building them per call cost more than the server).
     """
     ops = operator_ids(bindparam("queue_id"))
-    return select(*columns).where(User.id.in_(select(ops.c[0])), User.status == "active",
+    return select(*columns).where(User.id.in_(select(ops.c[0])), User.status == OperatorStatus.ACTIVE,
                                   User.chats_in_work + User.chats_offered < bindparam("limit"))
 
 
@@ -79,4 +80,4 @@ def lock_user(user_id: int) -> User:
 
 def has_capacity(user: User, limit: int | None = None) -> bool:
     limit = limit or settings.get("SimultaneousChats")
-    return user.status == "active" and user.chats_in_work + user.chats_offered < limit
+    return user.status == OperatorStatus.ACTIVE and user.chats_in_work + user.chats_offered < limit

@@ -4,6 +4,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.states import OperatorStatus
 from app.models.types import UTCDateTime, utcnow
 
 
@@ -19,7 +20,7 @@ class User(db.Model):
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
     # As an operator: active takes chats; the counters are kept under the row lock by the
     # chat service so least-busy routing is one indexed query.
-    status: Mapped[str] = mapped_column(String(10), default="active", server_default="active")
+    status: Mapped[str] = mapped_column(String(10), default=OperatorStatus.ACTIVE, server_default="active")
     chats_in_work: Mapped[int] = mapped_column(default=0, server_default="0")
     chats_offered: Mapped[int] = mapped_column(default=0, server_default="0")
     last_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
