@@ -131,7 +131,7 @@
       : "You are inactive: no chats are offered or shown to you.";
     $("inactive-banner").hidden = active;
     $("tab-all").hidden = !me.is_admin;
-    if (state.tab === "all" && !me.is_admin) state.tab = "mine";
+    if (!TABS[state.tab] || (state.tab === "all" && !me.is_admin)) state.tab = "mine";
   }
 
   async function setStatus(status) {
