@@ -40,6 +40,8 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
             accounts.bootstrap_admin(app.config["BOOTSTRAP_ADMIN_TOKEN"])
             db.session.commit()
     _register_routes(app)
+    from app.api.site_path import SitePathPrefix
+    app.wsgi_app = SitePathPrefix(app.wsgi_app, app)
     return app
 
 

@@ -5,11 +5,11 @@ from flask import Blueprint, current_app, g
 from pydantic import AliasPath, Field
 
 from app.api import uploads
-from app.api.auth import authenticate, is_admin
-from app.api.contract import (MAX_INT, Answer, Body, Filter, JsonObject, Name, Page, Timestamp, contract,
+from app.api.auth import admin, authenticate, is_admin
+from app.api.contract import (MAX_INT, Answer, Body, Filter, Int, JsonObject, Name, Page, Text, Timestamp, contract,
                               row_with)
 from app.api.errors import ApiError
-from app.chats import delivery, inbox, queries, service
+from app.chats import delivery, inbox, presence, queries, service
 from app.chats.messages import message_json
 from app.extensions import db
 from app.models.states import ChatState, MessageKind, MessageStatus, OperatorStatus
@@ -51,11 +51,20 @@ class Chats(OperatorChats):
     view: Filter(Literal["operator"], description="admins: the chats you may see now as an operator") = None
 
 
+class TransferIn(Body):
+    operator_id: Int | None = Field(None, description="another operator of the chat's queue, available now")
+    queue_id: Int | None = Field(None, description="another queue: the chat is routed there by its rule")
+    note: Text(500) | None = Field(None, description="for the colleague and the chat's history")
+
+
 class Me(Answer):
     id: int
     login: str
     name: str
     status: OperatorStatus
+    connected: bool = Field(description="an open /api/events stream or a recent PUT /api/me/presence")
+    presence: Literal["available", "away", "inactive"] = Field(description="only available operators get chats")
+    connected_until: str | None = Field(description="when the last sign of life runs out")
     queues: list[int]
     chats_in_work: int
     chats_offered: int
@@ -82,6 +91,8 @@ class LastMessage(Answer):
 
 
 class ChatOut(Answer):
+    lifecycle_problem: str | None = Field(None, description="why its lifecycle has not started (the sweep "
+                                                            "starts it once the process is deployed)")
     id: int
     state: ChatState
     queue_id: int
@@ -103,6 +114,25 @@ class ListedChat(ChatOut):
     last_message: LastMessage | None
     waiting_since: str | None = Field(description="the client's first message since the last reply")
     unread: int = Field(description="client messages after your read marker")
+
+
+class TransferOperator(Answer):
+    id: int
+    name: str
+    presence: str
+    holds: int = Field(description="chats in work plus chats offered")
+    available: bool
+    reason: str | None = Field(description="why they cannot take it now")
+
+
+class QueueRef(Answer):
+    id: int
+    name: str
+
+
+class TransferTargets(Answer):
+    operators: list[TransferOperator]
+    queues: list[QueueRef]
 
 
 class ChatEventOut(Answer):
@@ -150,7 +180,9 @@ def readable_chat(chat_id: int):
 
 
 def listed(chats) -> list:
-    return [row_with(chat, **summary) for chat, summary in queries.with_summaries(chats, g.user.id)]
+    problems = service.lifecycle_problems(chats)
+    return [row_with(chat, **summary, lifecycle_problem=problems.get(chat.id))
+            for chat, summary in queries.with_summaries(chats, g.user.id)]
 
 
 @bp.get("/me")
@@ -165,6 +197,16 @@ def me():
 def set_status(body: StatusIn):
     """Set yourself active (take chats) or inactive."""
     user = service.set_status(g.user, body.status, jobs())
+    db.session.commit()
+    return queries.profile(user, is_admin(user))
+
+
+@bp.put("/me/presence")
+@contract(answer=Me)
+def heartbeat():
+    """For API clients without an open /api/events stream: call at least every 60 s to count as
+    connected (routing offers chats only to operators who are active and connected)."""
+    user = presence.seen(g.user.id, current_app.config["PRESENCE_HEARTBEAT_SECONDS"], jobs())
     db.session.commit()
     return queries.profile(user, is_admin(user))
 
@@ -204,9 +246,39 @@ def chat_history(chat_id, query: Page):
 @bp.post("/chats/<int:chat_id>/accept")
 @contract(answer=ChatOut)
 def accept(chat_id):
-    """Accept an offered or visible chat; 409 chat_taken, not_offered_to_you or limit_reached."""
+    """Accept an offered or visible chat; 409 chat_taken, not_offered_to_you, operator_inactive or limit_reached."""
     visible_chat(chat_id)
     chat = service.accept(chat_id, g.user, engine())
+    db.session.commit()
+    return chat
+
+
+@bp.post("/chats/<int:chat_id>/transfer")
+@contract(body=TransferIn, answer=ChatOut)
+def transfer(chat_id, body: TransferIn):
+    """Hand a chat in work to another operator of its queue (offered to them) or to another queue
+    (routed by its rule); 409 operator_unavailable, chat_not_in_work, action_not_in_lifecycle."""
+    visible_chat(chat_id)
+    chat = service.transfer(chat_id, g.user, is_admin(g.user), body.model_dump(), engine())
+    db.session.commit()
+    return chat
+
+
+@bp.get("/chats/<int:chat_id>/transfer-targets")
+@contract(answer=TransferTargets)
+def transfer_targets(chat_id):
+    """Whom a chat could be transferred to now: the queue's other operators (with presence and
+    whether they can take it) and the other queues."""
+    return service.transfer_targets(visible_chat(chat_id))
+
+
+@bp.post("/chats/<int:chat_id>/route")
+@admin
+@contract(answer=ChatOut)
+def route_now(chat_id):
+    """Route a chat that opened while its channel was inactive (409 chat_not_unrouted, channel_inactive)."""
+    visible_chat(chat_id)
+    chat = service.route_now(chat_id, jobs())
     db.session.commit()
     return chat
 

@@ -6,7 +6,7 @@ naming it; a chat the user may not see is 403.
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from app.chats import inbox, routing, service, settings
+from app.chats import inbox, presence, routing, service, settings
 from app.engine.errors import Forbidden, NotFound, get_or_404
 from app.extensions import db
 from app.models import User
@@ -22,7 +22,7 @@ def _page(query, limit: int, offset: int) -> list:
 # -- operators ---------------------------------------------------------------------------------
 def profile(user: User, admin: bool) -> dict:
     """An operator as they see themselves: status, queues, load and limit."""
-    return {"id": user.id, "login": user.login, "name": user.name, "status": user.status,
+    return {"id": user.id, "login": user.login, "name": user.name, **presence.describe(user),
             "queues": routing.queues_of(user.id), "chats_in_work": user.chats_in_work,
             "chats_offered": user.chats_offered, "simultaneous_chats_limit": settings.get("SimultaneousChats"),
             "last_accepted_at": user.last_accepted_at, "is_admin": admin}

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 class ChatState(StrEnum):
     BOT = "bot"              # an external bot holds the conversation (Facebook Handover Protocol)
+    UNROUTED = "unrouted"    # opened on an inactive channel: stored, routed once an admin asks
     QUEUED = "queued"        # waiting: shown to the queue's operators (`all`) or about to be offered
     OFFERED = "offered"      # offered to one operator (`least_busy`), who may accept until the timeout
     IN_WORK = "in_work"      # an operator accepted it

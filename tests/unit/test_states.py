@@ -13,7 +13,7 @@ def test_members_are_their_strings():
 
 
 def test_the_values_of_today():
-    assert [s.value for s in ChatState] == ["bot", "queued", "offered", "in_work", "completed"]
+    assert [s.value for s in ChatState] == ["bot", "unrouted", "queued", "offered", "in_work", "completed"]
     assert [s.value for s in InstanceState] == ["running", "waiting", "completed", "error", "cancelled"]
     assert [s.value for s in OperatorStatus] == ["active", "inactive"]
     assert {"pending", "sending", "uncertain", "sent", "failed", "received"} <= {s.value for s in MessageStatus}
