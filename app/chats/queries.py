@@ -13,6 +13,7 @@ from app.models import User
 from app.models.types import utcnow
 from app.models.chat import (Attachment, Case, Channel, Chat, ChatAction, ChatEvent, Contact, Message, Queue,
                              QueueOperator)
+from app.models.states import ChatState
 
 
 def _page(query, limit: int, offset: int) -> list:
@@ -75,7 +76,7 @@ def readable_chat(user: User, admin: bool, chat_id: int) -> Chat:
     chat = db.session.get(Chat, chat_id)
     if chat is not None and not admin and db.session.scalars(
             select(Chat.id).where(Chat.contact_id == chat.contact_id, Chat.operator_id == user.id,
-                                  Chat.state == "in_work").limit(1)).first():
+                                  Chat.state == ChatState.IN_WORK).limit(1)).first():
         return chat
     return visible_chat(user, admin, chat_id)
 
