@@ -90,7 +90,7 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
     app.extensions["chatflow.jobs"] = jobs
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs), Limits.from_config(app.config))
     from app import channels
-    from app.adapters import file_store
+    from app import file_store
     channels.install(app)
     app.extensions["chatflow.files"] = file_store.build(app.config)
     if start_jobs and hasattr(jobs, "start"):
