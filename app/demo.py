@@ -11,9 +11,9 @@ from app import accounts
 from app.chats import actions
 from app.chats import admin as setup
 from app.extensions import db
-from app.api.widget import DEMO_CHANNEL
-from app.models import Channel, ChatAction, Queue, User
-from app.models.chat import WIDGET_DEFAULTS
+from app.channels.web import DEMO_CHANNEL, WIDGET_DEFAULTS
+from app.chats import visitors
+from app.models import ChatAction, Queue, User
 
 DEMO_OPERATORS = (("anna", "Anna (operator)"), ("boris", "Boris (operator)"))
 
@@ -52,7 +52,7 @@ def seed(app, processes_dir: Path) -> list[str]:
     if not db.session.scalars(select(ChatAction).where(ChatAction.queue_id == queue.id)).first():
         actions.create_action({"name": "Create case", "queue_id": queue.id, "process": "CreateCaseFromChat"})
     lines.append("chat action 'Create case' (process CreateCaseFromChat) on the queue")
-    site = db.session.scalars(select(Channel).where(Channel.provider == "web", Channel.name == DEMO_CHANNEL)).first()
+    site = visitors.demo_channel()
     if site is None:
         site = setup.create_channel({"provider": "web", "name": DEMO_CHANNEL, "queue_id": queue.id, "active": True,
                                      "widget": {**WIDGET_DEFAULTS, "title": "Acme Tea Shop",

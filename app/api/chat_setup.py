@@ -9,13 +9,13 @@ from pydantic import AfterValidator, ConfigDict, Field, StrictFloat, model_seria
 from pydantic_core import PydanticCustomError
 
 from app import channels
+from app.channels.web import WIDGET_DEFAULTS, widget_setting
 from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial
 from app.api.errors import ApiError
 from app.chats import admin as setup
 from app.chats import preview, queries, settings
 from app.extensions import db
-from app.models.chat import WIDGET_DEFAULTS, Channel
 
 bp = Blueprint("chat_setup", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -123,12 +123,12 @@ class ChannelOut(Answer):
     @model_validator(mode="before")
     @classmethod
     def _web_settings(cls, channel):
-        if not isinstance(channel, Channel) or channel.provider != "web":
+        if isinstance(channel, dict) or getattr(channel, "provider", None) != "web":
             return channel
         site = (settings.get("SiteUrl") or request.host_url).rstrip("/")
         return {**{name: getattr(channel, name) for name in ("id", "provider", "name", "active", "queue_id",
                                                              "created_at", "widget_key")},
-                **{name: channel.widget_setting(name) for name in WIDGET_DEFAULTS},
+                **{name: widget_setting(channel, name) for name in WIDGET_DEFAULTS},
                 "snippet": f'<script src="{site}/widget/{channel.widget_key}.js" async></script>'}
 
     @model_serializer(mode="wrap")

@@ -7,30 +7,26 @@ refused (403) before anything runs and gets no CORS headers.
 """
 import io
 import json
-import time
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, request, send_file
-from pydantic import AfterValidator, BaseModel, Field
-from typing import Annotated
+from pydantic import AfterValidator, Field
 
 from app.api import rate_limits, uploads
 from app.api.contract import Answer, Body, Text, contract
 from app.api.errors import ApiError
 from app.api.events import _frame
-from app.channels.web import visitor_key
+from app.channels.web import visitor_key, widget_setting
 from app.chats import service, visitors
 from app.extensions import db
-from app.models.chat import Channel
-from sqlalchemy import select
 
 bp = Blueprint("widget", __name__, url_prefix="/widget")
 # `chatflow serve --demo`'s shop page (a page, not part of the API).
 demo = Blueprint("demo", __name__)
 ASSETS = Path(__file__).resolve().parent.parent / "widget"
 SCRIPT = ASSETS / "widget.js"
-DEMO_CHANNEL = "Demo website"
 
 
 def _email(value: str | None) -> str | None:
@@ -82,21 +78,19 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _channel(widget_key: str) -> Channel:
-    channel = db.session.scalars(select(Channel).where(Channel.widget_key == widget_key,
-                                                       Channel.provider == "web")).first() \
-        if len(widget_key) <= 64 else None
+def _channel(widget_key: str):
+    channel = visitors.channel_by_key(widget_key)
     if channel is None:
         raise ApiError(404, "not_found", "no website chat has this widget key")
     return channel
 
 
-def allowed(channel: Channel, origin: str | None) -> bool:
+def allowed(channel, origin: str | None) -> bool:
     """No Origin (not a browser's cross-origin call), our own, or one the channel allows."""
     if not origin:
         return True
     own = _origin(request.host_url)
-    return origin.lower() in {own, *(o.lower() for o in (channel.widget or {}).get("allowed_origins", []))}
+    return origin.lower() in {own, *(o.lower() for o in widget_setting(channel, "allowed_origins"))}
 
 
 @bp.before_request
@@ -134,7 +128,7 @@ def _limit(name: str, key: str, config_key: str) -> None:
         raise error
 
 
-def _visitor(channel: Channel):
+def _visitor(channel):
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "visitor" or not token.strip():
         raise ApiError(401, "unauthorized", "send Authorization: Visitor <token> (console tokens are not accepted)")
@@ -150,9 +144,9 @@ def _visitor(channel: Channel):
 def script(widget_key):
     """The widget script for a page: `<script src=".../widget/{widget_key}.js" async></script>`."""
     channel = _channel(widget_key)
-    widget = channel.widget or {}
-    config = {"key": channel.widget_key, "base": request.host_url.rstrip("/"), "title": widget.get("title") or "",
-              "welcome": widget.get("welcome_text") or "", "askContact": bool(widget.get("ask_contact"))}
+    config = {"key": channel.widget_key, "base": request.host_url.rstrip("/"),
+              "title": widget_setting(channel, "title"), "welcome": widget_setting(channel, "welcome_text"),
+              "askContact": bool(widget_setting(channel, "ask_contact"))}
     body = f"(function(CONFIG){{\n{SCRIPT.read_text()}\n}})({json.dumps(config)});\n"
     return Response(body, mimetype="text/javascript",
                     headers={"Cache-Control": "public, max-age=60", "X-Content-Type-Options": "nosniff"})
@@ -240,8 +234,7 @@ def events(widget_key):
 @demo.get("/demo")
 def demo_page():
     """A pretend shop page with the demo web channel's widget on it."""
-    channel = db.session.scalars(select(Channel).where(Channel.provider == "web", Channel.name == DEMO_CHANNEL)
-                                 .order_by(Channel.id)).first()
+    channel = visitors.demo_channel()
     if channel is None:
         raise ApiError(404, "not_found", "no demo website chat: start with `chatflow serve --demo`")
     page = (ASSETS / "demo.html").read_text().replace("{{SCRIPT}}", f"/widget/{channel.widget_key}.js")

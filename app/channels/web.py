@@ -9,6 +9,18 @@ from flask import current_app
 
 from app.channels.base import ChannelRef, OutboundFile
 
+# A web channel's widget settings and their defaults (its `widget` column holds them).
+WIDGET_DEFAULTS = {"allowed_origins": [], "title": "Chat with us", "welcome_text": "Hi! How can we help?",
+                   "ask_contact": False}
+# The channel `chatflow serve --demo` makes, whose widget /demo shows.
+DEMO_CHANNEL = "Demo website"
+
+
+def widget_setting(channel, name: str):
+    """A web channel's widget setting (allowed_origins, title ...), or its default."""
+    return (channel.widget or {}).get(name, WIDGET_DEFAULTS[name])
+
+
 # The bus is keyed like users' streams; visitors' keys are strings, users' ints.
 VISITOR_KEY = "visitor:{channel_id}:{visitor_id}"
 

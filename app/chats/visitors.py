@@ -8,10 +8,23 @@ import uuid
 from sqlalchemy import select
 
 from app.channels.base import InboundMessage, OutboundFile
+from app.channels.web import DEMO_CHANNEL
 from app.chats import live, messages, service
 from app.extensions import db
 from app.models.auth import User
 from app.models.chat import Attachment, Channel, Chat, Contact, ContactIdentity, Message, VisitorSession
+
+
+def channel_by_key(widget_key: str) -> Channel | None:
+    if len(widget_key) > 64:
+        return None
+    return db.session.scalars(select(Channel).where(Channel.widget_key == widget_key,
+                                                    Channel.provider == "web")).first()
+
+
+def demo_channel() -> Channel | None:
+    return db.session.scalars(select(Channel).where(Channel.provider == "web", Channel.name == DEMO_CHANNEL)
+                              .order_by(Channel.id)).first()
 
 
 def token_hash(token: str) -> str:

@@ -50,15 +50,6 @@ class Channel(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     queue: Mapped[Queue] = relationship()
 
-    def widget_setting(self, name: str):
-        """A web channel's widget setting (allowed_origins, title ...), or its default."""
-        return (self.widget or {}).get(name, WIDGET_DEFAULTS[name])
-
-
-# A web channel's widget settings and their defaults (the `widget` column holds them).
-WIDGET_DEFAULTS = {"allowed_origins": [], "title": "Chat with us", "welcome_text": "Hi! How can we help?",
-                   "ask_contact": False}
-
 
 class Contact(db.Model):
     __tablename__ = "contacts"
