@@ -40,6 +40,8 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
             accounts.bootstrap_admin(app.config["BOOTSTRAP_ADMIN_TOKEN"])
             db.session.commit()
     _register_routes(app)
+    from app.api.site_path import SitePathPrefix
+    app.wsgi_app = SitePathPrefix(app.wsgi_app, app)
     return app
 
 
@@ -88,7 +90,7 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
     app.extensions["chatflow.jobs"] = jobs
     app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs), Limits.from_config(app.config))
     from app import channels
-    from app.adapters import file_store
+    from app import file_store
     channels.install(app)
     app.extensions["chatflow.files"] = file_store.build(app.config)
     if start_jobs and hasattr(jobs, "start"):

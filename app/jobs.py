@@ -13,6 +13,7 @@ from flask import current_app
 from app import job_names, metrics
 from app.engine.tx import after_commit
 from app.extensions import db
+from app.models.states import ChatState
 from app.models.types import utcnow
 from app.outages import is_transient, retrying
 
@@ -75,26 +76,32 @@ def sweep(grace_seconds: float | None = None, between=None) -> dict:
         grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
         cutoff = utcnow() - timedelta(seconds=grace)
         engine = _engine(app)
-        done = {"timers": 0, "chats": 0, "messages": 0, "files": 0}
+        done = {"timers": 0, "chats": 0, "messages": 0, "files": 0, "offers": 0}
         for instance_id in engine.due_instances(cutoff):
             # An instance a worker is advancing right now is left to it, never waited for.
             done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
             between()  # committed: no transaction of ours is open (SQLite has one writer)
         db.session.remove()
-    from app.chats import delivery, files, service
+    from app.chats import delivery, files, presence, service
     with app.app_context():
         # A chat's start, a reply's delivery or a file's fetch is not late as a timer is: its job may
         # only be queued behind others. Taken here when its job looks lost, so the sweep stays short.
         lost = utcnow() - timedelta(seconds=max(grace, LOST_JOB_SECONDS))
         chat_ids, message_ids = service.unstarted_chats(lost), service.overdue_replies(lost)
         attachment_ids = files.overdue(lost)
+        operator_ids = presence.holding_lost_offers()
         # No provider call outlasts its timeout: an attempt older than that will never be answered.
         unanswered = utcnow() - timedelta(seconds=app.config["PROVIDER_TIMEOUT_SECONDS"] + grace)
         done["uncertain"] = sum(_safely(lambda: delivery.mark_uncertain(message_id, unanswered),
                                         "mark uncertain the reply", message_id)
                                 for message_id in delivery.unanswered_attempts(unanswered))
         db.session.remove()
+    for user_id in operator_ids:  # their check job was lost, or their web process died
+        try:
+            done["offers"] += withdraw_offers(user_id)
+        except Exception:
+            log.exception("sweep could not withdraw the offers of user %s", user_id)
     # At most a second of catching up per sweep (a reply takes the provider's time): the next
     # sweep goes on with the rest, and due timers are never kept waiting behind it.
     until = time.monotonic() + CATCH_UP_SECONDS
@@ -132,7 +139,7 @@ def start_chat_lifecycle(chat_id: int) -> None:
     with app.app_context():
         try:
             chat = lifecycle.lock_chat(chat_id)
-            if chat.process_instance_id is None and chat.state == "queued":  # not bot, not completed
+            if chat.process_instance_id is None and chat.state == ChatState.QUEUED:  # not bot, not completed
                 key = chat.queue.lifecycle_process
                 try:
                     instance = _engine(app).start(key, {"ChatId": chat.id, "ContactId": chat.contact_id,
@@ -155,7 +162,7 @@ def drain_operator(user_id: int) -> int:
     Each waiting chat's process is told `operator_available`; its diagram decides to offer.
     Returns how many chats were offered.
     """
-    from app.chats import routing, service
+    from app.chats import lifecycle, routing, service
     from app.models import User
     app = _app()
     offered = 0
@@ -163,13 +170,15 @@ def drain_operator(user_id: int) -> int:
         try:
             for _ in range(100):  # bounded: the operator's capacity ends it far sooner
                 user = db.session.get(User, user_id)
-                chat = service.waiting_chat_for(user_id) if user and routing.has_capacity(user) else None
+                chat = service.waiting_chat_for(user_id) if user and routing.may_take(user) else None
                 if chat is None:
                     break
-                _engine(app).deliver_message(chat.process_instance_id, "operator_available", {}, if_waiting=True)
+                # With the queue's timeouts as they are now: the restarted acceptance timer reads them.
+                _engine(app).deliver_message(chat.process_instance_id, "operator_available",
+                                             {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
                 db.session.commit()
                 db.session.refresh(chat)
-                if chat.state != "offered":
+                if chat.state != ChatState.OFFERED:
                     break
                 offered += 1
         except Exception:
@@ -178,6 +187,51 @@ def drain_operator(user_id: int) -> int:
         finally:
             db.session.remove()
     return offered
+
+
+@_rides_out_outages
+def withdraw_offers(user_id: int) -> int:
+    """Chats offered to an operator who may no longer hold them (inactive, gone past the grace,
+    out of the queue) are withdrawn one by one and offered anew at once; returns how many.
+
+    Each chat's process is told `operator_available`, as when someone becomes eligible: its
+    diagram offers the chat to the next operator and restarts the acceptance timeout.
+    """
+    from sqlalchemy import select
+
+    from app.chats import decisions, lifecycle, presence, routing
+    from app.models import Chat, User
+    app = _app()
+    engine = _engine(app)
+    withdrawn = 0
+    with app.app_context():
+        try:
+            chat_ids = db.session.scalars(select(Chat.id).where(Chat.offered_to_id == user_id,
+                                                                Chat.state == "offered").order_by(Chat.id)).all()
+            for chat_id in chat_ids:
+                chat = lifecycle.lock_chat_and_process(chat_id, engine)
+                user = db.session.get(User, user_id)
+                if chat.state != "offered" or chat.offered_to_id != user_id or user is None:
+                    db.session.rollback()
+                    continue
+                lapsed = decisions.presence_lapsed(user.connected_until, utcnow(), presence.grace_seconds())
+                reason = decisions.offer_lost_because(
+                    routing.view(user, serves_queue=routing.serves(user_id, chat.queue_id)), lapsed)
+                if reason is None:
+                    db.session.rollback()
+                    continue
+                lifecycle.withdraw_offer(chat, reason)
+                if chat.process_instance_id is not None:
+                    engine.deliver_message(chat.process_instance_id, "operator_available",
+                                           {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
+                db.session.commit()
+                withdrawn += 1
+        except Exception:
+            db.session.rollback()
+            raise
+        finally:
+            db.session.remove()
+    return withdrawn
 
 
 @_rides_out_outages

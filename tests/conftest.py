@@ -143,7 +143,9 @@ def make_app(db_url, telegram_server, graph_server):
                           "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
                           "EMBEDDED_SWEEP_SECONDS": 0.2, "TELEGRAM_API_BASE": telegram_server.url,
                           "FACEBOOK_GRAPH_BASE": graph_server.url,
-                          "OUTBOUND_RETRY_DELAYS": [0.2, 0.4], **config})
+                          "OUTBOUND_RETRY_DELAYS": [0.2, 0.4],
+                          # One heartbeat keeps a test's API operators connected for the whole test.
+                          "PRESENCE_HEARTBEAT_SECONDS": 3600, **config})
         apps.append(app)
         return app
 

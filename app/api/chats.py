@@ -5,19 +5,17 @@ from flask import Blueprint, current_app, g
 from pydantic import AliasPath, Field
 
 from app.api import uploads
-from app.api.auth import authenticate, is_admin
-from app.api.contract import (MAX_INT, Answer, Body, Filter, JsonObject, Name, Page, Timestamp, contract,
+from app.api.auth import admin, authenticate, is_admin
+from app.api.contract import (MAX_INT, Answer, Body, Filter, Int, JsonObject, Name, Page, Text, Timestamp, contract,
                               row_with)
 from app.api.errors import ApiError
-from app.chats import delivery, inbox, queries, service
+from app.chats import delivery, inbox, presence, queries, service
 from app.chats.messages import message_json
 from app.extensions import db
+from app.models.states import ChatState, MessageKind, MessageStatus, OperatorStatus
 
 bp = Blueprint("chats", __name__, url_prefix="/api")
 bp.before_request(authenticate)
-
-CHAT_STATES = ("bot", "queued", "offered", "in_work", "completed")
-
 
 def engine():
     return current_app.extensions["chatflow.engine"]
@@ -28,7 +26,7 @@ def jobs():
 
 
 class StatusIn(Body):
-    status: Literal["active", "inactive"]
+    status: OperatorStatus
 
 
 class Reply(Body):
@@ -36,7 +34,7 @@ class Reply(Body):
 
 
 class OperatorChats(Page):
-    state: Filter(Literal[CHAT_STATES]) = None
+    state: Filter(ChatState) = None
     queue_id: Filter(int, ge=0, le=MAX_INT) = None
     channel_id: Filter(int, ge=0, le=MAX_INT) = None
     operator_id: Filter(int, ge=0, le=MAX_INT) = None
@@ -53,11 +51,20 @@ class Chats(OperatorChats):
     view: Filter(Literal["operator"], description="admins: the chats you may see now as an operator") = None
 
 
+class TransferIn(Body):
+    operator_id: Int | None = Field(None, description="another operator of the chat's queue, available now")
+    queue_id: Int | None = Field(None, description="another queue: the chat is routed there by its rule")
+    note: Text(500) | None = Field(None, description="for the colleague and the chat's history")
+
+
 class Me(Answer):
     id: int
     login: str
     name: str
-    status: Literal["active", "inactive"]
+    status: OperatorStatus
+    connected: bool = Field(description="an open /api/events stream or a recent PUT /api/me/presence")
+    presence: Literal["available", "away", "inactive"] = Field(description="only available operators get chats")
+    connected_until: str | None = Field(description="when the last sign of life runs out")
     queues: list[int]
     chats_in_work: int
     chats_offered: int
@@ -84,8 +91,10 @@ class LastMessage(Answer):
 
 
 class ChatOut(Answer):
+    lifecycle_problem: str | None = Field(None, description="why its lifecycle has not started (the sweep "
+                                                            "starts it once the process is deployed)")
     id: int
-    state: Literal[CHAT_STATES]
+    state: ChatState
     queue_id: int
     queue_name: str = Field(validation_alias=AliasPath("queue", "name"))
     channel_id: int
@@ -105,6 +114,25 @@ class ListedChat(ChatOut):
     last_message: LastMessage | None
     waiting_since: str | None = Field(description="the client's first message since the last reply")
     unread: int = Field(description="client messages after your read marker")
+
+
+class TransferOperator(Answer):
+    id: int
+    name: str
+    presence: str
+    holds: int = Field(description="chats in work plus chats offered")
+    available: bool
+    reason: str | None = Field(description="why they cannot take it now")
+
+
+class QueueRef(Answer):
+    id: int
+    name: str
+
+
+class TransferTargets(Answer):
+    operators: list[TransferOperator]
+    queues: list[QueueRef]
 
 
 class ChatEventOut(Answer):
@@ -134,9 +162,9 @@ class MessageOut(Answer):
     direction: Literal["in", "out"]
     text: str | None
     created_at: Timestamp
-    status: str
+    status: MessageStatus
     error: str | None = Field(None, description="why the last delivery attempt failed")
-    kind: str
+    kind: MessageKind
     payload: dict[str, Any] | None = Field(description="what a kind beyond text carries (a location, a contact)")
     edits: list[Edit] = Field(description="earlier texts, newest last")
     attachments: list[AttachmentOut]
@@ -152,7 +180,9 @@ def readable_chat(chat_id: int):
 
 
 def listed(chats) -> list:
-    return [row_with(chat, **summary) for chat, summary in queries.with_summaries(chats, g.user.id)]
+    problems = service.lifecycle_problems(chats)
+    return [row_with(chat, **summary, lifecycle_problem=problems.get(chat.id))
+            for chat, summary in queries.with_summaries(chats, g.user.id)]
 
 
 @bp.get("/me")
@@ -167,6 +197,16 @@ def me():
 def set_status(body: StatusIn):
     """Set yourself active (take chats) or inactive."""
     user = service.set_status(g.user, body.status, jobs())
+    db.session.commit()
+    return queries.profile(user, is_admin(user))
+
+
+@bp.put("/me/presence")
+@contract(answer=Me)
+def heartbeat():
+    """For API clients without an open /api/events stream: call at least every 60 s to count as
+    connected (routing offers chats only to operators who are active and connected)."""
+    user = presence.seen(g.user.id, current_app.config["PRESENCE_HEARTBEAT_SECONDS"], jobs())
     db.session.commit()
     return queries.profile(user, is_admin(user))
 
@@ -206,9 +246,39 @@ def chat_history(chat_id, query: Page):
 @bp.post("/chats/<int:chat_id>/accept")
 @contract(answer=ChatOut)
 def accept(chat_id):
-    """Accept an offered or visible chat; 409 chat_taken, not_offered_to_you or limit_reached."""
+    """Accept an offered or visible chat; 409 chat_taken, not_offered_to_you, operator_inactive or limit_reached."""
     visible_chat(chat_id)
     chat = service.accept(chat_id, g.user, engine())
+    db.session.commit()
+    return chat
+
+
+@bp.post("/chats/<int:chat_id>/transfer")
+@contract(body=TransferIn, answer=ChatOut)
+def transfer(chat_id, body: TransferIn):
+    """Hand a chat in work to another operator of its queue (offered to them) or to another queue
+    (routed by its rule); 409 operator_unavailable, chat_not_in_work, action_not_in_lifecycle."""
+    visible_chat(chat_id)
+    chat = service.transfer(chat_id, g.user, is_admin(g.user), body.model_dump(), engine())
+    db.session.commit()
+    return chat
+
+
+@bp.get("/chats/<int:chat_id>/transfer-targets")
+@contract(answer=TransferTargets)
+def transfer_targets(chat_id):
+    """Whom a chat could be transferred to now: the queue's other operators (with presence and
+    whether they can take it) and the other queues."""
+    return service.transfer_targets(visible_chat(chat_id))
+
+
+@bp.post("/chats/<int:chat_id>/route")
+@admin
+@contract(answer=ChatOut)
+def route_now(chat_id):
+    """Route a chat that opened while its channel was inactive (409 chat_not_unrouted, channel_inactive)."""
+    visible_chat(chat_id)
+    chat = service.route_now(chat_id, jobs())
     db.session.commit()
     return chat
 
@@ -255,7 +325,7 @@ def send_again(chat_id, message_id):
 def complete(chat_id):
     """Complete a chat: its operator (reason operator) or an admin (reason admin)."""
     chat = visible_chat(chat_id)
-    reason = "operator" if chat.operator_id == g.user.id and chat.state == "in_work" else "admin"
+    reason = "operator" if chat.operator_id == g.user.id and chat.state == ChatState.IN_WORK else "admin"
     if reason == "admin" and not is_admin(g.user):
         raise ApiError(409, "chat_not_in_work", f"chat {chat_id} is not in work by you")
     chat = service.complete(chat_id, g.user, reason, engine(), jobs())

@@ -1,13 +1,15 @@
 """Users and roles (admin)."""
-from typing import Annotated
+from datetime import datetime, timezone
+from typing import Annotated, Literal
 
-from flask import Blueprint, g
-from pydantic import BeforeValidator, Field
+from flask import Blueprint, current_app, g
+from pydantic import BeforeValidator, Field, computed_field
 
 from app import accounts
 from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial, row_with
 from app.api.errors import ApiError
+from app.chats import decisions, presence
 from app.extensions import db
 
 bp = Blueprint("users", __name__, url_prefix="/api")
@@ -28,7 +30,24 @@ class UserChange(partial(UserIn)):
     active: Bool | None = Field(None, description="false: the user's tokens open nothing until reactivated")
 
 
-class UserOut(Answer):
+class Presence(Answer):
+    """An operator's status (theirs to set) and whether they are connected (an open console or
+    a recent heartbeat); only `available` operators get chats."""
+    status: Literal["active", "inactive"]
+    connected_until: Timestamp | None = Field(description="when their last sign of life runs out")
+
+    @computed_field
+    @property
+    def connected(self) -> bool:
+        return decisions.is_connected(self.connected_until, datetime.now(timezone.utc))
+
+    @computed_field(description="available (gets chats), away (active, not connected) or inactive")
+    @property
+    def presence(self) -> str:
+        return decisions.presence(self.status, self.connected)
+
+
+class UserOut(Presence):
     id: int
     login: str
     name: str
@@ -95,6 +114,7 @@ def update_user(user_id, body: UserChange):
     if body.active is False and user_id == g.user.id:
         raise ApiError(409, "cannot_deactivate_self", "you cannot deactivate your own user", {"field": "active"})
     user = accounts.update_user(accounts.user(user_id), body.model_dump(exclude_unset=True))
+    presence.recheck_offers([user.id], current_app.extensions["chatflow.jobs"])  # a role left: its queues too
     db.session.commit()
     return user
 
