@@ -1,5 +1,6 @@
 """The website chat widget in a real browser: a visitor on a shop page of another origin (a second
-local server) talks with an operator working the chat in the operator panel, both live; a reload
+local server) talks with an operator working the chat in the operator panel, both live, and sends
+a file the operator opens; a reload
 keeps the conversation; a page of an origin the channel does not allow cannot start a session.
 On the embedded default; with REDIS_URL set, jobs run in a worker process and its events reach
 both pages through Redis."""
@@ -9,6 +10,7 @@ from playwright.sync_api import expect
 from chat_helpers import configure, make_operator, make_queue, ok
 from conftest import ROOT, shot
 
+PDF = b"%PDF-1.4 a receipt"
 SHOP_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title>
 <style>button {{ color: red; font-size: 40px }}</style></head>
@@ -76,10 +78,21 @@ def test_a_visitor_and_an_operator_talk_live(app, api, serve, console):
     expect(log.locator(".msg.out")).to_have_text(["Yes, plenty. Anna here."])   # live, no reload
     shot(visitor, "widget-conversation-360")
 
+    # The visitor sends a file; the operator opens it from the conversation.
+    dialog.locator("input[type=file]").set_input_files(
+        {"name": "receipt.pdf", "mimeType": "application/pdf", "buffer": PDF})
+    dialog.get_by_role("button", name="Send").click()
+    expect(log.locator(".msg.in .file")).to_have_text(["📄 receipt.pdf"])
+    document = panel.get_by_role("log", name="Messages").locator("li.msg.in a.msg-document")
+    expect(document).to_contain_text("receipt.pdf")
+    with panel.expect_download() as download:
+        document.click()
+    assert open(download.value.path(), "rb").read() == PDF
+
     visitor.reload()                          # the token in localStorage keeps the conversation
     widget.get_by_role("button", name="Open chat").click()
     expect(log.locator(".msg")).to_have_text(["Hello! Ask us anything.", "Hi, is <b>Sencha</b> in stock?",
-                                              "Yes, plenty. Anna here."])
+                                              "Yes, plenty. Anna here.", "📄 receipt.pdf"])
 
     panel.get_by_role("button", name="Complete chat").click()
     expect(panel.locator("#chat-ended")).to_have_text("You completed this chat.")
