@@ -25,9 +25,8 @@ class LocalCounters:
     def hit(self, key: str, now: float, window: int = WINDOW_SECONDS) -> int:
         slot = int(now // window)
         with self._lock:
-            # Forget past windows so the dict holds only the current one.
-            self._counts = {k: v for k, v in self._counts.items() if k[1] == slot} \
-                if len(self._counts) > 10_000 else self._counts
+            if len(self._counts) > 10_000:   # past windows count for nothing: forget them
+                self._counts = {k: v for k, v in self._counts.items() if k[1] == slot}
             self._counts[(key, slot)] = self._counts.get((key, slot), 0) + 1
             return self._counts[(key, slot)]
 

@@ -119,7 +119,10 @@ def _cors(response):
 
 
 def _limit(name: str, key: str, config_key: str) -> None:
-    counters = current_app.extensions.setdefault("chatflow.rate_limits", rate_limits.build(current_app.config))
+    extensions = current_app.extensions
+    if "chatflow.rate_limits" not in extensions:   # one set of counters (one Redis client) per app
+        extensions["chatflow.rate_limits"] = rate_limits.build(current_app.config)
+    counters = extensions["chatflow.rate_limits"]
     retry_after = rate_limits.check(counters, f"{name}:{key}", current_app.config[config_key])
     if retry_after is not None:
         error = ApiError(429, "too_many_requests", f"too many requests ({name.replace('_', ' ')}); "
