@@ -8,21 +8,13 @@ describe a file (attachments) are in the database and name it by its key.
 import os
 import secrets
 from pathlib import Path
-from typing import Protocol
 
 from app.extensions import db
 from app.models.chat import StoredFile
+from app.ports import FileStore
 
 
-class FileStore(Protocol):
-    def put(self, content: bytes, name: str, content_type: str) -> str:
-        """Keep the bytes; the key to read them back (part of the caller's transaction)."""
-
-    def get(self, key: str) -> bytes | None:
-        """The bytes under `key`, or None when they are gone."""
-
-
-class DatabaseStore:
+class DatabaseStore(FileStore):
     def put(self, content, name, content_type):
         row = StoredFile(filename=name[:300], content_type=content_type[:100], content=content)
         db.session.add(row)
@@ -34,7 +26,7 @@ class DatabaseStore:
         return row.content if row is not None else None
 
 
-class FolderStore:
+class FolderStore(FileStore):
     def __init__(self, folder: str):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Admin: queues and their operators, channels, settings."""
 from typing import Annotated, Any, Literal
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from pydantic import AfterValidator, ConfigDict, Field, StrictFloat, model_serializer
 
 from pydantic_core import PydanticCustomError
@@ -13,6 +13,7 @@ from app.api.errors import ApiError
 from app.chats import admin as setup
 from app.chats import queries, settings
 from app.extensions import db
+from app.services import services
 
 bp = Blueprint("chat_setup", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -33,7 +34,7 @@ Minutes = Annotated[StrictFloat, AfterValidator(_minutes),
 
 
 def jobs():
-    return current_app.extensions["chatflow.jobs"]
+    return services().jobs
 
 
 class QueueIn(Body):

@@ -11,6 +11,7 @@ from app.chats import delivery, inbox, routing, service, settings
 from app.chats.live import message_json
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent, Message
+from app.services import services
 
 bp = Blueprint("chats", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -21,11 +22,11 @@ CHAT_STATES = ("bot", "queued", "offered", "in_work", "completed")
 
 
 def engine():
-    return current_app.extensions["chatflow.engine"]
+    return services().engine
 
 
 def jobs():
-    return current_app.extensions["chatflow.jobs"]
+    return services().jobs
 
 
 def chat_json(c: Chat) -> dict:

@@ -8,6 +8,7 @@ from app import accounts
 from app.api.auth import answers, authenticate, bearer_token
 from app.api.errors import ApiError
 from app.extensions import db
+from app.services import services
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -20,7 +21,7 @@ def events():
     user_id, status, token = g.user.id, g.user.status, bearer_token()
     app = current_app._get_current_object()
     try:
-        subscription = app.extensions["chatflow.events"].subscribe(user_id)
+        subscription = services(app).events.subscribe(user_id)
     except (RedisError, TimeoutError):  # the console retries with backoff and reloads on `ready`
         raise ApiError(503, "service_unavailable", "live events are unavailable (Redis); try again shortly")
     keepalive = app.config["EVENTS_KEEPALIVE_SECONDS"]

@@ -5,7 +5,7 @@ They store what arrived and answer at once; lifecycle work runs in jobs.
 import hmac
 import logging
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -17,6 +17,7 @@ from app.channels.facebook import signature_valid
 from app.chats import inbound, settings
 from app.extensions import db
 from app.models.chat import Channel
+from app.services import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -40,7 +41,7 @@ def telegram_update(channel_id):
     if skipped:
         log.info("telegram channel %s: update %s skipped: %s", channel_id, update.get("update_id"), skipped[0])
         return {"ok": True, "skipped": skipped[0]}
-    jobs, engine = current_app.extensions["chatflow.jobs"], current_app.extensions["chatflow.engine"]
+    jobs, engine = services().jobs, services().engine
     changed = _store_once(lambda: [inbound.handle(db.session.get(Channel, channel_id), event, jobs, engine)
                                    for event in events])
     return {"ok": True, "duplicate": not any(changed)}
@@ -91,7 +92,7 @@ def facebook_events():
         raise ApiError(400, "malformed_event", str(e)) from None
     for reason in skipped:
         log.info("facebook event skipped: %s", reason)
-    jobs, engine = current_app.extensions["chatflow.jobs"], current_app.extensions["chatflow.engine"]
+    jobs, engine = services().jobs, services().engine
     stored = _store_once(lambda: [_handle(event, jobs, engine) for event in events])
     return {"ok": True, "events": len(events), "stored": sum(1 for s in stored if s), "skipped": len(skipped)}
 

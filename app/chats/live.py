@@ -3,7 +3,6 @@
 Each call names the users a chat change concerns; the event goes out only once the
 transaction commits, so nobody hears of a change that was rolled back.
 """
-from flask import current_app
 from sqlalchemy import select
 
 from app.chats import routing
@@ -11,6 +10,7 @@ from app.chats.messages import message_json
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Chat, Message
+from app.services import services
 
 
 # Not a user (ids start at 1): every change is told here too, for the Reports page's live figures.
@@ -18,9 +18,9 @@ SUPERVISORS = 0
 
 
 def tell(user_ids, event: str, **data) -> None:
-    bus = current_app.extensions.get("chatflow.events")
+    bus = services().events
     recipients = sorted({user_id for user_id in user_ids if user_id is not None} | {SUPERVISORS})
-    if bus is not None and recipients:
+    if recipients:
         after_commit(db.session, bus.publish, recipients, {"type": event, **data})
 
 

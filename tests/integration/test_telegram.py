@@ -10,6 +10,7 @@ from app.channels.base import InboundEdit, InboundMessage, UnsupportedUpdate
 from app.channels.telegram import parse_update
 from app.extensions import db
 from app.models.chat import Channel, Chat, Contact, Message
+from app.services import services
 from chat_helpers import count, error, pending_jobs, rows, set_at, settled
 from conftest import ROOT, Api, wait_for
 from fakes.telegram import update
@@ -235,7 +236,7 @@ def test_set_webhook_down_is_a_conflict_not_a_refused_token(api, telegram, monke
     from app.channels.base import ProviderError
     site(api)
     q = queue(api)
-    client = api.app.extensions["chatflow.channels"]["telegram"].client
+    client = services(api.app).channels["telegram"].client
 
     def down(*args, **kwargs):
         raise ProviderError("Telegram setWebhook: 502 Bad Gateway", retryable=True)
