@@ -9,7 +9,7 @@ from functools import partial
 from flask import Flask
 from sqlalchemy import event
 
-from app import config, logs
+from app import config, logs, outages
 from app.extensions import db
 
 
@@ -27,7 +27,7 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
     logs.configure(app.config.get("LOG_LEVEL", "INFO"), app.config.get("LOG_FORMAT", "text"))
     db.init_app(app)
     from app.engine import tx
-    tx.install()
+    tx.install(failed=outages.report)
     with app.app_context():
         _tune_database(app)
         if app.config.get("AUTO_MIGRATE", db.engine.dialect.name == "sqlite"):
@@ -40,6 +40,8 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
             accounts.bootstrap_admin(app.config["BOOTSTRAP_ADMIN_TOKEN"])
             db.session.commit()
     _register_routes(app)
+    from app.api.site_path import SitePathPrefix
+    app.wsgi_app = SitePathPrefix(app.wsgi_app, app)
     return app
 
 
@@ -79,7 +81,6 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         events = RedisEvents(app.config["REDIS_URL"])
     else:
         from app.adapters.inprocess import InProcessJobQueue
-        from app import outages
         jobs = InProcessJobQueue(app, sweep=partial(sweep, 0),
                                  sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0), observer=JobObserver(),
                                  failed=outages.report, succeeded=outages.all_up)

@@ -4,7 +4,7 @@ import secrets
 
 from sqlalchemy import delete, select
 
-from app.engine.errors import Conflict, Invalid
+from app.engine.errors import Conflict, Invalid, get_or_404
 from app.extensions import db
 from app.models import ApiToken, Role, User
 
@@ -109,9 +109,38 @@ def update_role(role: Role, changes: dict) -> Role:
     return role
 
 
-def add_member(role: Role, user: User) -> None:
+def add_member(role: Role, user_id: int) -> None:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise Invalid("user_id: no such user", details={"field": "user_id"})
     if user not in role.members:
         role.members.append(user)
+
+
+def remove_member(role: Role, user_id: int) -> None:
+    role.members = [u for u in role.members if u.id != user_id]
+
+
+def delete_role(role: Role) -> None:
+    """Its members keep their own permissions; queues it served lose it."""
+    db.session.delete(role)
+
+
+# -- reads -------------------------------------------------------------------------------------
+def users(limit: int, offset: int) -> list[User]:
+    return db.session.scalars(select(User).order_by(User.id).limit(limit).offset(offset)).all()
+
+
+def user(user_id: int) -> User:
+    return get_or_404(User, user_id)
+
+
+def roles(limit: int, offset: int) -> list[Role]:
+    return db.session.scalars(select(Role).order_by(Role.id).limit(limit).offset(offset)).all()
+
+
+def role(role_id: int) -> Role:
+    return get_or_404(Role, role_id)
 
 
 def bootstrap_admin(token: str) -> None:

@@ -63,4 +63,6 @@ def from_env(env=os.environ) -> dict:
         "LOG_FORMAT": env.get("CHATFLOW_LOG_FORMAT", "text"),
         # Seconds between keep-alive comments on an idle /api/events stream.
         "EVENTS_KEEPALIVE_SECONDS": float(env.get("CHATFLOW_EVENTS_KEEPALIVE_SECONDS", 15)),
+        # How long one `PUT /api/me/presence` keeps an API client connected.
+        "PRESENCE_HEARTBEAT_SECONDS": float(env.get("CHATFLOW_PRESENCE_HEARTBEAT_SECONDS", 60)),
     }

@@ -47,6 +47,7 @@ def seed(app, processes_dir: Path) -> list[str]:
         if login not in {u.login for u in _operators(queue)}:
             setup.add_operator(queue, user.id, None, jobs)
         lines.append(f"operator {login} token: {token}")
+    lines.append("operators start inactive: each signs in to the console and sets themselves active")
     if not db.session.scalars(select(ChatAction).where(ChatAction.queue_id == queue.id)).first():
         actions.create_action({"name": "Create case", "queue_id": queue.id, "process": "CreateCaseFromChat"})
     lines.append("chat action 'Create case' (process CreateCaseFromChat) on the queue")

@@ -30,8 +30,9 @@ def beat(app, name: str) -> dict:
     """Write one beat to Redis and to the database; each may fail alone (it is logged once)."""
     jobs, seconds = services(app).jobs, ttl(app)
     written = {}
-    for outage, write in ((REDIS, lambda: jobs.beat(name, seconds)),
-                          (DATABASE, lambda: _beat_row(app, name, seconds))):
+    # The database first: once the beat shows in Redis, this worker is not writing its row any more.
+    for outage, write in ((DATABASE, lambda: _beat_row(app, name, seconds)),
+                          (REDIS, lambda: jobs.beat(name, seconds))):
         try:
             write()
             outage.up()

@@ -6,6 +6,7 @@ them): a unit test checks that each names a function there.
 FIRE_TIMERS = "app.jobs.fire_timers"
 START_CHAT = "app.jobs.start_chat_lifecycle"
 DRAIN_OPERATOR = "app.jobs.drain_operator"
+WITHDRAW_OFFERS = "app.jobs.withdraw_offers"
 DELIVER_MESSAGE = "app.jobs.deliver_message"
 FETCH_ATTACHMENT = "app.jobs.fetch_attachment"
 ACKNOWLEDGE = "app.jobs.acknowledge"

@@ -4,6 +4,7 @@ Each runs inside the app context its runner enters (`chatflow worker` around eve
 embedded thread likewise) and commits at its own edge.
 """
 import logging
+import time
 from datetime import timedelta
 from functools import partial, wraps
 
@@ -17,6 +18,8 @@ from app.outages import is_transient, retrying
 from app.services import services
 
 log = logging.getLogger(__name__)
+LOST_JOB_SECONDS = 10  # a chat not started or a reply not tried for this long: its job was lost
+CATCH_UP_SECONDS = 1.0
 
 
 def _app():
@@ -60,42 +63,56 @@ def _fire_timers(engine, instance_id: int, **kw) -> bool:
     return fired
 
 
-def sweep(grace_seconds: float | None = None) -> dict:
+def sweep(grace_seconds: float | None = None, between=None) -> dict:
     """Catch up on work whose job was lost (Redis restarted empty) or is late.
 
     The database is the truth: timers overdue, chats whose lifecycle never started, replies
     still pending past their next attempt and attempts nobody answered are all handled here.
+    `between()` is called between items (a worker beats there while a long sweep runs).
     """
+    between = between or (lambda: None)
     app = _app()
     with app.app_context():
         grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
         cutoff = utcnow() - timedelta(seconds=grace)
         engine = _engine(app)
-        done = {"timers": 0, "chats": 0, "messages": 0, "files": 0}
+        done = {"timers": 0, "chats": 0, "messages": 0, "files": 0, "offers": 0}
         for instance_id in engine.due_instances(cutoff):
             # An instance a worker is advancing right now is left to it, never waited for.
             done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
                                       "fire timers of instance", instance_id)
+            between()  # committed: no transaction of ours is open (SQLite has one writer)
         db.session.remove()
-    from app.chats import delivery, files, service
+    from app.chats import delivery, files, presence, service
     with app.app_context():
-        chat_ids, message_ids = service.unstarted_chats(cutoff), service.overdue_replies(cutoff)
-        attachment_ids = files.overdue(cutoff)
+        # A chat's start, a reply's delivery or a file's fetch is not late as a timer is: its job may
+        # only be queued behind others. Taken here when its job looks lost, so the sweep stays short.
+        lost = utcnow() - timedelta(seconds=max(grace, LOST_JOB_SECONDS))
+        chat_ids, message_ids = service.unstarted_chats(lost), service.overdue_replies(lost)
+        attachment_ids = files.overdue(lost)
+        operator_ids = presence.holding_lost_offers()
         # No provider call outlasts its timeout: an attempt older than that will never be answered.
         unanswered = utcnow() - timedelta(seconds=app.config["PROVIDER_TIMEOUT_SECONDS"] + grace)
         done["uncertain"] = sum(_safely(lambda: delivery.mark_uncertain(message_id, unanswered),
                                         "mark uncertain the reply", message_id)
                                 for message_id in delivery.unanswered_attempts(unanswered))
         db.session.remove()
-    for chat_id in chat_ids:
-        start_chat_lifecycle(chat_id)
-        done["chats"] += 1
-    for message_id in message_ids:
-        deliver_message(message_id)
-        done["messages"] += 1
-    for attachment_id in attachment_ids:
-        fetch_attachment(attachment_id)
-        done["files"] += 1
+    for user_id in operator_ids:  # their check job was lost, or their web process died
+        try:
+            done["offers"] += withdraw_offers(user_id)
+        except Exception:
+            log.exception("sweep could not withdraw the offers of user %s", user_id)
+    # At most a second of catching up per sweep (a reply takes the provider's time): the next
+    # sweep goes on with the rest, and due timers are never kept waiting behind it.
+    until = time.monotonic() + CATCH_UP_SECONDS
+    for kind, job, ids in (("chats", start_chat_lifecycle, chat_ids), ("messages", deliver_message, message_ids),
+                           ("files", fetch_attachment, attachment_ids)):
+        for ident in ids:
+            if time.monotonic() > until:
+                return done
+            between()
+            job(ident)
+            done[kind] += 1
     return done
 
 
@@ -145,7 +162,7 @@ def drain_operator(user_id: int) -> int:
     Each waiting chat's process is told `operator_available`; its diagram decides to offer.
     Returns how many chats were offered.
     """
-    from app.chats import routing, service
+    from app.chats import lifecycle, routing, service
     from app.models import User
     app = _app()
     offered = 0
@@ -153,10 +170,12 @@ def drain_operator(user_id: int) -> int:
         try:
             for _ in range(100):  # bounded: the operator's capacity ends it far sooner
                 user = db.session.get(User, user_id)
-                chat = service.waiting_chat_for(user_id) if user and routing.has_capacity(user) else None
+                chat = service.waiting_chat_for(user_id) if user and routing.may_take(user) else None
                 if chat is None:
                     break
-                _engine(app).deliver_message(chat.process_instance_id, "operator_available", {}, if_waiting=True)
+                # With the queue's timeouts as they are now: the restarted acceptance timer reads them.
+                _engine(app).deliver_message(chat.process_instance_id, "operator_available",
+                                             {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
                 db.session.commit()
                 db.session.refresh(chat)
                 if chat.state != "offered":
@@ -168,6 +187,51 @@ def drain_operator(user_id: int) -> int:
         finally:
             db.session.remove()
     return offered
+
+
+@_rides_out_outages
+def withdraw_offers(user_id: int) -> int:
+    """Chats offered to an operator who may no longer hold them (inactive, gone past the grace,
+    out of the queue) are withdrawn one by one and offered anew at once; returns how many.
+
+    Each chat's process is told `operator_available`, as when someone becomes eligible: its
+    diagram offers the chat to the next operator and restarts the acceptance timeout.
+    """
+    from sqlalchemy import select
+
+    from app.chats import decisions, lifecycle, presence, routing
+    from app.models import Chat, User
+    app = _app()
+    engine = _engine(app)
+    withdrawn = 0
+    with app.app_context():
+        try:
+            chat_ids = db.session.scalars(select(Chat.id).where(Chat.offered_to_id == user_id,
+                                                                Chat.state == "offered").order_by(Chat.id)).all()
+            for chat_id in chat_ids:
+                chat = lifecycle.lock_chat_and_process(chat_id, engine)
+                user = db.session.get(User, user_id)
+                if chat.state != "offered" or chat.offered_to_id != user_id or user is None:
+                    db.session.rollback()
+                    continue
+                lapsed = decisions.presence_lapsed(user.connected_until, utcnow(), presence.grace_seconds())
+                reason = decisions.offer_lost_because(
+                    routing.view(user, serves_queue=routing.serves(user_id, chat.queue_id)), lapsed)
+                if reason is None:
+                    db.session.rollback()
+                    continue
+                lifecycle.withdraw_offer(chat, reason)
+                if chat.process_instance_id is not None:
+                    engine.deliver_message(chat.process_instance_id, "operator_available",
+                                           {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
+                db.session.commit()
+                withdrawn += 1
+        except Exception:
+            db.session.rollback()
+            raise
+        finally:
+            db.session.remove()
+    return withdrawn
 
 
 @_rides_out_outages
@@ -237,6 +301,7 @@ def _sender(app, message):
     return partial(adapter.send, ChannelRef.of(channel), chat.address, message.text, file, str(message.id))
 
 
+@_rides_out_outages
 def fetch_attachment(attachment_id: int) -> str:
     """Fetch a client's file from its provider into the file store (app.chats.files says how
     attempts end); no transaction is open during the download."""

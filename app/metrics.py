@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import event, func, select
 
 from app import logs
+from app.api.contract import contract
 from app.services import services
 
 disable_created_metrics()  # no *_created series: Prometheus has no use for them here
@@ -151,6 +152,7 @@ def networks(spec: str) -> list:
     return [ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()]
 
 
+@contract(media_type="text/plain")
 def metrics_view():
     """Prometheus metrics of every process (a token or an allowed network; README, "Metrics")."""
     config = current_app.config

@@ -37,7 +37,7 @@ class Outage:
         with self._lock:
             if self.since is None:
                 self.since = time.monotonic()
-                log.warning("%s unreachable (%s: %s); retrying with backoff until it is back", self.what,
+                log.warning("%s is unreachable (%s: %s); retrying with backoff until it is back", self.what,
                             type(error).__name__, (str(error).strip().splitlines() or [""])[0][:200])
 
     def up(self) -> None:

@@ -11,6 +11,7 @@ keeps timers on time when a worker dies: RQ's scheduler lock outlives its holder
 import logging
 import signal
 import threading
+import time
 
 import redis
 from rq import SimpleWorker
@@ -69,18 +70,29 @@ def _count_failure(job, *_exc_info):
 
 
 def sweep_loop(app, name: str, stopped: threading.Event) -> None:
-    """Beat, then sweep; again every TIMER_SWEEP_SECONDS until the worker stops."""
+    """Beat, wait TIMER_SWEEP_SECONDS, sweep; again until the worker stops. A long sweep beats
+    between its items, so a busy worker is never taken for a dead one."""
+    interval, last_beat = app.config["TIMER_SWEEP_SECONDS"], 0.0
+
+    def beat_when_due():
+        nonlocal last_beat
+        if time.monotonic() - last_beat >= interval:
+            heartbeats.beat(app, name)
+            last_beat = time.monotonic()
+
     while not STOPPING.is_set():
         try:
-            heartbeats.beat(app, name)
+            beat_when_due()
+            if STOPPING.wait(interval):
+                break
             with app.app_context():
-                jobs.sweep()
+                jobs.sweep(between=beat_when_due)
         except Exception as e:
             if not is_transient(e):
                 log.exception("sweep failed")
             else:
                 outage_of(e).down(e)
-        STOPPING.wait(app.config["TIMER_SWEEP_SECONDS"])
+                STOPPING.wait(interval)
     stopped.set()
 
 
@@ -93,18 +105,19 @@ def run(app) -> None:
     threading.Thread(target=sweep_loop, args=(app, name, swept), name="sweep", daemon=True).start()
     attempt = 0
     while not STOPPING.is_set():
-        # Maintenance (when RQ tries again to take the scheduler lock; 10 min by default) every 15 s;
-        # an idle dequeue lasts worker_ttl - 15 s, so it comes round that often.
-        worker = ChatflowWorker([queue], connection=queue.connection, worker_ttl=30, maintenance_interval=15,
-                                exception_handlers=[_count_failure])
-        worker.app = app
+        worker = None
         try:
+            # Maintenance (when RQ tries again to take the scheduler lock; 10 min by default) every
+            # 15 s; an idle dequeue lasts worker_ttl - 15 s, so it comes round that often.
+            worker = ChatflowWorker([queue], connection=queue.connection, worker_ttl=30, maintenance_interval=15,
+                                    exception_handlers=[_count_failure])
+            worker.app = app
             worker.work(with_scheduler=True)
-        except Exception as e:  # only its teardown raises out of work(): Redis is away
+        except Exception as e:  # creating a worker talks to Redis, and work()'s teardown may raise
             if not is_transient(e):
                 raise
             outage_of(e).down(e)
-        if STOPPING.is_set() or worker._stop_requested:
+        if STOPPING.is_set() or (worker is not None and worker._stop_requested):
             break
         # RQ's loop quit on a lost connection: wait for Redis, then start it again.
         signal.signal(signal.SIGTERM, lambda *_: STOPPING.set())

@@ -213,6 +213,9 @@ class Operator:
     def me(self) -> dict:
         return ok(self.api.get("/api/me"))
 
+    def heartbeat(self) -> dict:
+        return ok(self.api.put("/api/me/presence"))
+
     def set_status(self, status: str) -> dict:
         return ok(self.api.put("/api/me/status", {"status": status}))
 
@@ -232,12 +235,22 @@ class Operator:
         return self.api.post(f"/api/chats/{chat_id}/complete")
 
 
-def make_operator(api: Api, login: str, *queue_ids: int, status="active") -> Operator:
+def at_work(user_api: Api) -> None:
+    """A new user (inactive, not connected) sets themselves to work as an API client does."""
+    ok(user_api.put("/api/me/presence"))
+    ok(user_api.put("/api/me/status", {"status": "active"}))
+
+
+def make_operator(api: Api, login: str, *queue_ids: int, status="active", connected=True) -> Operator:
+    """A user serving the queues; new users start inactive, so by default they set themselves
+    active and send a presence heartbeat, as an API client at work does."""
     user = ok(api.post("/api/users", {"login": login, "name": login.title()}), 201)
     for queue_id in queue_ids:
         ok(api.post(f"/api/queues/{queue_id}/operators", {"user_id": user["id"]}), 201)
     operator = Operator(user["id"], login, user["token"], api.as_user(user["token"]))
-    if status != "active":
+    if connected:
+        operator.heartbeat()
+    if status != "inactive":
         operator.set_status(status)
     return operator
 

@@ -108,6 +108,7 @@ def telegram(telegram_server):
     if fake.held is not None:
         fake.held.set()  # a previous test's held answers go out
     fake.calls.clear()
+    fake.delivered.clear()
     fake.files.clear()
     fake.fail_sends, fake.fail_downloads, fake.down, fake.held = 0, 0, False, None
     return fake
@@ -143,7 +144,9 @@ def make_app(db_url, telegram_server, graph_server):
                           "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
                           "EMBEDDED_SWEEP_SECONDS": 0.2, "TELEGRAM_API_BASE": telegram_server.url,
                           "FACEBOOK_GRAPH_BASE": graph_server.url,
-                          "OUTBOUND_RETRY_DELAYS": [0.2, 0.4], **config})
+                          "OUTBOUND_RETRY_DELAYS": [0.2, 0.4],
+                          # One heartbeat keeps a test's API operators connected for the whole test.
+                          "PRESENCE_HEARTBEAT_SECONDS": 3600, **config})
         apps.append(app)
         return app
 

@@ -11,7 +11,7 @@ from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial
 from app.api.errors import ApiError
 from app.chats import admin as setup
-from app.chats import queries, settings
+from app.chats import preview, queries, settings
 from app.extensions import db
 from app.services import services
 
@@ -124,11 +124,44 @@ class SettingIn(Body):
         description="checked by the setting's type; null restores the default")
 
 
+class WebhookResult(Answer):
+    channel_id: int
+    ok: bool
+    error: str | None = None
+
+
 class SettingOut(Answer):
     code: str
     value: Any = Field(description="secrets masked")
     default: Any
     description: str
+    webhooks: list[WebhookResult] | None = Field(None, description="SiteUrl: each active channel's webhook "
+                                                                   "registered anew, or why not")
+
+
+class PreviewOperator(Answer):
+    id: int
+    login: str
+    name: str
+    status: str
+    connected: bool
+    presence: str = Field(description="available, away (active, not connected) or inactive")
+    chats_in_work: int
+    chats_offered: int
+    holds: int = Field(description="chats in work plus chats offered: what least_busy counts")
+    limit: int = Field(description="SimultaneousChats")
+    last_accepted_at: Timestamp | None
+    eligible: bool
+    reason: str = Field(description="why they would be chosen, where they rank, or why they are left out")
+
+
+class RoutingPreview(Answer):
+    queue_id: int
+    rule: str
+    chosen: int | None = Field(description="least_busy: who a new chat would be offered to now")
+    eligible: list[int] = Field(description="who would see (all) or be offered (least_busy, best first) a new chat")
+    why: str
+    operators: list[PreviewOperator]
 
 
 @bp.post("/queues")
@@ -155,6 +188,15 @@ def list_queues(query: Page):
 def get_queue(queue_id):
     """One queue."""
     return queries.queue(queue_id)
+
+
+@bp.get("/queues/<int:queue_id>/routing-preview")
+@admin
+@contract(answer=RoutingPreview)
+def routing_preview(queue_id):
+    """Who would get a new chat of this queue now, and why (no side effect): each operator with
+    status, presence, chats held, the limit, last accept and the reason they would or would not."""
+    return preview.routing_preview(queries.queue(queue_id))
 
 
 @bp.patch("/queues/<int:queue_id>")
@@ -199,8 +241,8 @@ def list_operators(queue_id, query: Page):
 @admin
 @contract(status=204)
 def remove_operator(queue_id, entry_id):
-    """Remove an operator entry; chats they already have stay with them."""
-    setup.remove_operator(queries.operator_entry(queue_id, entry_id))
+    """Remove an operator entry: chats in work stay with them; chats offered to them go to others."""
+    setup.remove_operator(queries.operator_entry(queue_id, entry_id), jobs())
     db.session.commit()
     return "", 204
 
@@ -292,9 +334,13 @@ def get_setting(code):
 @admin
 @contract(body=SettingIn, answer=SettingOut)
 def put_setting(code, body: SettingIn):
-    """Set a setting's value, validated by its type (null restores the default)."""
+    """Set a setting's value, validated by its type (null restores the default). A new SiteUrl
+    re-registers every active Telegram channel's webhook; `webhooks` says how each went."""
+    before = settings.get(code)
     settings.put(code, body.value)
     db.session.commit()
+    if code == "SiteUrl" and settings.get(code) and settings.get(code) != before:
+        return {**settings.describe(code), "webhooks": setup.reconnect_all()}
     return settings.describe(code)
 
 
@@ -319,12 +365,10 @@ def upload_sound():
 
 @bp.delete("/settings/OmniChatNotificationSound/file")
 @admin
+@contract(status=204)
 def clear_sound():
     """Remove the uploaded notification sound: panels play the console's built-in one."""
-    stored = settings.stored_file("OmniChatNotificationSound")
-    settings.put("OmniChatNotificationSound", None)
-    if stored is not None:
-        db.session.delete(stored)
+    settings.clear_file("OmniChatNotificationSound")
     db.session.commit()
     return "", 204
 

@@ -111,7 +111,7 @@ class Contract:
     body: type[BaseModel] | None = None
     body_optional: bool = False
     raw_body: str | None = None
-    files: tuple[str, bool] | None = None
+    files: tuple | None = None
     query: type[Query] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     answer: Any = None
@@ -136,13 +136,15 @@ def _adapter(annotation) -> TypeAdapter | None:
 
 
 def contract(*, body=None, body_optional: bool = False, raw_body: str | None = None,
-             files: tuple[str, bool] | None = None, query=None, headers: dict | None = None, answer=None,
+             files: tuple | None = None, query=None, headers: dict | None = None, answer=None,
              status: int | tuple[int, ...] = 200, media_type: str | None = None, also: tuple[str, ...] = ()):
     """Declare a view's request and answer (see the module's docstring).
 
     body: a `Body` model; the view gets the checked body as `body` (None when `body_optional`
         and nothing was sent). raw_body: a description of a JSON body the view reads itself
-        (provider webhooks). files: (description, many) of a multipart body in parts named `file`.
+        (provider webhooks). files: (description, many[, fields]) of a multipart body of files in parts
+        named `file` (and form `fields`: name -> JSON Schema); with `body` too, the view takes either,
+        and `body` is None when the request is multipart.
     query: a `Query` model; the view gets it as `query`. headers: name -> description.
     answer: the JSON answer's type (a model, list[Model], ...); None for no JSON (204, or
         `media_type` for a body the view writes itself). status: the success status(es).
@@ -158,8 +160,9 @@ def contract(*, body=None, body_optional: bool = False, raw_body: str | None = N
             if spec.query is not None:
                 kwargs["query"] = parse_query(spec.query)
             if spec.body is not None:
-                kwargs["body"] = None if spec.body_optional and not request.content_length \
-                    else parse_body(spec.body)
+                skip = spec.body_optional and not request.content_length \
+                    or spec.files and request.mimetype == "multipart/form-data"
+                kwargs["body"] = None if skip else parse_body(spec.body)
             return _serialise(view(*args, **kwargs), adapter)
         run.contract = spec
         return run
@@ -171,7 +174,7 @@ def _serialise(result, adapter: TypeAdapter | None):
         return result
     value, rest = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
     data = adapter.dump_python(adapter.validate_python(value, from_attributes=True), mode="json",
-                               exclude_unset=True)
+                               exclude_unset=True, by_alias=True)
     return (data, *rest) if rest else data
 
 

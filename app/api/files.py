@@ -6,10 +6,8 @@ from flask import Blueprint, g, send_file
 from app.api.auth import authenticate, is_admin
 from app.api.contract import contract
 from app.api.errors import ApiError
-from app.chats import routing
+from app.chats import queries
 from app.chats.messages import INLINE_TYPES
-from app.extensions import db
-from app.models.chat import Attachment
 from app.services import services
 
 bp = Blueprint("files", __name__, url_prefix="/api")
@@ -21,13 +19,7 @@ bp.before_request(authenticate)
 def get_file(file_id):
     """A message's file: admins, the chat's operator and operators of its queue; images, audio and
     video of common types inline, anything else as a download (never run in the browser)."""
-    attachment = db.session.get(Attachment, file_id)
-    if attachment is None:
-        raise ApiError(404, "file_not_found", f"no file {file_id}")
-    chat = attachment.message.chat
-    if not is_admin(g.user) and (chat is None or chat.operator_id != g.user.id
-                                 and not routing.serves(g.user.id, chat.queue_id)):
-        raise ApiError(403, "forbidden", "this file's chat is not in one of your queues")
+    attachment = queries.readable_file(g.user, is_admin(g.user), file_id)
     if attachment.status != "stored":
         raise ApiError(409, "file_not_stored", f"file {file_id} is {attachment.status.replace('_', ' ')}",
                        {"status": attachment.status})

@@ -88,12 +88,6 @@ def _strings(media_types) -> dict:
     return {t: {"schema": {"type": "string"}} for t in media_types}
 
 
-def _legacy(view) -> Contract:
-    """A view not yet declared with @contract: what its old markers say."""
-    return Contract(raw_body=None, files=getattr(view, "files_body", None), media_type=getattr(view, "media_type", None),
-                    status=(200, 201), also=tuple(getattr(view, "also_media_types", ())))
-
-
 def document(app) -> dict:
     schemas = _Schemas()
     operations = []
@@ -102,18 +96,18 @@ def document(app) -> dict:
             continue
         view = app.view_functions[rule.endpoint]
         spec = getattr(view, "contract", None)
-        legacy = spec is None
-        spec = spec or _legacy(view)
+        if spec is None:
+            raise TypeError(f"{rule.endpoint}: declare its request and answer with @contract (app/api/contract.py)")
         keys = {"body": schemas.add((rule.endpoint, "body"), "validation", spec.body) if spec.body else None,
                 "query": schemas.add((rule.endpoint, "query"), "validation", spec.query) if spec.query else None,
                 "answer": schemas.add((rule.endpoint, "answer"), "serialization", spec.answer)
                 if spec.answer is not None else None}
-        operations.append((rule, view, spec, keys, legacy))
+        operations.append((rule, view, spec, keys))
     schemas.add("error", "serialization", Error)
     by_key, components = schemas.build()
 
     paths: dict = {}
-    for rule, view, spec, keys, legacy in operations:
+    for rule, view, spec, keys in operations:
         path = _PARAM.sub(r"{\2}", rule.rule)
         params = _path_params(rule.rule)
         if keys["query"]:
@@ -122,25 +116,17 @@ def document(app) -> dict:
                        for name, schema in query.get("properties", {}).items()]
         params += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"},
                     "description": description} for name, description in spec.headers.items()]
-        if legacy:
-            params += [{"name": name, "in": "query", "required": False, "schema": schema}
-                       for name, schema in getattr(view, "query_params", {}).items()]
-            params += [{"name": name, "in": "header", "required": False, "schema": schema}
-                       for name, schema in getattr(view, "header_params", {}).items()]
         doc = (view.__doc__ or rule.endpoint).strip()
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             op: dict = {"operationId": f"{rule.endpoint}.{method.lower()}", "summary": doc.splitlines()[0],
                         "parameters": params}
-            if legacy:
-                op["responses"] = _legacy_responses(method, spec)
-            else:
-                op["responses"] = _responses(spec, by_key[keys["answer"]] if keys["answer"] else None)
+            op["responses"] = _responses(spec, by_key[keys["answer"]] if keys["answer"] else None)
             if "\n" in doc:
                 op["description"] = doc
             if rule.rule.startswith("/api"):
                 op["security"] = [{"bearer": []}]
                 op["x-access"] = getattr(view, "access", "user")
-            body = _request_body(view, spec, by_key[keys["body"]] if keys["body"] else None, components, legacy)
+            body = _request_body(spec, by_key[keys["body"]] if keys["body"] else None, components)
             if body:
                 op["requestBody"] = body
             paths.setdefault(path, {})[method.lower()] = op
@@ -153,35 +139,17 @@ def document(app) -> dict:
     }
 
 
-def _request_body(view, spec: Contract, body_schema: dict | None, components: dict, legacy: bool) -> dict | None:
-    json_body = None
-    if body_schema is not None:
-        json_body = {"required": not spec.body_optional, "content": _json(_inline(body_schema, components))}
-    elif legacy and getattr(view, "body_schema", None):
-        json_body = {"required": True, "content": _json(view.body_schema)}
-    elif spec.raw_body:
+def _request_body(spec: Contract, body_schema: dict | None, components: dict) -> dict | None:
+    if spec.raw_body:
         return {"required": True, "content": _json({"type": "object", "description": spec.raw_body})}
+    json_body = {"required": not spec.body_optional, "content": _json(_inline(body_schema, components))} \
+        if body_schema is not None else None
     if not spec.files:
         return json_body
     # A multipart body of files (parts `file`) and form fields; beside a JSON body, the view takes either.
-    description, many, *rest = spec.files
+    description, many, *fields = spec.files
     file = {"type": "string", "format": "binary"}
     return {"required": True, "description": description, "content": {
         **(json_body or {}).get("content", {}),
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-            "file": {"type": "array", "items": file, "minItems": 1} if many else file, **(rest[0] if rest else {})}}}}}
-
-
-def _legacy_responses(method: str, spec: Contract) -> dict:
-    content = {spec.media_type: {"schema": {"type": "string"}}} if spec.media_type \
-        else _json({"type": ["object", "array"]})
-    content = {**content, **_strings(spec.also)}
-    if method == "DELETE":
-        success = {"204": {"description": "deleted"}}
-    elif method == "POST":
-        success = {"200": {"description": "done", "content": content},
-                   "201": {"description": "created", "content": content}}
-    else:
-        success = {"200": {"description": "success", "content": content}}
-    return {**success, "4XX": _ERROR, "5XX": _ERROR}
-
+            "file": {"type": "array", "items": file, "minItems": 1} if many else file, **(fields[0] if fields else {})}}}}}

@@ -1,16 +1,17 @@
 """Users and roles (admin)."""
-from typing import Annotated
+from datetime import datetime, timezone
+from typing import Annotated, Literal
 
 from flask import Blueprint, g
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, computed_field
 
 from app import accounts
 from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial, row_with
 from app.api.errors import ApiError
-from app.engine.errors import get_or_404
+from app.chats import decisions, presence
 from app.extensions import db
-from app.models import Role, User
+from app.services import services
 
 bp = Blueprint("users", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -30,7 +31,24 @@ class UserChange(partial(UserIn)):
     active: Bool | None = Field(None, description="false: the user's tokens open nothing until reactivated")
 
 
-class UserOut(Answer):
+class Presence(Answer):
+    """An operator's status (theirs to set) and whether they are connected (an open console or
+    a recent heartbeat); only `available` operators get chats."""
+    status: Literal["active", "inactive"]
+    connected_until: Timestamp | None = Field(description="when their last sign of life runs out")
+
+    @computed_field
+    @property
+    def connected(self) -> bool:
+        return decisions.is_connected(self.connected_until, datetime.now(timezone.utc))
+
+    @computed_field(description="available (gets chats), away (active, not connected) or inactive")
+    @property
+    def presence(self) -> str:
+        return decisions.presence(self.status, self.connected)
+
+
+class UserOut(Presence):
     id: int
     login: str
     name: str
@@ -63,10 +81,6 @@ class Member(Body):
     user_id: Int
 
 
-def page(model, query: Page):
-    return db.session.scalars(db.select(model).order_by(model.id).limit(query.limit).offset(query.offset)).all()
-
-
 @bp.post("/users")
 @admin
 @contract(body=UserIn, answer=NewUser, status=201)
@@ -82,7 +96,7 @@ def create_user(body: UserIn):
 @contract(query=Page, answer=list[UserOut])
 def list_users(query: Page):
     """List users."""
-    return page(User, query)
+    return accounts.users(query.limit, query.offset)
 
 
 @bp.get("/users/<int:user_id>")
@@ -90,7 +104,7 @@ def list_users(query: Page):
 @contract(answer=UserOut)
 def get_user(user_id):
     """One user."""
-    return get_or_404(User, user_id)
+    return accounts.user(user_id)
 
 
 @bp.patch("/users/<int:user_id>")
@@ -100,7 +114,8 @@ def update_user(user_id, body: UserChange):
     """Change a user's login, name, roles or permissions, or deactivate them (active: false)."""
     if body.active is False and user_id == g.user.id:
         raise ApiError(409, "cannot_deactivate_self", "you cannot deactivate your own user", {"field": "active"})
-    user = accounts.update_user(get_or_404(User, user_id), body.model_dump(exclude_unset=True))
+    user = accounts.update_user(accounts.user(user_id), body.model_dump(exclude_unset=True))
+    presence.recheck_offers([user.id], services().jobs)  # a role left: its queues too
     db.session.commit()
     return user
 
@@ -110,7 +125,7 @@ def update_user(user_id, body: UserChange):
 @contract(answer=NewUser, status=201)
 def reset_token(user_id):
     """Replace every token of a user with a new one, shown this once (a lost or leaked token)."""
-    user = get_or_404(User, user_id)
+    user = accounts.user(user_id)
     token = accounts.reset_token(user)
     db.session.commit()
     return row_with(user, token=token), 201
@@ -121,7 +136,7 @@ def reset_token(user_id):
 @contract(status=204)
 def delete_user(user_id):
     """Delete a user and their tokens; someone who worked chats is kept (409 user_has_chats)."""
-    user = get_or_404(User, user_id)
+    user = accounts.user(user_id)
     if user.id == g.user.id:
         raise ApiError(409, "cannot_delete_self", "you cannot delete your own user")
     accounts.delete_user(user)
@@ -144,7 +159,7 @@ def create_role(body: RoleIn):
 @contract(query=Page, answer=list[RoleOut])
 def list_roles(query: Page):
     """List roles with their members."""
-    return page(Role, query)
+    return accounts.roles(query.limit, query.offset)
 
 
 @bp.patch("/roles/<int:role_id>")
@@ -152,7 +167,7 @@ def list_roles(query: Page):
 @contract(body=RoleChange, answer=RoleOut)
 def update_role(role_id, body: RoleChange):
     """Rename a role or change its permissions."""
-    role = accounts.update_role(get_or_404(Role, role_id), body.model_dump(exclude_unset=True))
+    role = accounts.update_role(accounts.role(role_id), body.model_dump(exclude_unset=True))
     db.session.commit()
     return role
 
@@ -162,7 +177,7 @@ def update_role(role_id, body: RoleChange):
 @contract(status=204)
 def delete_role(role_id):
     """Delete a role: its members keep their own permissions; queues it served lose it."""
-    db.session.delete(get_or_404(Role, role_id))
+    accounts.delete_role(accounts.role(role_id))
     db.session.commit()
     return "", 204
 
@@ -172,8 +187,7 @@ def delete_role(role_id):
 @contract(status=204)
 def remove_member(role_id, user_id):
     """Take a user out of a role."""
-    role = get_or_404(Role, role_id)
-    role.members = [u for u in role.members if u.id != user_id]
+    accounts.remove_member(accounts.role(role_id), user_id)
     db.session.commit()
     return "", 204
 
@@ -183,10 +197,7 @@ def remove_member(role_id, user_id):
 @contract(body=Member, answer=RoleOut, status=201)
 def add_member(role_id, body: Member):
     """Add a user to a role."""
-    role = get_or_404(Role, role_id)
-    user = db.session.get(User, body.user_id)
-    if user is None:
-        raise ApiError(422, "invalid_value", "user_id: no such user", {"field": "user_id"})
-    accounts.add_member(role, user)
+    role = accounts.role(role_id)
+    accounts.add_member(role, body.user_id)
     db.session.commit()
     return role, 201

@@ -6,31 +6,48 @@ import hmac
 import logging
 
 from flask import Blueprint, request
-from sqlalchemy import select
+from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
 from app import channels
-from app.api.auth import accepts, answers, reads
+from app.api.contract import MAX_INT, Answer, Query, contract, request_json
 from app.api.errors import ApiError
-from app.api.contract import MAX_INT, request_json
 from app.channels.facebook import signature_valid
-from app.chats import inbound, settings
+from app.chats import inbound, queries, settings
 from app.extensions import db
-from app.models.chat import Channel
 from app.services import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
+class TelegramAnswer(Answer):
+    ok: bool
+    duplicate: bool = Field(None, description="this update_id was stored before")
+    skipped: str = Field(None, description="why an update of a kind we do not handle was skipped")
+
+
+class FacebookVerify(Query):
+    mode: str | None = Field(None, alias="hub.mode")
+    verify_token: str | None = Field(None, alias="hub.verify_token")
+    challenge: str = Field("", alias="hub.challenge")
+
+
+class FacebookAnswer(Answer):
+    ok: bool
+    events: int
+    stored: int
+    skipped: int
+
+
 @bp.post("/telegram/<int:channel_id>")
-@accepts({"type": "object", "description": "a Telegram Update"})
-@reads(headers={"X-Telegram-Bot-Api-Secret-Token": {"type": "string"}})
+@contract(raw_body="a Telegram Update", answer=TelegramAnswer,
+          headers={"X-Telegram-Bot-Api-Secret-Token": "the secret setWebhook gave Telegram"})
 def telegram_update(channel_id):
     """A Telegram Update; X-Telegram-Bot-Api-Secret-Token must match; a repeated update_id is ignored."""
-    channel = db.session.get(Channel, channel_id) if channel_id <= MAX_INT else None
+    channel = queries.channel_of("telegram", channel_id) if channel_id <= MAX_INT else None
     given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-    if channel is None or channel.provider != "telegram" or not channel.webhook_secret \
+    if channel is None or not channel.webhook_secret \
             or not hmac.compare_digest(given.encode(), channel.webhook_secret.encode()):
         raise ApiError(403, "forbidden", "unknown channel or wrong secret token")
     update = request_json()
@@ -42,7 +59,7 @@ def telegram_update(channel_id):
         log.info("telegram channel %s: update %s skipped: %s", channel_id, update.get("update_id"), skipped[0])
         return {"ok": True, "skipped": skipped[0]}
     jobs, engine = services().jobs, services().engine
-    changed = _store_once(lambda: [inbound.handle(db.session.get(Channel, channel_id), event, jobs, engine)
+    changed = _store_once(lambda: [inbound.handle(queries.channel_of("telegram", channel_id), event, jobs, engine)
                                    for event in events])
     return {"ok": True, "duplicate": not any(changed)}
 
@@ -64,21 +81,19 @@ def _store_once(store, attempts: int = 5):
 
 
 @bp.get("/facebook")
-@answers("text/plain")
-@reads({"hub.mode": {"type": "string"}, "hub.verify_token": {"type": "string"}, "hub.challenge": {"type": "string"}})
-def facebook_verify():
+@contract(query=FacebookVerify, media_type="text/plain")
+def facebook_verify(query: FacebookVerify):
     """Subscription check: hub.mode=subscribe and hub.verify_token = FacebookVerifyToken → the challenge."""
     expected = settings.get("FacebookVerifyToken")
-    given = request.args.get("hub.verify_token", "")
-    if request.args.get("hub.mode") != "subscribe" or not expected \
-            or not hmac.compare_digest(given.encode(), str(expected).encode()):
+    given = query.verify_token or ""
+    if query.mode != "subscribe" or not expected or not hmac.compare_digest(given.encode(), str(expected).encode()):
         raise ApiError(403, "forbidden", "wrong hub.mode or hub.verify_token")
-    return request.args.get("hub.challenge", ""), 200, {"Content-Type": "text/plain; charset=utf-8"}
+    return query.challenge, 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 @bp.post("/facebook")
-@accepts({"type": "object", "description": "page events: {\"object\": \"page\", \"entry\": [...]}"})
-@reads(headers={"X-Hub-Signature-256": {"type": "string"}})
+@contract(raw_body='page events: {"object": "page", "entry": [...]}', answer=FacebookAnswer,
+          headers={"X-Hub-Signature-256": "sha256= HMAC of the body with the app secret"})
 def facebook_events():
     """Page events signed with X-Hub-Signature-256; batched entries are routed by page id."""
     raw = request.get_data(cache=True)
@@ -99,8 +114,7 @@ def facebook_events():
 
 def _handle(page_event, jobs, engine) -> bool:
     page_id, event = page_event
-    channel = db.session.scalars(select(Channel).where(Channel.provider == "facebook",
-                                                       Channel.page_id == page_id)).first()
+    channel = queries.facebook_channel(page_id)
     if channel is None:
         log.info("facebook event for page %s, which no channel serves: skipped", page_id)
         return False

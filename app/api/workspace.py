@@ -6,12 +6,8 @@ from pydantic import Field
 from app.api.auth import admin, authenticate, is_admin
 from app.api.chats import readable_chat, visible_chat
 from app.api.contract import Answer, Body, Filter, Int, Name, Query, Text, Timestamp, contract, partial
-from app.api.errors import ApiError
-from app.chats import canned, context, inbox, notes, routing, settings
-from app.engine.errors import get_or_404
+from app.chats import canned, context, inbox, notes, queries, routing
 from app.extensions import db
-from app.models import User
-from app.models.workspace import CannedResponse
 
 bp = Blueprint("workspace", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -152,17 +148,16 @@ def chat_context(chat_id):
 
 
 # -- canned responses ----------------------------------------------------------------------
-def _visible_canned(c: CannedResponse) -> CannedResponse:
-    if not is_admin(g.user) and c.queue_id is not None and c.queue_id not in routing.queues_of(g.user.id):
-        raise ApiError(404, "canned_response_not_found", f"no canned response {c.id}")
-    return c
+def _my_queues() -> list[int] | None:
+    """The queues whose canned responses the user sees: admins every queue (None)."""
+    return None if is_admin(g.user) else routing.queues_of(g.user.id)
 
 
 @bp.get("/canned-responses")
 @contract(query=CannedQuery, answer=list[CannedOut])
 def list_canned(query: CannedQuery):
     """Canned responses: global ones and those of ?queue_id= (operators: of their queues only)."""
-    mine = None if is_admin(g.user) else routing.queues_of(g.user.id)
+    mine = _my_queues()
     if query.queue_id is not None:
         mine = [query.queue_id] if mine is None or query.queue_id in mine else []
     return canned.visible(mine, query.prefix or "")
@@ -182,7 +177,7 @@ def create_canned(body: CannedIn):
 @contract(answer=CannedOut)
 def get_canned(canned_id):
     """One canned response."""
-    return _visible_canned(get_or_404(CannedResponse, canned_id, "canned_response"))
+    return canned.one(canned_id, _my_queues())
 
 
 @bp.patch("/canned-responses/<int:canned_id>")
@@ -190,7 +185,7 @@ def get_canned(canned_id):
 @contract(body=partial(CannedIn), answer=CannedOut)
 def update_canned(canned_id, body):
     """Change a canned response's shortcut, text or queue."""
-    row = canned.save(get_or_404(CannedResponse, canned_id, "canned_response"), body.model_dump(exclude_unset=True))
+    row = canned.save(canned.one(canned_id), body.model_dump(exclude_unset=True))
     db.session.commit()
     return row
 
@@ -200,7 +195,7 @@ def update_canned(canned_id, body):
 @contract(status=204)
 def delete_canned(canned_id):
     """Delete a canned response."""
-    db.session.delete(get_or_404(CannedResponse, canned_id, "canned_response"))
+    canned.delete(canned.one(canned_id))
     db.session.commit()
     return "", 204
 
@@ -211,12 +206,4 @@ def delete_canned(canned_id):
 @contract(answer=list[OperatorOut])
 def list_operators():
     """Everyone who serves a queue: status, chats in work and offered against the limit."""
-    limit = settings.get("SimultaneousChats")
-    out = []
-    for user in db.session.scalars(db.select(User).order_by(User.name, User.id)):
-        queues = routing.queues_of(user.id)
-        if queues or user.chats_in_work:
-            out.append({"id": user.id, "login": user.login, "name": user.name, "status": user.status,
-                        "active": user.active, "queues": queues, "chats_in_work": user.chats_in_work,
-                        "chats_offered": user.chats_offered, "simultaneous_chats_limit": limit})
-    return out
+    return queries.operators_overview()

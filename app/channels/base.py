@@ -149,6 +149,9 @@ class ChannelAdapter(Protocol):
     def register_webhook(self, channel, site_url: str | None) -> None:
         """Check the channel's credentials and point the provider at our webhook."""
 
+    def unregister_webhook(self, channel) -> None:
+        """Stop the provider calling our webhook for this channel (it was deactivated)."""
+
     def send(self, channel, address: str, text: str, file: OutboundFile | None, reference: str) -> str | None:
         """Send a message (text, a file, or a file with its caption); the provider's message id.
         `reference` is ours for the message, for the provider to echo back."""

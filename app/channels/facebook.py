@@ -106,6 +106,9 @@ class FacebookChannel(ChannelAdapter):
     def register_webhook(self, channel, site_url):
         return None
 
+    def unregister_webhook(self, channel):
+        return None  # the app's webhook serves every page; an inactive page's messages are stored
+
     def send(self, channel, address, text, file, reference):
         """Messenger has no captions: a file and its text are two messages, the file first."""
         metadata = f"{ECHO_MARK}{reference}"

@@ -53,6 +53,9 @@ class TelegramClient:
         self._call(token, "setWebhook", {"url": url, "secret_token": secret_token,
                                          "allowed_updates": ALLOWED_UPDATES})
 
+    def delete_webhook(self, token: str) -> None:
+        self._call(token, "deleteWebhook")
+
     def send_message(self, token: str, chat_id: str, text: str) -> dict:
         return self._call(token, "sendMessage", {"chat_id": _chat_id(chat_id), "text": text})
 
@@ -115,6 +118,11 @@ class TelegramChannel(ChannelAdapter):
             raise ProviderError(f"Telegram refused the webhook: {e}" if not e.retryable
                                 else f"Telegram did not answer; try again ({e})", e.retryable,
                                 code="webhook_refused") from None
+
+    def unregister_webhook(self, channel):
+        """deleteWebhook: Telegram keeps the bot's updates (24 h) until a webhook is set again."""
+        if channel.token:
+            self.client.delete_webhook(channel.token)
 
     def send(self, channel, address, text, file, reference):
         if file is None:

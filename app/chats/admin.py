@@ -1,4 +1,5 @@
 """Admin configuration of queues, their operators and channels. Callers commit."""
+import logging
 import secrets
 from functools import partial
 
@@ -6,12 +7,15 @@ from sqlalchemy import func, select
 
 from app import channels, job_names
 from app.channels.base import ProviderError
-from app.chats import settings
+from app.chats import presence, settings
 from app.engine.errors import Conflict, Invalid, get_or_404
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import Role, RoleMember, User
 from app.models.chat import Channel, Chat, Message, Queue, QueueOperator
+
+log = logging.getLogger(__name__)
+DEFAULT_LIFECYCLE = "ChatLifecycle"
 
 
 def check_deployed(key: str | None, field: str = "lifecycle_process") -> None:
@@ -31,7 +35,8 @@ def _unique_name(model, name: str, own_id: int | None = None) -> None:
 # -- queues -------------------------------------------------------------------------------
 def create_queue(fields: dict) -> Queue:
     _unique_name(Queue, fields["name"])
-    check_deployed(fields.get("lifecycle_process"))
+    fields = {**fields, "lifecycle_process": fields.get("lifecycle_process") or DEFAULT_LIFECYCLE}
+    check_deployed(fields["lifecycle_process"])  # the default too: its chats would wait for ever
     queue = Queue(**fields)
     db.session.add(queue)
     db.session.flush()
@@ -80,12 +85,15 @@ def add_operator(queue: Queue, user_id: int | None, role_id: int | None, jobs) -
     return entry
 
 
-def remove_operator(entry: QueueOperator) -> None:
-    """Chats they already have stay with them."""
-    db.session.delete(entry)
-
-
 # -- channels -----------------------------------------------------------------------------
+def remove_operator(entry: QueueOperator, jobs) -> None:
+    """The users it named (the user, or the role's members) lose the chats offered to them there."""
+    members = [entry.user_id] if entry.user_id else db.session.scalars(
+        select(RoleMember.user_id).where(RoleMember.role_id == entry.role_id)).all()
+    db.session.delete(entry)
+    presence.recheck_offers(members, jobs)
+
+
 def _page_free(page_id: str | None, own_id: int | None = None) -> None:
     if page_id is None:
         return
@@ -116,12 +124,44 @@ def update_channel(channel: Channel, fields: dict) -> Channel:
     if channel.provider == "facebook" and "page_id" in fields:
         _page_free(fields["page_id"], channel.id)
     becomes_active = fields.get("active") and not channel.active
+    becomes_inactive = fields.get("active") is False and channel.active
     token_changed = "token" in fields and fields["token"] != channel.token
     for name, value in fields.items():
         setattr(channel, name, value)
     if channel.active and (becomes_active or token_changed):
         connect(channel)
+    if becomes_inactive:
+        disconnect(channel)
     return channel
+
+
+def reconnect_all() -> list[dict]:
+    """After a SiteUrl change: point every active channel's webhook at the new URL, each in its
+    own transaction, reporting which failed (a failure leaves the channel as it was)."""
+    results = []
+    for channel_id in db.session.scalars(select(Channel.id).where(Channel.active.is_(True)).order_by(Channel.id)).all():
+        channel = db.session.get(Channel, channel_id)
+        if not channels.adapter(channel.provider).needs_site_url:
+            continue
+        try:
+            connect(channel)
+            db.session.commit()
+            results.append({"channel_id": channel_id, "ok": True})
+        except (Invalid, Conflict) as e:
+            db.session.rollback()
+            log.warning("channel %s: webhook not re-registered after a SiteUrl change: %s", channel_id, e.message)
+            results.append({"channel_id": channel_id, "ok": False, "error": e.message})
+    return results
+
+
+def disconnect(channel: Channel) -> None:
+    """Stop the provider calling our webhook (Telegram keeps the bot's updates until it is set
+    again). If it does not answer, its messages keep arriving and are stored: nothing is lost."""
+    try:
+        channels.adapter(channel.provider).unregister_webhook(channel)
+    except ProviderError as e:
+        log.warning("channel %s: the webhook could not be removed (%s); messages are stored meanwhile",
+                    channel.id, e)
 
 
 def delete_channel(channel: Channel) -> None:

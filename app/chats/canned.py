@@ -3,7 +3,7 @@ import re
 
 from sqlalchemy import or_, select
 
-from app.engine.errors import Conflict, Invalid
+from app.engine.errors import Conflict, Invalid, NotFound
 from app.extensions import db
 from app.models.chat import Queue
 from app.models.workspace import CannedResponse
@@ -20,6 +20,18 @@ def visible(queue_ids: list[int] | None, prefix: str = "") -> list[CannedRespons
         query = query.where(CannedResponse.shortcut.startswith(prefix.lower(), autoescape=True))
     return list(db.session.scalars(query.order_by(CannedResponse.shortcut, CannedResponse.queue_id.is_not(None),
                                                   CannedResponse.id)))
+
+
+def one(canned_id: int, queue_ids: list[int] | None = None) -> CannedResponse:
+    """One canned response; 404 when it belongs to a queue outside `queue_ids` (None: every queue)."""
+    row = db.session.get(CannedResponse, canned_id)
+    if row is None or queue_ids is not None and row.queue_id is not None and row.queue_id not in queue_ids:
+        raise NotFound(f"no canned response {canned_id}", code="canned_response_not_found")
+    return row
+
+
+def delete(canned: CannedResponse) -> None:
+    db.session.delete(canned)
 
 
 def save(canned: CannedResponse | None, fields: dict) -> CannedResponse:

@@ -1,6 +1,6 @@
 """The operator's chat lists: filters, search, last activity, waiting time and read markers.
 
-A list is one query for the chats (filtered, sorted by last activity) and three grouped
+A list is one query for the chats (filtered, by id or by last activity) and three grouped
 queries for what each row shows, whatever the number of rows.
 """
 from dataclasses import dataclass

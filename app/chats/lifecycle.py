@@ -8,7 +8,7 @@ from functools import partial
 from sqlalchemy import select
 
 from app import job_names
-from app.chats import live, routing, settings
+from app.chats import decisions, live, routing, settings
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
@@ -41,17 +41,17 @@ def record(chat: Chat, event: str, **details) -> None:
     db.session.add(ChatEvent(chat_id=chat.id, event=event, details=details or None))
 
 
-def _timeouts(chat: Chat) -> dict:
-    completion = chat.queue.completion_timeout_minutes
+def timeouts(chat: Chat) -> dict:
+    """The routing rule and timeouts of the chat's queue as they are now (timers read them when armed)."""
     return {"rule": chat.queue.routing_rule,
-            "accept_timeout_seconds": round(settings.get("OmniChatOperatorAcceptChatTimeout") * 60, 3),
-            "completion_timeout_seconds": None if completion is None else round(completion * 60, 3)}
+            "accept_timeout_seconds": decisions.seconds(settings.get("OmniChatOperatorAcceptChatTimeout")),
+            "completion_timeout_seconds": decisions.seconds(chat.queue.completion_timeout_minutes)}
 
 
 def route_chat(chat_id: int) -> dict:
     """First routing of a new chat: `all` makes it visible, `least_busy` offers it."""
     chat = lock_chat(chat_id)
-    result = _timeouts(chat)
+    result = timeouts(chat)
     if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
         result["offered_to"] = _offer(chat)
     else:
@@ -70,7 +70,7 @@ def offer_chat(chat_id: int) -> dict:
     return {"offered_to": chat.offered_to_id}
 
 
-def offer_timed_out(chat_id: int) -> dict:
+def offer_timed_out(chat_id: int, *, jobs=None) -> dict:
     """The offered operator did not accept in time: they become inactive; offer to the next."""
     chat = lock_chat(chat_id)
     if chat.state == "offered" and chat.offered_to_id is not None:
@@ -82,10 +82,52 @@ def offer_timed_out(chat_id: int) -> dict:
         chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
         live.chat_withdrawn(chat, missed.id, "accept_timeout")
         live.status_changed(missed.id, "inactive")
-        return {"offered_to": _offer(chat, exclude=missed.id)}
+        if jobs is not None and missed.chats_offered:  # their other offers go to others too
+            after_commit(db.session, jobs.enqueue, job_names.WITHDRAW_OFFERS, missed.id)
+        if chat.queue.routing_rule == "all":  # a chat transferred to one operator of an `all` queue
+            record(chat, "queued", rule="all")
+            live.chat_visible(chat)
+            return {"offered_to": None}
+        return {"offered_to": _offer(chat, exclude=(missed.id,))}
     if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
         return {"offered_to": _offer(chat)}
     return {"offered_to": chat.offered_to_id}
+
+
+def transfer_chat(chat_id: int, transfer: dict) -> dict:
+    """Hand a chat in work to another operator of its queue (offered to them, with the acceptance
+    timeout) or to another queue (routed by that queue's rule). Answers like `route_chat`."""
+    chat = lock_chat(chat_id)
+    if chat.state != "in_work":
+        return {**timeouts(chat), "offered_to": chat.offered_to_id}
+    previous = routing.lock_user(chat.operator_id)
+    previous.chats_in_work = max(0, previous.chats_in_work - 1)
+    target_id, queue_id = transfer.get("operator_id"), transfer.get("queue_id")
+    record(chat, "transferred", from_operator_id=previous.id, to_operator_id=target_id,
+           from_queue_id=chat.queue_id, to_queue_id=queue_id, note=transfer.get("note"), by=transfer.get("by"))
+    live.chat_withdrawn(chat, previous.id, "transferred")
+    chat.state, chat.operator_id, chat.accepted_at, chat.last_outgoing_at = "queued", None, None, None
+    if queue_id is not None:
+        chat.queue_id = queue_id
+        db.session.flush()
+        db.session.refresh(chat, ["queue"])
+    result = timeouts(chat)
+    limit = settings.get("SimultaneousChats")
+    if target_id is not None:
+        target = routing.lock_user(target_id)
+        why_not = decisions.ineligible_because(routing.view(target, routing.serves(target.id, chat.queue_id)), limit)
+        if why_not is None:  # still available (checked when asked, and again under the lock)
+            target.chats_offered += 1
+            chat.state, chat.offered_to_id, chat.offered_at = "offered", target.id, utcnow()
+            record(chat, "offered", operator_id=target.id, rule="transfer", why="transferred to them")
+            live.chat_offered(chat)
+            return {**result, "offered_to": target.id}
+        record(chat, "transfer_target_unavailable", operator_id=target.id, reason=why_not)
+    if chat.queue.routing_rule == "least_busy":
+        return {**result, "offered_to": _offer(chat)}
+    record(chat, "queued", rule="all")
+    live.chat_visible(chat)
+    return {**result, "offered_to": None}
 
 
 def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
@@ -115,31 +157,55 @@ def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
     return {"completed": True, "reason": reason}
 
 
-def _offer(chat: Chat, exclude: int | None = None) -> int | None:
+def _offer(chat: Chat, exclude=()) -> int | None:
     """Offer to the least busy eligible operator; stays queued when nobody is eligible."""
     limit = settings.get("SimultaneousChats")
-    for _ in range(3):  # a candidate may fill up between the query and the lock
-        candidates = routing.least_busy_candidates(chat.queue_id, limit, exclude)
-        if not candidates:
-            chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
-            record(chat, "waiting_for_operator", rule="least_busy", reason="no eligible operator")
-            return None
-        chosen = routing.lock_user(candidates[0].id)
-        if routing.has_capacity(chosen, limit):
+    for _ in range(3):  # a candidate may fill up or leave between the query and the lock
+        decision = decisions.decide(decisions.LEAST_BUSY, routing.candidates(chat.queue_id, limit), limit, exclude)
+        if decision.chosen is None:
+            return _wait(chat, "no eligible operator")
+        chosen = routing.lock_user(decision.chosen)
+        if decisions.ineligible_because(routing.view(chosen), limit, exclude) is None:
             chosen.chats_offered += 1
             chat.state, chat.offered_to_id, chat.offered_at = "offered", chosen.id, utcnow()
             record(chat, "offered", operator_id=chosen.id, rule="least_busy",
-                   candidates=[{"operator_id": c.id, "chats_in_work": c.chats_in_work,
-                                "chats_offered": c.chats_offered,
-                                "last_accepted_at": c.last_accepted_at.isoformat() if c.last_accepted_at else None}
-                               for c in candidates],
-                   why="fewest chats in work, then longest since last accepted")
+                   candidates=[_candidate(a.operator) for a in decision.assessments[:routing.CANDIDATES_RECORDED]
+                               if a.eligible],
+                   why=decisions.LEAST_BUSY_RULE)
             live.chat_offered(chat)
             return chosen.id
+    return _wait(chat, "each candidate became busy or inactive while being offered the chat")
+
+
+def _candidate(op: decisions.OperatorView) -> dict:
+    return {"operator_id": op.id, "chats_in_work": op.chats_in_work, "chats_offered": op.chats_offered,
+            "last_accepted_at": op.last_accepted_at.isoformat() if op.last_accepted_at else None}
+
+
+def _wait(chat: Chat, reason: str) -> None:
+    """Nobody can take the chat now: it waits queued. Its history says so once, not at every re-check."""
     chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
-    record(chat, "waiting_for_operator", rule="least_busy",
-           reason="each candidate became busy or inactive while being offered the chat")
+    last = db.session.scalars(select(ChatEvent).where(ChatEvent.chat_id == chat.id)
+                              .order_by(ChatEvent.id.desc()).limit(1)).first()
+    if last is None or last.event != "waiting_for_operator" or (last.details or {}).get("reason") != reason:
+        record(chat, "waiting_for_operator", rule="least_busy", reason=reason)
     return None
+
+
+def withdraw_offer(chat: Chat, reason: str, **details) -> int | None:
+    """Take an offer back from its operator (who is told why); the chat is queued again.
+
+    Returns the operator it was offered to. The caller routes it again.
+    """
+    if chat.state != "offered" or chat.offered_to_id is None:
+        return None
+    operator = routing.lock_user(chat.offered_to_id)
+    operator.chats_offered = max(0, operator.chats_offered - 1)
+    record(chat, "offer_withdrawn", operator_id=operator.id, reason=reason,
+           offered_at=chat.offered_at.isoformat() if chat.offered_at else None, **details)
+    chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+    live.chat_withdrawn(chat, operator.id, reason)
+    return operator.id
 
 
 def register(operations, jobs) -> None:
@@ -151,7 +217,12 @@ def register(operations, jobs) -> None:
                         {"chat_id": "the chat (ChatId)"}, "{offered_to}: operator id or null")(offer_chat)
     operations.register("offer_timed_out", "The offered operator missed the acceptance timeout: set them "
                         "inactive and offer the chat to the next eligible operator.",
-                        {"chat_id": "the chat (ChatId)"}, "{offered_to}")(offer_timed_out)
+                        {"chat_id": "the chat (ChatId)"}, "{offered_to}")(partial(offer_timed_out, jobs=jobs))
+    operations.register("transfer_chat", "Hand a chat in work to another operator of its queue (offered to "
+                        "them) or to another queue (routed by its rule).",
+                        {"chat_id": "the chat (ChatId)",
+                         "transfer": "the chat_transferred message's data: {operator_id | queue_id, note, by}"},
+                        "{rule, offered_to, accept_timeout_seconds, completion_timeout_seconds}")(transfer_chat)
     operations.register("complete_chat", "Complete the chat with a reason (operator, timeout, admin).",
                         {"chat_id": "the chat (ChatId)", "reason": "operator | timeout | admin"},
                         "{completed, reason}")(partial(complete_chat, jobs=jobs))

@@ -1,17 +1,18 @@
-"""Who may take a chat: queue membership, eligibility and least-busy choice
+"""Who may take a chat: queue membership, and the rows routing decisions are made from
 (docs/api.md, "The chat lifecycle").
 
-An operator is eligible in a queue when they serve it, are `active`, and their chats in
-work plus chats offered to them are below `SimultaneousChats` (an operator is never offered
-more chats than they could accept). Least busy: fewest chats in work, then the longest
-since they last accepted one (never = longest), then the lowest id.
+The decisions themselves (eligibility, the least-busy choice, presence) are the plain
+functions of `app.chats.decisions`; this module loads and locks what they read. The SQL
+only narrows the candidates (serves the queue, active, connected, room below the limit);
+the function ranks them.
 """
 from sqlalchemy import bindparam, select, union
 
-from app.chats import settings
+from app.chats import decisions, settings
 from app.extensions import db
 from app.models import RoleMember, User
 from app.models.chat import Queue, QueueOperator
+from app.models.types import utcnow
 
 CANDIDATES_RECORDED = 5
 
@@ -40,36 +41,52 @@ def queues_of(user_id: int, rule: str | None = None) -> list[int]:
     return sorted(set(db.session.scalars(query)))
 
 
-def _eligible(*columns):
-    """Operators of :queue_id who are active with room below :limit (in work + offered).
-
-    Built once with bind parameters: a decision only binds its values, and SQLAlchemy reuses the
-    compiled statement and its cache key (building them per call cost more than the server).
-    """
-    ops = operator_ids(bindparam("queue_id"))
-    return select(*columns).where(User.id.in_(select(ops.c[0])), User.status == "active",
-                                  User.chats_in_work + User.chats_offered < bindparam("limit"))
+def view(user: User, serves_queue: bool = True, now=None, connected: bool | None = None) -> decisions.OperatorView:
+    """A user row as the decisions see it (`connected` overrides presence: a request is a sign of life)."""
+    if connected is None:
+        connected = decisions.is_connected(user.connected_until, now or utcnow())
+    status = user.status if user.active else "inactive"  # a deactivated user takes nothing
+    return decisions.OperatorView(user.id, status, connected, serves_queue, user.chats_in_work,
+                                  user.chats_offered, user.last_accepted_at)
 
 
-ELIGIBLE = _eligible(User.id)
-# Only what a decision reads and records; ids start at 1, so exclude=0 excludes nobody.
-CANDIDATES = (_eligible(User.id, User.chats_in_work, User.chats_offered, User.last_accepted_at)
-              .where(User.id != bindparam("exclude"))
-              .order_by(User.chats_in_work, User.last_accepted_at.asc().nulls_first(), User.id)
-              .limit(CANDIDATES_RECORDED))
+# Built once with bind parameters: a decision only binds its values, and SQLAlchemy reuses the
+# compiled statement (building it per call cost more than the database's own work).
+_COLUMNS = (User.id, User.status, User.connected_until, User.chats_in_work, User.chats_offered,
+            User.last_accepted_at)
+CANDIDATES = select(*_COLUMNS).where(
+    User.id.in_(select(operator_ids(bindparam("queue_id")).c[0])), User.status == "active", User.active.is_(True),
+    User.connected_until > bindparam("now"), User.chats_in_work + User.chats_offered < bindparam("limit"))
 
 
-def eligible_operators(queue_id: int, limit: int | None = None) -> list[int]:
+def _views(rows, now, serving=None) -> list[decisions.OperatorView]:
+    return [decisions.OperatorView(r.id, r.status, decisions.is_connected(r.connected_until, now),
+                                   True if serving is None else r.id in serving, r.chats_in_work,
+                                   r.chats_offered, r.last_accepted_at) for r in rows]
+
+
+def candidates(queue_id: int, limit: int | None = None, now=None) -> list[decisions.OperatorView]:
+    """The queue's operators who may take a chat now (unranked: `decisions.decide` ranks them)."""
+    now = now or utcnow()
+    params = {"queue_id": queue_id, "limit": limit or settings.get("SimultaneousChats"), "now": now}
+    return _views(db.session.execute(CANDIDATES, params), now)
+
+
+def operators(queue_id: int, now=None) -> list[decisions.OperatorView]:
+    """Every operator of the queue, eligible or not (for the routing preview)."""
+    now = now or utcnow()
+    ops = operator_ids(queue_id)
+    return _views(db.session.execute(select(*_COLUMNS).where(User.id.in_(select(ops.c[0]))).order_by(User.id)), now)
+
+
+def decide(queue_id: int, rule: str, exclude=(), now=None) -> decisions.Decision:
+    limit = settings.get("SimultaneousChats")
+    return decisions.decide(rule, candidates(queue_id, limit, now), limit, exclude)
+
+
+def eligible_operators(queue_id: int) -> list[int]:
     """Ids of the queue's operators who may take a chat now."""
-    params = {"queue_id": queue_id, "limit": limit or settings.get("SimultaneousChats")}
-    return list(db.session.scalars(ELIGIBLE, params))
-
-
-def least_busy_candidates(queue_id: int, limit: int | None = None, exclude: int | None = None) -> list:
-    """Eligible operators, best first (rows: id, chats_in_work, chats_offered, last_accepted_at);
-    one indexed query, never a loop over chats."""
-    params = {"queue_id": queue_id, "limit": limit or settings.get("SimultaneousChats"), "exclude": exclude or 0}
-    return list(db.session.execute(CANDIDATES, params))
+    return decide(queue_id, decisions.ALL).eligible
 
 
 def lock_user(user_id: int) -> User:
@@ -77,6 +94,7 @@ def lock_user(user_id: int) -> User:
                               .execution_options(populate_existing=True)).scalar_one()
 
 
-def has_capacity(user: User, limit: int | None = None) -> bool:
-    limit = limit or settings.get("SimultaneousChats")
-    return user.status == "active" and user.chats_in_work + user.chats_offered < limit
+def may_take(user: User, limit: int | None = None, connected: bool | None = None) -> bool:
+    """May this operator be given one more chat now (`connected=True` when they are asking)?"""
+    return decisions.ineligible_because(view(user, connected=connected),
+                                        limit or settings.get("SimultaneousChats")) is None

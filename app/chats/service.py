@@ -9,13 +9,13 @@ from sqlalchemy import or_, select
 
 from app import job_names
 from app.channels.base import InboundMessage, OutboundFile
-from app.chats import bots, lifecycle, live, messages, routing, settings
+from app.chats import bots, decisions, lifecycle, live, messages, routing, settings
 from app.chats.lifecycle import lock_chat_and_process, record
 from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import User
-from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message
+from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message, Queue
 from app.models.types import utcnow
 
 MAX_TEXT = 4096  # Telegram's limit for one message
@@ -27,34 +27,48 @@ def receive(channel: Channel, inbound: InboundMessage, jobs, bot_holds: bool = F
 
     With `bot_holds` an external bot owns the conversation: a new chat is `bot`, with no
     operator and no lifecycle, until the bot passes it on. A message sent to us while the
-    chat is `bot` means the bot let go of it: it enters its queue.
+    chat is `bot` means the bot let go of it: it enters its queue. On an inactive channel
+    nothing is lost: a message joins the open chat as usual, and one that would open a chat
+    opens it `unrouted` (no lifecycle) until an admin routes it once the channel is active.
     """
     if db.session.scalars(select(Message.id).where(Message.channel_id == channel.id,
                                                    Message.external_id == inbound.external_id)).first():
         return None
     contact = _contact(channel, inbound)
-    chat = None
-    if channel.active:
-        # Locked: a chat completing at this moment must not take the message with it.
-        chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == contact.id,
-                                                     Chat.state != "completed").with_for_update()
-                                  .execution_options(populate_existing=True)).first()
-        if chat is not None and chat.state == "completed":
-            chat = None
-        if chat is None:
-            chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id,
-                        state="bot" if bot_holds else "queued", address=inbound.address)
-            db.session.add(chat)
-            db.session.flush()
-            record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id, bot=bot_holds)
-            if not bot_holds:
-                after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
-        elif chat.state == "bot" and not bot_holds:
-            bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
+    # Locked: a chat completing at this moment must not take the message with it.
+    chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == contact.id,
+                                                 Chat.state != "completed").with_for_update()
+                              .execution_options(populate_existing=True)).first()
+    if chat is not None and chat.state == "completed":
+        chat = None
+    if chat is None:
+        state = "bot" if bot_holds else "queued" if channel.active else "unrouted"
+        chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id, state=state,
+                    address=inbound.address)
+        db.session.add(chat)
+        db.session.flush()
+        record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id, bot=bot_holds,
+               **({} if channel.active else {"unrouted": "the channel is inactive"}))
+        if state == "queued":
+            after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
+    elif chat.state == "bot" and not bot_holds and channel.active:
+        bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
     message = messages.store(channel, contact.id, chat, inbound, jobs)
-    if chat is not None:
-        live.chat_message(chat, message)
+    live.chat_message(chat, message)
     return message
+
+
+def route_now(chat_id: int, jobs) -> Chat:
+    """An admin routes a chat that opened while its channel was inactive (its lifecycle starts now)."""
+    chat = lifecycle.lock_chat(chat_id)
+    if chat.state != "unrouted":
+        raise Conflict(f"chat {chat_id} is {chat.state}, not unrouted", code="chat_not_unrouted")
+    if not chat.channel.active:
+        raise Conflict(f"channel {chat.channel_id} is inactive: activate it first", code="channel_inactive")
+    chat.state, chat.queue_id = "queued", chat.channel.queue_id
+    record(chat, "routed_by_admin", queue_id=chat.queue_id)
+    after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
+    return chat
 
 
 def _contact(channel: Channel, inbound: InboundMessage) -> Contact:
@@ -78,7 +92,7 @@ def visible_chats(user: User, state: str | None = None, limit: int = 100, offset
     """Offered to them, queued in their `all` queues while they are eligible, in work by them."""
     conditions = [(Chat.offered_to_id == user.id) & (Chat.state == "offered"),
                   (Chat.operator_id == user.id) & (Chat.state == "in_work")]
-    if routing.has_capacity(user):
+    if routing.may_take(user, connected=True):  # asking is a sign of life
         all_queues = routing.queues_of(user.id, rule="all")
         if all_queues:
             conditions.append((Chat.state == "queued") & Chat.queue_id.in_(all_queues)
@@ -90,23 +104,19 @@ def visible_chats(user: User, state: str | None = None, limit: int = 100, offset
 
 
 def accept(chat_id: int, user: User, engine) -> Chat:
-    """First to accept wins; the others get 409 (chat_taken, not_offered_to_you, limit_reached)."""
+    """First to accept wins; the others get 409 (chat_taken, not_offered_to_you, operator_inactive,
+    limit_reached)."""
     chat = lock_chat_and_process(chat_id, engine)
-    if chat.state in ("in_work", "completed"):
-        raise Conflict(f"chat {chat_id} is already {chat.state.replace('_', ' ')}", code="chat_taken")
-    if chat.process_instance_id is None or chat.state == "bot":
-        raise Conflict(f"chat {chat_id} is not waiting for an operator yet", code="not_offered_to_you")
-    if chat.state == "offered" and chat.offered_to_id != user.id:
-        raise Conflict(f"chat {chat_id} is offered to another operator", code="not_offered_to_you")
-    if chat.state == "queued" and (chat.queue.routing_rule != "all" or not routing.serves(user.id, chat.queue_id)):
-        raise Conflict(f"chat {chat_id} is not offered to you", code="not_offered_to_you")
+    serves = chat.state == "queued" and routing.serves(user.id, chat.queue_id)
     operator = routing.lock_user(user.id)
     limit = settings.get("SimultaneousChats")
-    was_offered = chat.state == "offered"
-    if operator.chats_in_work >= limit or (not was_offered and not routing.has_capacity(operator, limit)):
-        raise Conflict(f"you have {operator.chats_in_work} chats in work, the limit is {limit}",
-                       code="limit_reached")
-    if was_offered:
+    refusal = decisions.accept_refusal(
+        decisions.ChatView(chat.id, chat.state, chat.queue.routing_rule, chat.process_instance_id is not None,
+                           chat.offered_to_id),
+        routing.view(operator, serves_queue=serves, connected=True), limit)
+    if refusal is not None:
+        raise Conflict(refusal.message, code=refusal.code)
+    if chat.state == "offered":
         operator.chats_offered = max(0, operator.chats_offered - 1)
     operator.chats_in_work += 1
     operator.last_accepted_at = utcnow()
@@ -134,7 +144,10 @@ def reply(chat_id: int, user: User, text: str, engine, jobs, file: OutboundFile 
     db.session.add(message)
     chat.last_outgoing_at = utcnow()
     db.session.flush()
-    engine.deliver_message(chat.process_instance_id, "operator_replied", {}, if_waiting=True)
+    # The queue's timeouts as they are now: the completion timer re-armed by this reply reads them.
+    timeouts = lifecycle.timeouts(chat)
+    fresh = {"routing": timeouts} if timeouts["completion_timeout_seconds"] is not None else {}
+    engine.deliver_message(chat.process_instance_id, "operator_replied", fresh, if_waiting=True)
     after_commit(db.session, partial(jobs.enqueue, job_names.DELIVER_MESSAGE, message.id, job_id=f"send-{message.id}-1"))
     return message
 
@@ -164,13 +177,66 @@ def complete(chat_id: int, user: User, reason: str, engine, jobs) -> Chat:
     return chat
 
 
+def transfer(chat_id: int, user: User, admin: bool, target: dict, engine) -> Chat:
+    """Hand a chat in work to another operator of its queue or to another queue, through the
+    lifecycle (message `chat_transferred`): the diagram decides what a transfer does."""
+    chat = lock_chat_and_process(chat_id, engine)
+    if chat.state != "in_work" or not (admin or chat.operator_id == user.id):
+        raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
+    operator_id, queue_id = target.get("operator_id"), target.get("queue_id")
+    if (operator_id is None) == (queue_id is None):
+        raise Invalid("give exactly one of operator_id and queue_id", details={"field": "operator_id"})
+    if operator_id is not None:
+        if operator_id == chat.operator_id:
+            raise Invalid("operator_id: the chat is already theirs", details={"field": "operator_id"})
+        other = db.session.get(User, operator_id)
+        if other is None or not routing.serves(operator_id, chat.queue_id):
+            raise Invalid("operator_id: not an operator of this chat's queue", details={"field": "operator_id"})
+        why_not = decisions.ineligible_because(routing.view(other), settings.get("SimultaneousChats"))
+        if why_not is not None:
+            raise Conflict(f"{other.name or other.login} cannot take the chat now: {why_not}",
+                           code="operator_unavailable", details={"field": "operator_id"})
+    elif queue_id == chat.queue_id or db.session.get(Queue, queue_id) is None:
+        raise Invalid("queue_id: another existing queue, please", details={"field": "queue_id"})
+    payload = {"operator_id": operator_id, "queue_id": queue_id, "note": target.get("note"), "by": user.id}
+    try:
+        engine.deliver_message(chat.process_instance_id, "chat_transferred", {"transfer": payload})
+    except Conflict as e:
+        if e.code != "not_waiting_for_message":
+            raise
+        raise Conflict(f"this chat's lifecycle ({chat.queue.lifecycle_process}, as it was when the chat started) "
+                       "does not handle transfers: it does not wait for the message chat_transferred",
+                       code="action_not_in_lifecycle") from None
+    db.session.refresh(chat)
+    return chat
+
+
+def transfer_targets(chat: Chat) -> dict:
+    """Whom a chat could go to now: its queue's other operators (each with presence, load and
+    whether they may take it, or why not) and the other queues."""
+    limit = settings.get("SimultaneousChats")
+    operators = [o for o in routing.operators(chat.queue_id) if o.id != chat.operator_id]
+    users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_([o.id for o in operators])))}
+    out = []
+    for op in operators:
+        why_not = decisions.ineligible_because(op, limit)
+        out.append({"id": op.id, "name": users[op.id].name or users[op.id].login,
+                    "presence": decisions.presence(op.status, op.connected), "holds": op.holds,
+                    "available": why_not is None, "reason": why_not})
+    queues = db.session.scalars(select(Queue).where(Queue.id != chat.queue_id).order_by(Queue.name)).all()
+    return {"operators": out, "queues": [{"id": q.id, "name": q.name} for q in queues]}
+
+
 def set_status(user: User, status: str, jobs) -> User:
+    """Active takes chats (once connected); inactive hands back every chat offered to them at once."""
     operator = routing.lock_user(user.id)
     if operator.status != status:
         operator.status = status
         live.status_changed(operator.id, status)
         if status == "active":
             after_commit(db.session, partial(jobs.enqueue, job_names.DRAIN_OPERATOR, operator.id))
+        elif operator.chats_offered:
+            after_commit(db.session, partial(jobs.enqueue, job_names.WITHDRAW_OFFERS, operator.id))
     return operator
 
 
@@ -185,11 +251,26 @@ def waiting_chat_for(user_id: int) -> Chat | None:
 
 
 def unstarted_chats(cutoff, limit: int = 200) -> list[int]:
-    """Chats older than `cutoff` whose lifecycle never started (the start job was lost)."""
+    """Chats older than `cutoff` whose lifecycle never started: the start job was lost, or the
+    queue's process was not deployed then and is now (one that is still missing is not retried)."""
+    from app.models import ProcessVersion
     failed = select(ChatEvent.chat_id).where(ChatEvent.event == "lifecycle_not_started")
-    return list(db.session.scalars(select(Chat.id).where(Chat.process_instance_id.is_(None), Chat.state == "queued",
-                                                         Chat.created_at <= cutoff, Chat.id.not_in(failed))
-                                   .order_by(Chat.id).limit(limit)))
+    deployed = select(Queue.id).where(Queue.lifecycle_process.in_(select(ProcessVersion.key)))
+    lost = (Chat.created_at <= cutoff) & Chat.id.not_in(failed)
+    now_startable = Chat.id.in_(failed) & Chat.queue_id.in_(deployed)  # at once, whatever its age
+    return list(db.session.scalars(select(Chat.id).where(
+        Chat.process_instance_id.is_(None), Chat.state == "queued", lost | now_startable)
+        .order_by(Chat.id).limit(limit)))
+
+
+def lifecycle_problems(chats) -> dict[int, str]:
+    """Why these chats' lifecycles did not start (the last failure of each chat still without one)."""
+    ids = [c.id for c in chats if c.process_instance_id is None and c.state not in ("bot", "completed")]
+    if not ids:
+        return {}
+    rows = db.session.execute(select(ChatEvent.chat_id, ChatEvent.details).where(
+        ChatEvent.chat_id.in_(ids), ChatEvent.event == "lifecycle_not_started").order_by(ChatEvent.id))
+    return {chat_id: (details or {}).get("error", "the lifecycle process could not start") for chat_id, details in rows}
 
 
 def overdue_replies(cutoff, limit: int = 200) -> list[int]:

@@ -15,6 +15,12 @@ def _minutes(value):
     return value
 
 
+def _grace_seconds(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:
+        raise ValueError("must be a number of seconds from 0 to 3600 (fractions allowed)")
+    return value
+
+
 def _count(value):
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
         raise ValueError("must be a whole number from 1 to 100")
@@ -61,11 +67,17 @@ class Definition:
 
 DEFINITIONS = {d.code: d for d in [
     Definition("OmniChatOperatorAcceptChatTimeout", 5, _minutes,
-               "minutes an operator has to accept an offered chat (least_busy queues)"),
-    Definition("SimultaneousChats", 2, _count, "chats an operator may have in work at once"),
+               "minutes an operator has to accept an offered chat; takes effect for offers made from now on "
+               "(a running countdown keeps its time)"),
+    Definition("SimultaneousChats", 2, _count, "chats an operator may hold (in work plus offered) at once; "
+               "takes effect at once for new offers and accepts (chats already held stay)"),
+    Definition("OperatorPresenceGraceSeconds", 60, _grace_seconds,
+               "seconds an active operator may be disconnected (console closed, no heartbeat) before the "
+               "chats offered to them go to others; takes effect at the next disconnection"),
     Definition("ServiceLevelSeconds", 60, _seconds,
                "reports: a chat accepted within this many seconds of opening meets the service level"),
-    Definition("SiteUrl", None, _base_url, "public base URL of this Chatflow, for provider webhooks"),
+    Definition("SiteUrl", None, _base_url, "public base URL of this Chatflow, for provider webhooks (a path is fine: https://host/chat); "
+               "a change re-registers every active Telegram channel's webhook at once"),
     Definition("OmniChatNotificationSound", None, None,
                "audio played to operators on a new offer; upload with PUT .../file"),
     Definition("SystemAdministratorsNotificationUrl", None, _url,
@@ -120,6 +132,14 @@ def store_upload(code: str, filename: str, content_type: str, content: bytes) ->
     db.session.add(stored)
     db.session.flush()
     store_file(code, stored.id)
+
+
+def clear_file(code: str) -> None:
+    """The file setting back to its default, its file deleted."""
+    stored = stored_file(code)
+    put(code, None)
+    if stored is not None:
+        db.session.delete(stored)
 
 
 def store_file(code: str, file_id: int) -> None:

@@ -96,7 +96,7 @@ class Engine:
         """Deliver BPMN message `name` with `data` as payload.
 
         The message is caught by what waits for it and restarts the timers whose `restartOn`
-        names it. With nothing to do: 409 not_waiting_for_message, or, with `if_waiting`,
+        names it (its data is merged into theirs first, so a duration can come from it). With nothing to do: 409 not_waiting_for_message, or, with `if_waiting`,
         nothing at all (the instance is returned unchanged).
         """
         instance, workflow = self._open(instance_id)
@@ -115,7 +115,13 @@ class Engine:
 
         def deliver():
             for wait in restarts:  # re-armed in place, from now: the task tree stays flat
-                workflow.get_task_from_id(UUID(wait.task_id)).internal_data.pop("event_value", None)
+                task = workflow.get_task_from_id(UUID(wait.task_id))
+                # The message's data reaches the timer, so its duration is read afresh: SpiffWorkflow
+                # copies a waiting task's data from its parent when it looks at it again.
+                for holder in (task.parent, task):
+                    if holder is not None:
+                        holder.set_data(**payload)
+                task.internal_data.pop("event_value", None)
             if catchers:
                 self._catch(workflow, catchers, payload)
             elif starts:  # SpiffWorkflow starts the event subprocess for it

@@ -63,13 +63,19 @@ def savepoint(session):
     nested.commit()
 
 
+def _log_failure(error: Exception, what: str) -> None:
+    log.error("%s failed; the sweep will catch up", what, exc_info=error)
+
+
+_failed = _log_failure  # install(failed=...) replaces it (a lost Redis is logged once per outage)
+
+
 def _run(session):
     for func, args in session.info.pop(_KEY, []):
         try:
             func(*args)
-        except Exception:
-            log.exception("after-commit work %s%r failed; the sweep will catch up",
-                          getattr(func, "__name__", func), args)
+        except Exception as e:
+            _failed(e, f"after-commit work {getattr(func, '__name__', func)}{args!r}")
 
 
 def _drop(session, previous_transaction):
@@ -78,7 +84,10 @@ def _drop(session, previous_transaction):
         session.info.pop(_KEY, None)
 
 
-def install() -> None:
+def install(failed=None) -> None:
+    """`failed(error, what)`: how after-commit work that raised is reported."""
+    global _failed
+    _failed = failed or _log_failure
     if not event.contains(Session, "after_commit", _run):
         event.listen(Session, "after_commit", _run)
         event.listen(Session, "after_soft_rollback", _drop)

@@ -17,12 +17,14 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # A deactivated user's tokens open nothing; the row stays because chats name them.
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
-    # As an operator: active takes chats; the counters are kept under the row lock by the
-    # chat service so least-busy routing is one indexed query.
-    status: Mapped[str] = mapped_column(String(10), default="active", server_default="active")
+    # As an operator: active takes chats (new users start inactive); the counters are kept
+    # under the row lock by the chat service so routing reads them from this row alone.
+    status: Mapped[str] = mapped_column(String(10), default="inactive", server_default="inactive")
     chats_in_work: Mapped[int] = mapped_column(default=0, server_default="0")
     chats_offered: Mapped[int] = mapped_column(default=0, server_default="0")
     last_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the last sign of life (console stream keep-alive, presence heartbeat) runs out.
+    connected_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     roles: Mapped[list["Role"]] = relationship(secondary="role_members", back_populates="members",
                                                order_by="Role.id")
 

@@ -42,6 +42,9 @@ def setup_channel(api, routing_rule, completion_minutes, logins):
         assert response.status_code == 201, response.get_json()
         users[login] = response.get_json()
         assert users[login]["token"]
+        # New users start inactive and unconnected: each sets themselves to work, as an API client.
+        assert api.put("/api/me/presence", token=users[login]["token"]).status_code == 200
+        assert api.put("/api/me/status", {"status": "active"}, token=users[login]["token"]).status_code == 200
     response = api.post("/api/channels", {"provider": "telegram", "name": f"Bot {routing_rule}",
                                           "token": TOKEN, "active": True, "queue_id": queue["id"]})
     assert response.status_code == 201, response.get_json()

@@ -133,6 +133,7 @@ class Scenario:
         admin.ok("GET", "/api/users")
         admin.ok("GET", f"/api/users/{op_user['id']}")
         op.ok("GET", "/api/me")
+        op.ok("PUT", "/api/me/status", {"status": "active"})  # users start inactive
         admin.as_user(self.user_tokens["admin-two"]).ok("GET", "/api/me")
 
         # Telegram: a refused token, then the distinctive one; reconnects on PATCH

@@ -14,6 +14,7 @@ class FakeTelegram(JsonApiServer):
     def __init__(self, tokens=("123:good-token",)):
         self.tokens = set(tokens)
         self.calls: list[tuple[str, str, dict]] = []   # (token, method, payload)
+        self.delivered: list[str] = []  # texts (or captions) of send* calls answered 200
         self.files: dict[str, tuple[str, bytes, int]] = {}   # file_id -> (file_path, content, file_size)
         self.fail_sends = 0          # answer this many send* calls with 500
         self.fail_downloads = 0      # answer this many file downloads with 500
@@ -116,6 +117,7 @@ class FakeTelegram(JsonApiServer):
             if payload.get("caption"):
                 result["caption"] = payload["caption"]
         self._next_message_id += 1
+        self.delivered.append(payload.get("text") or payload.get("caption") or "")
         return 200, {"ok": True, "result": {"message_id": self._next_message_id, **result}}
 
 

@@ -103,6 +103,7 @@ class World:
 
     def user(self, login=None, *queue_ids) -> dict:
         user = ok(self.admin.post("/api/users", {"login": login or uniq("user")}), 201)
+        ok(self.admin.as_user(user["token"]).put("/api/me/status", {"status": "active"}))  # users start inactive
         for queue_id in queue_ids:
             ok(self.admin.post(f"/api/queues/{queue_id}/operators", {"user_id": user["id"]}), 201)
         return user
@@ -305,6 +306,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     # --- queues and their operators (admin)
     ("POST", "/api/queues"): admin_only(201, send=js(lambda w: {"name": uniq("queue"), "routing_rule": "all"})),
     ("GET", "/api/queues"): admin_only(200),
+    ("GET", "/api/queues/{queue_id}/routing-preview"): admin_only(200),
     ("GET", "/api/queues/{queue_id}"): admin_only(200),
     ("PATCH", "/api/queues/{queue_id}"): admin_only(200, send=js({"name": "QA"})),
     ("DELETE", "/api/queues/{queue_id}"): admin_only(204, params=once(lambda w: {"queue_id": w.queue()})),
@@ -364,6 +366,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     # --- the operator's own state (any user)
     ("GET", "/api/me"): any_user(200),
     ("PUT", "/api/me/status"): any_user(200, send=js({"status": "active"})),
+    ("PUT", "/api/me/presence"): any_user(200),
     ("GET", "/api/me/chats"): any_user(200),
     ("GET", "/api/chats"): any_user(200),
     # the live events stream (an endless response: `test_access` closes it unread)
@@ -379,6 +382,10 @@ MATRIX: dict[tuple[str, str], Row] = {
                                                                                 params=once(_uncertain_reply)),
     ("POST", "/api/chats/{chat_id}/accept"): chat_scoped(200, 409, params=new_queued_chat),
     ("POST", "/api/chats/{chat_id}/complete"): chat_scoped(200, 200, params=new_chat_in_work),
+    ("POST", "/api/chats/{chat_id}/route"): admin_only(409),  # the chat is in work: not unrouted
+    ("POST", "/api/chats/{chat_id}/transfer"): chat_scoped(200, 200, params=new_chat_in_work,
+                                                           send=js(lambda w: {"queue_id": w.qb})),
+    ("GET", "/api/chats/{chat_id}/transfer-targets"): chat_scoped(200, 200),
     ("GET", "/api/chats/{chat_id}/actions"): chat_scoped(200, 200),
     ("POST", "/api/chats/{chat_id}/actions/{action_id}"): chat_scoped(201, 201),
     # --- the operator workspace: read markers, private notes, the client's context (chat-scoped)

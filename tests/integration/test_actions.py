@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from chat_helpers import error, ok
+from chat_helpers import at_work, error, ok
 from conftest import DATA, ROOT, Api, wait_for
 from app.extensions import db
 from app.models import Channel
@@ -45,6 +45,7 @@ class World:
 
     def make_operator(self, login, queue_id):
         user = ok(self.admin.post("/api/users", {"login": login, "name": login.upper()}), 201)
+        at_work(self.admin.as_user(user["token"]))
         ok(self.admin.post(f"/api/queues/{queue_id}/operators", {"user_id": user["id"]}), 201)
         return user
 

@@ -344,6 +344,36 @@ def test_openapi_lists_every_route(api, app):
     assert body["required"] == ["login"] and body["properties"]["roles"]["type"] == "array"
 
 
+def _models(schema: dict) -> list[str]:
+    """The components a response schema names: a model, a list of them, or either of two."""
+    if "$ref" in schema:
+        return [schema["$ref"].rsplit("/", 1)[1]]
+    if schema.get("type") == "array":
+        return _models(schema["items"])
+    return [name for option in schema.get("anyOf", []) for name in _models(option)]
+
+
+def test_openapi_types_every_answer(api):
+    """Every JSON answer, success or error, is a named model with its fields (the document
+    itself excepted: it is OpenAPI's own); non-JSON answers say their media type."""
+    spec = api.get("/openapi.json", token=None).get_json()
+    components = spec["components"]["schemas"]
+    untyped = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if schema is None or path == "/openapi.json":
+                    assert status == "204" or response.get("content") or path == "/openapi.json", (method, path)
+                    continue
+                names = _models(schema)
+                if not names or not all(components[n].get("properties") for n in names):
+                    untyped.append(f"{method.upper()} {path} {status}")
+    assert not untyped, untyped
+    assert set(components["Error"]["required"]) == {"error"}
+    assert set(components["ErrorInfo"]["required"]) == {"code", "message", "details"}
+
+
 def test_healthz_embedded(make_app):
     response = Api(make_app()).get("/healthz", token=None)
     assert response.status_code == 200

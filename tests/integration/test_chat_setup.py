@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from chat_helpers import error
+from chat_helpers import deploy_lifecycle, error
 from conftest import ROOT, Api
 
 LIFECYCLE = ROOT / "processes" / "ChatLifecycle.bpmn"
@@ -178,6 +178,7 @@ def test_notification_sound_null_clears_it(api):
 
 # -- queues -------------------------------------------------------------------------------
 def test_queue_create_list_get_patch_delete(api):
+    deploy_lifecycle(api)  # a queue needs its lifecycle deployed
     resp = api.post("/api/queues", {"name": "Support", "routing_rule": "all"})
     assert resp.status_code == 201, resp.get_json()
     q = resp.get_json()
@@ -236,6 +237,7 @@ def test_queue_validation(api, body, field):
 
 
 def test_queue_patch_validation(api):
+    deploy_lifecycle(api)  # a queue needs its lifecycle deployed
     q = api.post("/api/queues", {"name": "Q", "routing_rule": "all", "completion_timeout_minutes": 3}).get_json()
     for body, field in [({"routing_rule": "random"}, "routing_rule"),
                         ({"completion_timeout_minutes": 0}, "completion_timeout_minutes"),
@@ -258,6 +260,7 @@ def test_queue_lifecycle_process_must_be_deployed(api):
 
 
 def test_queue_in_use_by_a_channel_cannot_be_deleted(api, telegram):
+    deploy_lifecycle(api)  # a queue needs its lifecycle deployed
     assert api.put("/api/settings/SiteUrl", {"value": "https://chat.example.com"}).status_code == 200
     q = api.post("/api/queues", {"name": "Q", "routing_rule": "all"}).get_json()
     other = api.post("/api/queues", {"name": "Other", "routing_rule": "all"}).get_json()
@@ -272,6 +275,7 @@ def test_queue_in_use_by_a_channel_cannot_be_deleted(api, telegram):
 
 
 def test_queue_operators_users_and_roles(api):
+    deploy_lifecycle(api)  # a queue needs its lifecycle deployed
     q = api.post("/api/queues", {"name": "Q", "routing_rule": "all"}).get_json()
     alice, bob = user(api, "alice"), user(api, "bob")
     role = api.post("/api/roles", {"name": "Support"}).get_json()
@@ -311,6 +315,7 @@ def test_queue_operators_users_and_roles(api):
 
 
 def test_queue_with_operators_can_be_deleted(api):
+    deploy_lifecycle(api)  # a queue needs its lifecycle deployed
     q = api.post("/api/queues", {"name": "Q", "routing_rule": "all"}).get_json()
     alice = user(api, "alice")
     assert api.post(f"/api/queues/{q['id']}/operators", {"user_id": alice["id"]}).status_code == 201
@@ -319,6 +324,7 @@ def test_queue_with_operators_can_be_deleted(api):
 
 
 def test_queue_with_chat_actions_can_be_deleted(api):
+    deploy_lifecycle(api)  # a queue needs its lifecycle deployed
     """Chat actions belong to their queue: deleting the queue deletes them, never a 500."""
     assert api.deploy(ROOT / "processes" / "CreateCaseFromChat.bpmn").status_code == 201
     q = api.post("/api/queues", {"name": "Q", "routing_rule": "all"}).get_json()

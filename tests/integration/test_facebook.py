@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from app.models.chat import Channel, Chat, Contact, Message
-from chat_helpers import (count, error, get_chat, history, instance, ok, pending_jobs, rows, set_at, settled,
-                          wait_chat)
+from chat_helpers import (at_work, count, error, get_chat, history, instance, ok, pending_jobs, rows, set_at,
+                          settled, wait_chat)
 from conftest import ROOT, Api, wait_for
 from fakes.facebook import batch, message_event, pass_thread_control, sign, take_thread_control
 
@@ -50,6 +50,7 @@ def queue(api, rule="least_busy", name=None):
 
 def operator(api, login, *queue_ids):
     user = ok(api.post("/api/users", {"login": login, "name": login.title()}), 201)
+    at_work(api.as_user(user["token"]))
     for queue_id in queue_ids:
         ok(api.post(f"/api/queues/{queue_id}/operators", {"user_id": user["id"]}), 201)
     return user["id"], api.as_user(user["token"])
@@ -121,7 +122,10 @@ def wait_status(api, chat_id, text, statuses=("sent", "failed"), timeout=10):
 
 @pytest.fixture
 def api(make_app):
-    return Api(make_app())
+    """An app with the shipped lifecycle deployed: a queue needs its lifecycle process."""
+    api = Api(make_app())
+    assert api.deploy(ROOT / "processes" / "ChatLifecycle.bpmn").status_code == 201
+    return api
 
 
 class Setup:
@@ -418,10 +422,12 @@ def test_page_id_as_a_number_is_routed(fb):
     assert ok(post_signed(fb.api, body))["stored"] == 1
 
 
-def test_inactive_channel_stores_messages_but_starts_no_chat(fb):
+def test_inactive_channel_stores_messages_in_an_unrouted_chat(fb):
     ok(fb.api.patch(f"/api/channels/{fb.channel['id']}", {"active": False}))
     ok(post_signed(fb.api, msg("111", "mid.inactive")))
-    assert count(fb.api, Message) == 1 and count(fb.api, Chat) == 0
+    assert count(fb.api, Message) == 1
+    (chat,) = rows(fb.api, select(Chat))
+    assert (chat.state, chat.process_instance_id) == ("unrouted", None)
 
 
 def _entry_with(**fields):

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from app.chats import lifecycle, routing, service
+from app.chats import decisions, lifecycle, routing, service
 from app.extensions import db
 from app.jobs import fire_timers
 from app.models import User
@@ -220,7 +220,7 @@ def test_queue_without_completion_timeout_never_auto_completes(api, telegram):
     assert (c["state"], c["completion_reason"]) == ("in_work", None)
     proc = instance(api, c["process_instance_id"])
     assert proc["state"] == "waiting"
-    assert [(w["task"], w["kind"]) for w in proc["waiting_for"]] == [("in_work", "message")]
+    assert [(w["task"], w["kind"]) for w in proc["waiting_for"]] == [("in_work", "message"), ("transferred", "message")]
     assert proc["data"]["routing"]["completion_timeout_seconds"] is None
     ok(ann.complete(c["id"]))
     c = ok(api.get(f"/api/chats/{never_chat['id']}"))
@@ -350,7 +350,7 @@ def test_50_offer_timeouts_in_a_row_then_the_chat_is_still_offered_and_accepted(
     assert c["state"] == "in_work", c
     proc = instance(api, chat["process_instance_id"])
     assert proc["state"] == "waiting"
-    assert [(w["task"], w["kind"]) for w in proc["waiting_for"]] == [("in_work", "message")]
+    assert [(w["task"], w["kind"]) for w in proc["waiting_for"]] == [("in_work", "message"), ("transferred", "message")]
     loads = [o.me() for o in operators.values()]
     assert sorted(m["chats_in_work"] for m in loads) == [0, 1]
     assert [m["chats_offered"] for m in loads] == [0, 0]
@@ -393,15 +393,15 @@ def test_a_changed_lifecycle_diagram_changes_new_chats_while_running_ones_keep_t
     assert r.status_code == 200 and b"R/PT1S" in r.data
 
     fresh = new_chat(api, channel.client())
-    assert fresh["offered_to_id"] == ann.id           # equal load, lower id
+    assert fresh["offered_to_id"] == bob.id           # ann holds the running chat's offer
     assert instance(api, fresh["process_instance_id"])["version"] == 2
 
-    # New chat: ann misses the 1 s acceptance, becomes inactive, bob gets it.
-    moved = wait_chat(api, fresh["id"], lambda c: c["offered_to_id"] == bob.id, timeout=6,
+    # New chat: bob misses the 1 s acceptance, becomes inactive, ann gets it.
+    moved = wait_chat(api, fresh["id"], lambda c: c["offered_to_id"] == ann.id, timeout=6,
                       message="the new chat to be re-offered after 1 s")
     assert moved["state"] == "offered"
-    assert events(api, fresh["id"], "offer_timed_out")[0]["details"]["operator_id"] == ann.id
-    assert ann.me()["status"] == "inactive"
+    assert events(api, fresh["id"], "offer_timed_out")[0]["details"]["operator_id"] == bob.id
+    assert bob.me()["status"] == "inactive"
 
     # The running chat keeps version 1 and its 5-minute acceptance timeout.
     kept = ok(api.get(f"/api/chats/{running['id']}"))
@@ -412,7 +412,7 @@ def test_a_changed_lifecycle_diagram_changes_new_chats_while_running_ones_keep_t
     (timer,) = [w for w in proc["waiting_for"] if w["task"] == "acceptance_timeout"]
     assert timer["kind"] == "timer"
     ok(ann.accept(running["id"]))
-    ok(bob.accept(fresh["id"]))
+    ok(ann.accept(fresh["id"]))
     assert instance(api, running["process_instance_id"])["version"] == 1
 
 
@@ -481,8 +481,8 @@ def test_an_offer_whose_candidates_all_fill_up_meanwhile_says_why_the_chat_waits
     chat = new_chat(api, make_channel(api, queue["id"]).client())
     assert chat["state"] == "queued"
     with app.app_context():
-        seen_eligible = [db.session.get(User, anna.id)]  # as a query a moment earlier saw her
-        monkeypatch.setattr(routing, "least_busy_candidates", lambda *args: seen_eligible)
+        seen_eligible = [decisions.OperatorView(anna.id)]  # as a query a moment earlier saw her
+        monkeypatch.setattr(routing, "candidates", lambda *args, **kw: seen_eligible)
         assert lifecycle.offer_chat(chat["id"]) == {"offered_to": None}
         db.session.commit()
         db.session.remove()

@@ -11,7 +11,7 @@ from app.channels.telegram import parse_update
 from app.extensions import db
 from app.models.chat import Channel, Chat, Contact, Message
 from app.services import services
-from chat_helpers import count, error, pending_jobs, rows, set_at, settled
+from chat_helpers import at_work, count, error, pending_jobs, rows, set_at, settled
 from conftest import ROOT, Api, wait_for
 from fakes.telegram import update
 
@@ -24,7 +24,10 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 @pytest.fixture
 def api(make_app):
-    return Api(make_app())
+    """An app with the shipped lifecycle deployed: a queue needs its lifecycle process."""
+    api = Api(make_app())
+    assert api.deploy(ROOT / "processes" / "ChatLifecycle.bpmn").status_code == 201
+    return api
 
 
 
@@ -85,6 +88,7 @@ def tg(api, telegram):
     site(api)
     q = queue(api)
     op = api.post("/api/users", {"login": "op"}).get_json()
+    at_work(api.as_user(op["token"]))
     assert api.post(f"/api/queues/{q['id']}/operators", {"user_id": op["id"]}).status_code == 201
     ch = channel(api, q["id"])
     telegram.calls.clear()
@@ -225,6 +229,7 @@ def test_telegram_down_at_create_is_a_clear_conflict(api, telegram):
 
 def test_telegram_unreachable_is_a_clear_conflict(make_app, telegram):
     api = Api(make_app(TELEGRAM_API_BASE="http://127.0.0.1:9"))  # nothing listens there
+    assert api.deploy(LIFECYCLE).status_code == 201
     site(api)
     q = queue(api)
     resp = api.post("/api/channels", {"provider": "telegram", "name": "X", "token": TOKEN, "queue_id": q["id"]})
@@ -293,19 +298,44 @@ def test_channel_with_chats_cannot_be_deleted_but_can_be_deactivated(tg):
     error(api.delete(f"/api/channels/{other['id']}"), 404)
 
 
-def test_inactive_channel_stores_messages_but_starts_no_chat(tg):
+def test_inactive_channel_stores_messages_in_an_unrouted_chat_until_an_admin_routes_it(tg):
     api = tg.api
+    tg.fake.calls.clear()
     assert api.patch(f"/api/channels/{tg.channel['id']}", {"active": False}).status_code == 200
+    assert [c[1] for c in tg.fake.calls] == ["deleteWebhook"]     # Telegram keeps the updates
     resp = tg.send(update(1, 555, "anyone there?"))
     assert resp.status_code == 200
-    assert count(api, Message) == 1 and count(api, Contact) == 1
-    assert count(api, Chat) == 0
-    (msg,) = rows(api, select(Message))
-    assert msg.text == "anyone there?" and msg.chat_id is None and msg.direction == "in"
-    assert api.get("/api/chats").get_json() == []
-    # the channel holds stored messages: deleting it answers a conflict, never a 500
+    tg.send(update(2, 555, "hello?"))
+    (chat,) = api.get("/api/chats").get_json()
+    assert (chat["state"], chat["process_instance_id"]) == ("unrouted", None)
+    assert [m["text"] for m in api.get(f"/api/chats/{chat['id']}/messages").get_json()] == ["anyone there?", "hello?"]
+    assert tg.op.get("/api/chats").get_json() == []                    # operators do not see it
+    error(api.post(f"/api/chats/{chat['id']}/route"), 409, "channel_inactive")
+    error(tg.op.post(f"/api/chats/{chat['id']}/route"), 403)
+    # the channel holds a chat: deleting it answers a conflict, never a 500
     error(api.delete(f"/api/channels/{tg.channel['id']}"), 409, "channel_has_chats")
-    assert count(api, Message) == 1
+
+    tg.fake.calls.clear()
+    assert api.patch(f"/api/channels/{tg.channel['id']}", {"active": True}).status_code == 200
+    assert "setWebhook" in [c[1] for c in tg.fake.calls]
+    routed = api.post(f"/api/chats/{chat['id']}/route").get_json()
+    assert routed["state"] == "queued"
+    wait_for(lambda: [c["id"] for c in tg.op.get("/api/chats").get_json()] == [chat["id"]], timeout=10,
+             message="the routed chat to reach the queue's operator")
+    error(api.post(f"/api/chats/{chat['id']}/route"), 409, "chat_not_unrouted")
+
+
+def test_a_chat_in_work_keeps_receiving_after_its_channel_is_deactivated(tg):
+    api = tg.api
+    tg.send(update(1, 555, "hello"))
+    chat = wait_for(lambda: [c for c in tg.op.get("/api/chats").get_json()], timeout=10,
+                    message="the chat to be visible")[0]
+    assert tg.op.post(f"/api/chats/{chat['id']}/accept").status_code == 200
+    assert api.patch(f"/api/channels/{tg.channel['id']}", {"active": False}).status_code == 200
+    tg.send(update(2, 555, "are you still there?"))
+    texts = [m["text"] for m in tg.op.get(f"/api/chats/{chat['id']}/messages").get_json()]
+    assert texts == ["hello", "are you still there?"]
+    assert api.get(f"/api/chats/{chat['id']}").get_json()["state"] == "in_work"
 
 
 # -- webhook ------------------------------------------------------------------------------

@@ -3,8 +3,16 @@ server-side read markers, private notes, the client's context, canned responses,
 and roles routes the console's Team page uses. Over the app's test client on the embedded default."""
 import io
 
+import pytest
+
 from chat_helpers import configure, error, make_channel, make_operator, make_queue, new_chat, ok
 from conftest import ROOT, wait_for
+
+
+@pytest.fixture
+def app(make_app):
+    """Embedded jobs on the suite's database: these are the workspace's queries, not job delivery."""
+    return make_app()
 
 
 def world(api, rule="all"):

@@ -16,6 +16,7 @@
     operator: "You completed this chat.",
     timeout: "This chat was completed automatically: nobody wrote within the queue's completion timeout.",
     admin: "An administrator completed this chat.",
+    transferred: "You transferred this chat.",
   };
   const STATUS_TEXT = {uncertain: "may have been delivered"};
   const RESENDABLE = ["uncertain", "failed"];
@@ -131,7 +132,7 @@
       : "You are inactive: no chats are offered or shown to you.";
     $("inactive-banner").hidden = active;
     $("tab-all").hidden = !me.is_admin;
-    if (state.tab === "all" && !me.is_admin) state.tab = "mine";
+    if (!TABS[state.tab] || (state.tab === "all" && !me.is_admin)) state.tab = "mine";
   }
 
   async function setStatus(status) {
@@ -390,6 +391,7 @@
       renderChat();
       markRead();
       loadSidePanels(id, seq, chat);
+      loadTransferTargets(chat);
     } catch (err) {
       if (seq === state.viewSeq) CF.showError($("chat-body"), err);
     }
@@ -699,6 +701,53 @@
     refresh();
   }
   $("complete").addEventListener("click", complete);
+
+  // -- transfer ----------------------------------------------------------------------------
+  // A chat in work goes to a colleague of its queue (offered to them) or to another queue.
+  const transferForm = $("transfer-form");
+
+  async function loadTransferTargets(chat) {
+    const area = $("transfer-area");
+    area.hidden = !(chat.state === "in_work" && chat.operator_id === state.me.id);
+    if (area.hidden) return;
+    CF.clearErrors(transferForm);
+    const targets = await CF.api("GET", `/api/chats/${chat.id}/transfer-targets`);
+    if (state.selected !== chat.id) return;
+    const select = $("transfer-target");
+    const operators = targets.operators.map((o) => el("option", {value: `operator:${o.id}`, disabled: !o.available},
+      o.available ? `${o.name} (${o.presence}, holds ${o.holds})` : `${o.name}: ${o.reason}`));
+    const queues = targets.queues.map((q) => el("option", {value: `queue:${q.id}`}, `Queue ${q.name}`));
+    select.replaceChildren(
+      el("optgroup", {label: "Operators of this queue"}, ...operators),
+      el("optgroup", {label: "Another queue (routed by its rule)"}, ...queues));
+    const first = [...select.options].find((o) => !o.disabled);
+    if (first) first.selected = true;
+  }
+
+  transferForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const id = state.selected;
+    const [kind, target] = transferForm.operator_id.value.split(":");
+    CF.clearErrors(transferForm);
+    const button = transferForm.querySelector("button");
+    button.disabled = true;
+    try {
+      const body = {[kind === "queue" ? "queue_id" : "operator_id"]: Number(target)};
+      if (transferForm.note.value.trim()) body.note = transferForm.note.value.trim();
+      await CF.api("POST", `/api/chats/${id}/transfer`, body);
+      transferForm.note.value = "";
+      $("transfer-area").hidden = true;
+      if (state.selected === id) {
+        state.view.ended = "transferred";
+        renderChat();
+      }
+    } catch (err) {
+      CF.showError(transferForm, err);
+    } finally {
+      button.disabled = false;
+    }
+    refresh();
+  });
 
   // -- chat actions ------------------------------------------------------------------------
   function renderActions(actions) {

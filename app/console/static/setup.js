@@ -110,10 +110,12 @@
   // -- loading ---------------------------------------------------------------------------
   async function reload() {
     const all = "?limit=1000";
-    const [queues, channels, actions, users, roles, processes, settings] = await Promise.all([
+    const [queues, channels, actions, users, roles, processes, settings, unrouted, queued] = await Promise.all([
       CF.api("GET", "/api/queues" + all), CF.api("GET", "/api/channels" + all),
       CF.api("GET", "/api/chat-actions" + all), CF.api("GET", "/api/users" + all),
-      CF.api("GET", "/api/roles" + all), CF.api("GET", "/api/processes" + all), CF.api("GET", "/api/settings")]);
+      CF.api("GET", "/api/roles" + all), CF.api("GET", "/api/processes" + all), CF.api("GET", "/api/settings"),
+      CF.api("GET", "/api/chats?state=unrouted&limit=1000"), CF.api("GET", "/api/chats?state=queued&limit=1000")]);
+    data.waiting = [...unrouted, ...queued.filter((c) => c.lifecycle_problem)];
     // A queue deleted since the list was read has no operators to show; the next reload drops it.
     const operators = await Promise.all(queues.map((q) => CF.api("GET", `/api/queues/${q.id}/operators${all}`)
       .catch((err) => { if (err.status === 404) return []; throw err; })));
@@ -122,6 +124,7 @@
     root.querySelectorAll("form select[data-queues]").forEach((s) => queueOptions(s));
     root.querySelectorAll("form select[data-processes]").forEach((s) => processOptions(s));
     renderChannels();
+    renderWaiting();
     renderQueues();
     renderActions();
     renderSettings();
@@ -218,6 +221,46 @@
       openEdits.has(`queue:${q.id}`) ? [queueRow(q), queueEditRow(q)] : [queueRow(q)]));
   }
 
+  // -- chats waiting for an admin ----------------------------------------------------------------
+  function renderWaiting() {
+    const tbody = root.querySelector('[data-testid="unrouted-table"] tbody');
+    if (!data.waiting.length) return empty(tbody, 4, "None: every chat is routed.");
+    tbody.replaceChildren(...data.waiting.map((c) => {
+      const tr = el("tr", {dataset: {id: c.id}});
+      const channel = data.channels.find((ch) => ch.id === c.channel_id);
+      const route = c.state === "unrouted" ? el("button", {type: "button", disabled: !(channel && channel.active),
+        title: channel && channel.active ? null : "activate the channel first", onclick: async (e) => {
+          rowError(tr, null);
+          e.currentTarget.disabled = true;
+          try { await CF.api("POST", `/api/chats/${c.id}/route`); await refresh(); } catch (err) { rowError(tr, err); }
+        }}, "Route now") : null;
+      tr.append(el("td", {}, `#${c.id} · ${c.contact.name}`), el("td", {}, channel ? channel.name : `#${c.channel_id}`),
+        el("td", {}, c.state === "unrouted" ? "opened while the channel was inactive" : c.lifecycle_problem),
+        el("td", {class: "row-buttons"}, route));
+      return tr;
+    }));
+  }
+
+  // -- routing preview: who would get a new chat of the queue now, and why ----------------------
+  async function showPreview(q, tr, button) {
+    const open = tr.nextElementSibling && tr.nextElementSibling.dataset.preview === String(q.id);
+    if (open) { tr.nextElementSibling.remove(); button.setAttribute("aria-expanded", "false"); return; }
+    rowError(tr, null);
+    try {
+      const p = await CF.api("GET", `/api/queues/${q.id}/routing-preview`);
+      const rows = p.operators.map((o) => el("tr", {class: o.id === p.chosen ? "chosen" : null},
+        el("td", {}, o.name || o.login), el("td", {}, el("span", {class: "badge " + o.presence}, o.presence)),
+        el("td", {}, `${o.holds} of ${o.limit} (${o.chats_in_work} in work, ${o.chats_offered} offered)`),
+        el("td", {}, o.last_accepted_at ? CF.when(o.last_accepted_at) : "never"), el("td", {}, o.reason)));
+      const table = el("table", {class: "preview", "aria-label": `Routing preview of ${q.name}`},
+        el("thead", {}, el("tr", {}, ...["Operator", "Presence", "Holds", "Last accepted", "Decision"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, ...(rows.length ? rows : [el("tr", {}, el("td", {colspan: 5, class: "muted"}, "No operators."))])));
+      tr.after(el("tr", {class: "edit-row", dataset: {preview: q.id}}, el("td", {colspan: 5},
+        el("p", {}, el("b", {}, p.rule), ": ", p.why), table)));
+      button.setAttribute("aria-expanded", "true");
+    } catch (err) { rowError(tr, err); }
+  }
+
   function operatorsCell(q, tr) {
     const entries = data.operators.get(q.id) || [];
     const list = el("ul", {class: "operators", "aria-label": `Operators of ${q.name}`}, entries.map((o) => {
@@ -272,7 +315,10 @@
     tr.append(el("td", {}, el("strong", {}, q.name),
                  q.lifecycle_process && q.lifecycle_process !== "ChatLifecycle" ? el("div", {class: "muted"}, q.lifecycle_process) : null),
       el("td", {}, el("span", {class: "badge"}, q.routing_rule)), el("td", {}, minutes(q.completion_timeout_minutes)));
-    tr.append(operatorsCell(q, tr), el("td", {class: "row-buttons"}, edit, " ", remove));
+    const preview = el("button", {type: "button", class: "secondary", "aria-expanded": "false",
+      "aria-label": `Who gets the next chat of ${q.name}?`, onclick: (e) => showPreview(q, tr, e.currentTarget)},
+      "Who gets the next chat?");
+    tr.append(operatorsCell(q, tr), el("td", {class: "row-buttons"}, preview, " ", edit, " ", remove));
     return tr;
   }
 
@@ -286,7 +332,8 @@
       el("label", {}, "Name", el("input", {name: "name", value: q.name, autocomplete: "off"})),
       el("label", {}, "Routing rule", rule),
       el("label", {}, "Completion timeout (minutes)", el("input", {name: "completion_timeout_minutes", inputmode: "decimal",
-        placeholder: "never", value: q.completion_timeout_minutes ?? ""})),
+        placeholder: "never", value: q.completion_timeout_minutes ?? ""}),
+        el("small", {class: "muted"}, "running chats take it at their next reply")),
       el("label", {}, "Lifecycle process", lifecycle),
       el("button", {type: "submit"}, "Save"),
       el("button", {type: "button", class: "secondary", onclick: () => { openEdits.delete(`queue:${q.id}`); renderQueues(); }}, "Cancel"));

@@ -89,6 +89,7 @@
         + `operator ${operatorName(chat.operator_id)} · started ${CF.when(chat.created_at)}`;
       $("sv-chat-actions").replaceChildren(...(chat.state === "completed" ? [] : [
         el("button", {type: "button", class: "danger", onclick: () => complete(chat)}, "Complete chat")]));
+      if (chat.state === "in_work") reassignControls(chat);
       const timeline = [...messages.map((m) => ({at: m.created_at, node: el("li", {class: `msg ${m.direction}`},
                           el("div", {class: "msg-text"}, m.text),
                           el("div", {class: "msg-meta muted"}, new Date(m.created_at).toLocaleTimeString(),
@@ -102,6 +103,33 @@
     } catch (err) {
       CF.showError(panel, err);
     }
+  }
+
+  // Reassign is the routing's transfer: offered to the chosen operator of the chat's queue.
+  // Where the transfer route is not there (an older server) the control is simply not shown.
+  async function reassignControls(chat) {
+    let targets;
+    try { targets = await CF.api("GET", `/api/chats/${chat.id}/transfer-targets`); } catch (err) { return; }
+    if (data.selected !== chat.id) return;
+    const pick = el("select", {"aria-label": "Reassign to"}, el("option", {value: ""}, "Reassign to…"),
+      targets.operators.map((o) => el("option", {value: o.id, disabled: !o.available},
+                                     `${o.name} (${o.available ? o.presence : o.reason})`)));
+    const go = el("button", {type: "button", class: "secondary", onclick: async () => {
+      if (!pick.value) return;
+      const who = pick.selectedOptions[0].textContent;
+      if (!CF.confirmed(`Reassign the chat with ${chat.contact.name} to ${who}?`)) return;
+      go.disabled = true;
+      try {
+        await CF.api("POST", `/api/chats/${chat.id}/transfer`, {operator_id: Number(pick.value)});
+        $("sv-chat-result").replaceChildren(el("div", {class: "banner ok"}, `Reassigned to ${who}.`));
+      } catch (err) {
+        CF.showError($("sv-chat-result"), err);
+      } finally {
+        go.disabled = false;
+      }
+      await load();
+    }}, "Reassign");
+    $("sv-chat-actions").append(pick, go);
   }
 
   async function complete(chat) {
