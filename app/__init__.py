@@ -88,7 +88,7 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         from app.adapters.events import LocalEvents
         events = LocalEvents()
     from app import channels
-    from app.adapters import file_store
+    from app import file_store
     from app.adapters.notify import HttpNotifier
     from app.services import Services, install
     install(app, Services(engine=Engine(jobs, build_operations(jobs), Limits.from_config(app.config)), jobs=jobs,

@@ -7,6 +7,7 @@ from sqlalchemy import delete, select
 from app.engine.errors import Conflict, Invalid, get_or_404
 from app.extensions import db
 from app.models import ApiToken, Role, User
+from app.models.states import OperatorStatus
 
 PERMISSIONS = ("CanManageChats",)
 
@@ -68,7 +69,7 @@ def update_user(user: User, changes: dict) -> User:
     if changes.get("active") is not None:
         user.active = changes["active"]
         if not user.active:
-            user.status = "inactive"  # offered no chats while they cannot sign in
+            user.status = OperatorStatus.INACTIVE  # offered no chats while they cannot sign in
     return user
 
 

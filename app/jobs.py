@@ -13,6 +13,7 @@ from flask import current_app
 from app import job_names, metrics
 from app.engine.tx import after_commit
 from app.extensions import db
+from app.models.states import ChatState
 from app.models.types import utcnow
 from app.outages import is_transient, retrying
 from app.services import services
@@ -139,7 +140,7 @@ def start_chat_lifecycle(chat_id: int) -> None:
     with app.app_context():
         try:
             chat = lifecycle.lock_chat(chat_id)
-            if chat.process_instance_id is None and chat.state == "queued":  # not bot, not completed
+            if chat.process_instance_id is None and chat.state == ChatState.QUEUED:  # not bot, not completed
                 key = chat.queue.lifecycle_process
                 try:
                     instance = _engine(app).start(key, {"ChatId": chat.id, "ContactId": chat.contact_id,
@@ -178,7 +179,7 @@ def drain_operator(user_id: int) -> int:
                                              {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
                 db.session.commit()
                 db.session.refresh(chat)
-                if chat.state != "offered":
+                if chat.state != ChatState.OFFERED:
                     break
                 offered += 1
         except Exception:

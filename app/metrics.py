@@ -23,6 +23,7 @@ from sqlalchemy import event, func, select
 
 from app import logs
 from app.api.contract import contract
+from app.models.states import ChatState
 from app.services import services
 
 disable_created_metrics()  # no *_created series: Prometheus has no use for them here
@@ -42,7 +43,7 @@ JOBS_ENQUEUED = Counter("chatflow_jobs_enqueued_total", "Jobs put on the queue",
 JOBS_FAILED = Counter("chatflow_jobs_failed_total", "Jobs that raised", ["job"])
 DELIVERIES = Counter("chatflow_outbound_deliveries_total", "Attempts to send an operator's reply through its "
                      "channel, by provider and result (sent, retrying, failed)", ["provider", "status"])
-CHAT_STATES = ("bot", "queued", "offered", "in_work")
+CHAT_STATES = (ChatState.BOT, ChatState.QUEUED, ChatState.OFFERED, ChatState.IN_WORK)
 
 
 def multiprocess_dir() -> str | None:

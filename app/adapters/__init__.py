@@ -1,5 +1,6 @@
-"""The outside world: Telegram, Facebook, HTTP notifications, Redis (jobs and live events) and
-the in-process job thread that stands in for RQ on the embedded default.
+"""The outside world: HTTP notifications, Redis (jobs and live events) and the in-process job
+thread that stands in for RQ on the embedded default. (Telegram and Facebook are channels:
+`app/channels`.)
 
 Import rule: each adapter implements a port (`app.ports`, or `app.engine.ports` for the job
 queue) and names it as its base class; it may import the ports, other adapters, and `app.models`

@@ -6,6 +6,7 @@ from app.api.auth import admin, authenticate, is_admin
 from app.api.contract import Answer, Body, Int, JsonObject, Name, Page, Timestamp, contract, partial
 from app.chats import actions, queries
 from app.extensions import db
+from app.models.states import InstanceState
 from app.services import services
 
 bp = Blueprint("actions", __name__, url_prefix="/api")
@@ -34,7 +35,7 @@ class Started(Answer):
     process_instance_id: int = Field(validation_alias="id")
     process: str = Field(validation_alias="process_key")
     version: int = Field(validation_alias=AliasPath("version", "version"))
-    state: str
+    state: InstanceState
     data: JsonObject
     error: str | None
 

@@ -12,13 +12,11 @@ from app.api.errors import ApiError
 from app.chats import delivery, inbox, presence, queries, service
 from app.chats.messages import message_json
 from app.extensions import db
+from app.models.states import ChatState, MessageKind, MessageStatus, OperatorStatus
 from app.services import services
 
 bp = Blueprint("chats", __name__, url_prefix="/api")
 bp.before_request(authenticate)
-
-CHAT_STATES = ("bot", "unrouted", "queued", "offered", "in_work", "completed")
-
 
 def engine():
     return services().engine
@@ -29,7 +27,7 @@ def jobs():
 
 
 class StatusIn(Body):
-    status: Literal["active", "inactive"]
+    status: OperatorStatus
 
 
 class Reply(Body):
@@ -37,7 +35,7 @@ class Reply(Body):
 
 
 class OperatorChats(Page):
-    state: Filter(Literal[CHAT_STATES]) = None
+    state: Filter(ChatState) = None
     queue_id: Filter(int, ge=0, le=MAX_INT) = None
     channel_id: Filter(int, ge=0, le=MAX_INT) = None
     operator_id: Filter(int, ge=0, le=MAX_INT) = None
@@ -64,7 +62,7 @@ class Me(Answer):
     id: int
     login: str
     name: str
-    status: Literal["active", "inactive"]
+    status: OperatorStatus
     connected: bool = Field(description="an open /api/events stream or a recent PUT /api/me/presence")
     presence: Literal["available", "away", "inactive"] = Field(description="only available operators get chats")
     connected_until: str | None = Field(description="when the last sign of life runs out")
@@ -97,7 +95,7 @@ class ChatOut(Answer):
     lifecycle_problem: str | None = Field(None, description="why its lifecycle has not started (the sweep "
                                                             "starts it once the process is deployed)")
     id: int
-    state: Literal[CHAT_STATES]
+    state: ChatState
     queue_id: int
     queue_name: str = Field(validation_alias=AliasPath("queue", "name"))
     channel_id: int
@@ -165,9 +163,9 @@ class MessageOut(Answer):
     direction: Literal["in", "out"]
     text: str | None
     created_at: Timestamp
-    status: str
+    status: MessageStatus
     error: str | None = Field(None, description="why the last delivery attempt failed")
-    kind: str
+    kind: MessageKind
     payload: dict[str, Any] | None = Field(description="what a kind beyond text carries (a location, a contact)")
     edits: list[Edit] = Field(description="earlier texts, newest last")
     attachments: list[AttachmentOut]
@@ -328,7 +326,7 @@ def send_again(chat_id, message_id):
 def complete(chat_id):
     """Complete a chat: its operator (reason operator) or an admin (reason admin)."""
     chat = visible_chat(chat_id)
-    reason = "operator" if chat.operator_id == g.user.id and chat.state == "in_work" else "admin"
+    reason = "operator" if chat.operator_id == g.user.id and chat.state == ChatState.IN_WORK else "admin"
     if reason == "admin" and not is_admin(g.user):
         raise ApiError(409, "chat_not_in_work", f"chat {chat_id} is not in work by you")
     chat = service.complete(chat_id, g.user, reason, engine(), jobs())

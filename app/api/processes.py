@@ -9,12 +9,12 @@ from app.api.contract import Answer, Body, Filter, JsonObject, Name, Page, Text,
 from app.api.errors import ApiError
 from app.engine import queries
 from app.extensions import db
+from app.models.states import InstanceState
 from app.services import services
 
 bp = Blueprint("processes", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
-INSTANCE_STATES = ("running", "waiting", "completed", "error", "cancelled")
 
 
 def engine():
@@ -37,7 +37,7 @@ class TaskData(Body):
 
 class InstanceFilter(Page):
     process: Filter(str, max_length=200) = None
-    state: Filter(Literal[INSTANCE_STATES]) = None
+    state: Filter(InstanceState) = None
     chat_id: Filter(int, ge=0, description="instances whose business key is this chat's") = None
 
 
@@ -96,7 +96,7 @@ class InstanceOut(Answer):
     id: int
     process: str = Field(validation_alias="process_key")
     version: int = Field(validation_alias=AliasPath("version", "version"))
-    state: Literal[INSTANCE_STATES]
+    state: InstanceState
     business_key: str | None
     data: JsonObject
     waiting_for: Annotated[list[Wait], BeforeValidator(lambda waits: waits or [])]

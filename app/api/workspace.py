@@ -104,6 +104,7 @@ class OperatorOut(Answer):
     login: str
     name: str
     status: str
+    presence: str = Field(description="available (gets chats), away (active, not connected) or inactive")
     active: bool
     queues: list[int]
     chats_in_work: int

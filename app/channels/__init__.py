@@ -1,5 +1,9 @@
 """Channels by provider name. A new channel is one module implementing `ChannelAdapter`
-(app/channels/base.py) plus its line in PROVIDERS; chat and job code ask `adapter(name)`."""
+(app/channels/base.py) plus its line in PROVIDERS; chat and job code ask `adapter(name)`.
+
+Import rule: the standard library, `requests`, and Flask's `current_app` for the registry;
+nothing else of `app`. Adapters get credentials as arguments and never touch the database.
+"""
 from importlib import import_module
 
 from app.services import services

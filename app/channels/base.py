@@ -11,8 +11,9 @@ from typing import Protocol
 import requests
 import urllib3
 
-KINDS = ("text", "image", "video", "audio", "voice", "document", "sticker", "location", "contact", "button",
-         "system")
+from app.models.states import MessageKind
+
+KINDS = tuple(MessageKind)
 
 
 class ProviderError(Exception):

@@ -20,6 +20,7 @@ from app.engine.errors import Conflict
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Channel, Chat, ContactIdentity
+from app.models.states import ChatState
 
 
 def open_chat(channel: Channel, user_id: str, engine=None) -> Chat | None:
@@ -27,7 +28,7 @@ def open_chat(channel: Channel, user_id: str, engine=None) -> Chat | None:
     contact_ids = select(ContactIdentity.contact_id).where(ContactIdentity.channel_id == channel.id,
                                                            ContactIdentity.external_id == user_id)
     chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id.in_(contact_ids),
-                                                 Chat.state != "completed")).first()
+                                                 Chat.state != ChatState.COMPLETED)).first()
     if chat is None:
         return None
     return lock_chat_and_process(chat.id, engine) if engine is not None else lock_chat(chat.id)
@@ -35,9 +36,9 @@ def open_chat(channel: Channel, user_id: str, engine=None) -> Chat | None:
 
 def hand_to_queue(chat: Chat, jobs, why: str) -> None:
     """The bot is done with the chat: it enters its queue's lifecycle."""
-    if chat.state != "bot":
+    if chat.state != ChatState.BOT:
         return
-    chat.state = "queued"
+    chat.state = ChatState.QUEUED
     record(chat, "passed_by_bot", why=why)
     after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
 
@@ -51,9 +52,9 @@ def bot_passed_thread(channel: Channel, user_id: str, jobs) -> Chat | None:
 
 def bot_took_thread(channel: Channel, user_id: str, engine) -> Chat | None:
     chat = open_chat(channel, user_id, engine)
-    if chat is None or chat.state == "bot":
+    if chat is None or chat.state == ChatState.BOT:
         return chat
-    if chat.state == "in_work":
+    if chat.state == ChatState.IN_WORK:
         record(chat, "bot_took_thread", kept_by_operator=chat.operator_id,
                rule="a chat in work stays with its operator until completed")
         return chat
@@ -62,13 +63,13 @@ def bot_took_thread(channel: Channel, user_id: str, engine) -> Chat | None:
             engine.cancel(chat.process_instance_id)
         except Conflict:
             pass
-    if chat.state == "offered" and chat.offered_to_id is not None:
+    if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         operator = routing.lock_user(chat.offered_to_id)
         operator.chats_offered = max(0, operator.chats_offered - 1)
     record(chat, "withdrawn_by_bot", was=chat.state, offered_to=chat.offered_to_id)
-    if chat.state == "offered":
+    if chat.state == ChatState.OFFERED:
         live.chat_withdrawn(chat, chat.offered_to_id, "taken_by_bot")
     elif chat.queue.routing_rule == "all":
         live.tell(live.queue_operators(chat.queue_id), "chat_withdrawn", chat_id=chat.id, reason="taken_by_bot")
-    chat.state, chat.offered_to_id, chat.offered_at, chat.process_instance_id = "bot", None, None, None
+    chat.state, chat.offered_to_id, chat.offered_at, chat.process_instance_id = ChatState.BOT, None, None, None
     return chat

@@ -20,6 +20,7 @@ from app.engine.errors import Conflict, NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Chat, Message
+from app.models.states import ChatState, MessageStatus
 from app.models.types import utcnow
 
 RESENDABLE = ("uncertain", "failed")
@@ -54,10 +55,10 @@ def _locked(message_id: int) -> Message | None:
 def begin_attempt(message_id: int) -> Message | None:
     """Record the next attempt of a pending reply whose time has come (None if there is none)."""
     message = _locked(message_id)
-    if message is None or message.status != "pending" or message.next_attempt_at is None \
+    if message is None or message.status != MessageStatus.PENDING or message.next_attempt_at is None \
             or message.next_attempt_at > utcnow() + timedelta(seconds=1):
         return None
-    message.status, message.attempts, message.attempted_at = "sending", message.attempts + 1, utcnow()
+    message.status, message.attempts, message.attempted_at = MessageStatus.SENDING, message.attempts + 1, utcnow()
     message.next_attempt_at = None
     return message
 
@@ -66,33 +67,34 @@ def record_outcome(message_id: int, attempt: int, outcome: Outcome, retry_delays
     """Write what attempt `attempt` came to. A known outcome also corrects an `uncertain` the sweep
     wrote meanwhile (this worker was slow, not dead); an outcome of an older attempt is ignored."""
     message = _locked(message_id)
-    if message is None or message.attempts != attempt or message.status not in ("sending", "uncertain"):
+    if message is None or message.attempts != attempt \
+            or message.status not in (MessageStatus.SENDING, MessageStatus.UNCERTAIN):
         return message.status if message else "missing"
     status, retry_in = after_attempt(outcome, attempt, retry_delays)
     message.status, message.error = status, outcome.error
-    if status == "sent":
+    if status == MessageStatus.SENT:
         message.sent_at = utcnow()
     if retry_in is not None:
         message.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
         after_commit(db.session, partial(jobs.enqueue_at, message.next_attempt_at, job_names.DELIVER_MESSAGE, message_id,
                                          job_id=f"send-{message_id}-{attempt + 1}"))
-    if status != "pending":
+    if status != MessageStatus.PENDING:
         live.message_status(message)
     return status
 
 
 def unanswered_attempts(cutoff: datetime, limit: int = 200) -> list[int]:
     """Replies `sending` since before `cutoff`: no call lasts that long, so nobody will record its outcome."""
-    return list(db.session.scalars(select(Message.id).where(Message.status == "sending",
+    return list(db.session.scalars(select(Message.id).where(Message.status == MessageStatus.SENDING,
                                                             Message.attempted_at <= cutoff)
                                    .order_by(Message.attempted_at).limit(limit)))
 
 
 def mark_uncertain(message_id: int, cutoff: datetime) -> bool:
     message = _locked(message_id)
-    if message is None or message.status != "sending" or message.attempted_at > cutoff:
+    if message is None or message.status != MessageStatus.SENDING or message.attempted_at > cutoff:
         return False
-    message.status = "uncertain"
+    message.status = MessageStatus.UNCERTAIN
     message.error = f"attempt {message.attempts} got no recorded answer: it may have been delivered"
     live.message_status(message)
     return True
@@ -104,14 +106,14 @@ def send_again(chat_id: int, message_id: int, user, jobs) -> Message:
     message = _locked(message_id)
     if message is None or message.chat_id != chat_id or message.direction != "out":
         raise NotFound(f"chat {chat_id} has no reply {message_id}", code="message_not_found")
-    if chat.state != "in_work" or chat.operator_id != user.id:
+    if chat.state != ChatState.IN_WORK or chat.operator_id != user.id:
         raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
     if message.status not in RESENDABLE:
         raise Conflict(f"reply {message_id} is {message.status}: only an uncertain or failed reply is sent again",
                        code="not_resendable")
     record(chat, "reply_sent_again", message_id=message.id, was=message.status, attempts=message.attempts, by=user.id)
     # The retry budget starts anew: attempts counts from here (the history keeps the earlier count).
-    message.status, message.attempts, message.error, message.next_attempt_at = "pending", 0, None, utcnow()
+    message.status, message.attempts, message.error, message.next_attempt_at = MessageStatus.PENDING, 0, None, utcnow()
     after_commit(db.session, partial(jobs.enqueue, job_names.DELIVER_MESSAGE, message.id))
     live.message_status(message)
     return message

@@ -11,6 +11,7 @@ from app.chats import bots, live, messages, service
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Channel, Chat, ContactIdentity, Message
+from app.models.states import ChatState
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _outgoing(channel: Channel, event: InboundMessage, jobs) -> bool:
         log.info("channel %s: a message to client %s, who never wrote to us: skipped", channel.id, event.user_id)
         return False
     chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == identity.contact_id,
-                                                 Chat.state != "completed")).first()
+                                                 Chat.state != ChatState.COMPLETED)).first()
     message = messages.store(channel, identity.contact_id, chat, event, jobs)
     if chat is not None:
         live.chat_message(chat, message)

@@ -10,6 +10,7 @@ from app.chats.messages import message_json
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Chat, Message
+from app.models.states import ChatState
 from app.services import services
 
 
@@ -53,13 +54,13 @@ def chat_completed(chat: Chat, concerned) -> None:
 
 def chat_message(chat: Chat, message: Message) -> None:
     """A client's message reaches the operator working the chat, or the one it is offered to."""
-    tell([chat.operator_id if chat.state == "in_work" else chat.offered_to_id], "chat_message",
+    tell([chat.operator_id if chat.state == ChatState.IN_WORK else chat.offered_to_id], "chat_message",
          chat_id=chat.id, message=message_json(message))
 
 
 def message_changed(chat: Chat, message: Message) -> None:
     """An edit, a file fetched, a receipt: whoever has the chat open redraws the message."""
-    tell([chat.operator_id if chat.state == "in_work" else chat.offered_to_id, message.author_id],
+    tell([chat.operator_id if chat.state == ChatState.IN_WORK else chat.offered_to_id, message.author_id],
          "message_updated", chat_id=chat.id, message=message_json(message))
 
 

@@ -10,6 +10,7 @@ from app.channels.base import InboundEdit, InboundMessage, OutboundFile, Receipt
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Attachment, Chat, ContactIdentity, Message
+from app.models.states import MessageStatus
 from app.models.types import utcnow
 from app.services import services
 
@@ -24,7 +25,8 @@ def store(channel, contact_id: int, chat: Chat | None, inbound: InboundMessage, 
     """A delivered message with its files (pending: a job fetches each one after commit)."""
     message = Message(channel_id=channel.id, contact_id=contact_id, chat_id=chat.id if chat else None,
                       direction=inbound.direction, kind=inbound.kind, text=inbound.text, payload=inbound.payload,
-                      status="received" if inbound.direction == "in" else "sent", origin=inbound.origin,
+                      status=MessageStatus.RECEIVED if inbound.direction == "in" else MessageStatus.SENT,
+                      origin=inbound.origin,
                       external_id=inbound.external_id, provider_message_id=inbound.provider_message_id,
                       sent_at=utcnow() if inbound.direction == "out" else None)
     db.session.add(message)
@@ -77,7 +79,7 @@ def edit(channel, event: InboundEdit) -> Message | None:
     return message if changed else None
 
 
-STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3}
+STATUS_ORDER = {MessageStatus.SENT: 1, MessageStatus.DELIVERED: 2, MessageStatus.READ: 3}
 
 
 def receipt(channel, event: Receipt) -> list[Message]:

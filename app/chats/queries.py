@@ -6,12 +6,14 @@ naming it; a chat the user may not see is 403.
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from app.chats import inbox, presence, routing, service, settings
+from app.chats import decisions, inbox, presence, routing, service, settings
 from app.engine.errors import Forbidden, NotFound, get_or_404
 from app.extensions import db
 from app.models import User
+from app.models.types import utcnow
 from app.models.chat import (Attachment, Case, Channel, Chat, ChatAction, ChatEvent, Contact, Message, Queue,
                              QueueOperator)
+from app.models.states import ChatState
 
 
 def _page(query, limit: int, offset: int) -> list:
@@ -28,13 +30,15 @@ def profile(user: User, admin: bool) -> dict:
 
 
 def operators_overview() -> list[dict]:
-    """Everyone who serves a queue or holds chats: status, chats in work and offered against the limit."""
-    limit = settings.get("SimultaneousChats")
+    """Everyone who serves a queue or holds chats: status, presence, chats in work and offered against the limit."""
+    limit, now = settings.get("SimultaneousChats"), utcnow()
     out = []
     for user in db.session.scalars(select(User).order_by(User.name, User.id)):
         queues = routing.queues_of(user.id)
         if queues or user.chats_in_work:
+            connected = decisions.is_connected(user.connected_until, now)
             out.append({"id": user.id, "login": user.login, "name": user.name, "status": user.status,
+                        "presence": decisions.presence(user.status, connected),
                         "active": user.active, "queues": queues, "chats_in_work": user.chats_in_work,
                         "chats_offered": user.chats_offered, "simultaneous_chats_limit": limit})
     return out
@@ -72,7 +76,7 @@ def readable_chat(user: User, admin: bool, chat_id: int) -> Chat:
     chat = db.session.get(Chat, chat_id)
     if chat is not None and not admin and db.session.scalars(
             select(Chat.id).where(Chat.contact_id == chat.contact_id, Chat.operator_id == user.id,
-                                  Chat.state == "in_work").limit(1)).first():
+                                  Chat.state == ChatState.IN_WORK).limit(1)).first():
         return chat
     return visible_chat(user, admin, chat_id)
 

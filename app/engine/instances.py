@@ -25,9 +25,9 @@ from app.engine.ports import JobQueue
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
+from app.models.states import FINISHED, InstanceState
 from app.models.types import utcnow
 
-FINISHED = ("completed", "cancelled")
 
 #: The instance whose workflow is running now, for operations that need it.
 current_instance: contextvars.ContextVar[ProcessInstance | None] = contextvars.ContextVar("current_instance",
@@ -84,7 +84,7 @@ class Engine:
         workflow = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=self.script_engine)
         workflow.get_next_task(state=TaskState.READY).set_data(**(data or {}))
         instance = ProcessInstance(process_version_id=version.id, process_key=key,
-                                   business_key=business_key, state="running", workflow_state="", data={},
+                                   business_key=business_key, state=InstanceState.RUNNING, workflow_state="", data={},
                                    waiting_for=[], revision=0, created_at=utcnow())
         # Not added to the session yet: _save INSERTs it once, whole, after its first step.
         self._record(instance, None, "started", {"version": version.version})
@@ -176,7 +176,7 @@ class Engine:
         if due_at is None or due_at > now:
             return False  # a stale wake-up: the instance moved on; not even its state is loaded
         instance = self._lock(instance_id, skip_locked)
-        if instance is None or instance.state in FINISHED or instance.state == "error":
+        if instance is None or instance.state in FINISHED or instance.state == InstanceState.ERROR:
             return False
         workflow = self._restore(instance)
         waits = tree.timer_waits(workflow)
@@ -199,7 +199,7 @@ class Engine:
     def retry(self, instance_id: int) -> ProcessInstance:
         instance, workflow = self._open(instance_id)
         failed = tree.errored_tasks(workflow)
-        if instance.state != "error":
+        if instance.state != InstanceState.ERROR:
             raise Conflict(f"instance {instance_id} is not in error", code="not_in_error")
         # Without a failed task it was stopped at its budget and undone to its last wait: it resumes there.
         self._record(instance, tree.element_id(failed[0]) if failed else None, "retried", None)
@@ -218,7 +218,7 @@ class Engine:
             raise Conflict(f"instance {instance_id} is already {instance.state}", code="instance_finished")
         workflow.cancel()
         self._record(instance, None, "cancelled", None)
-        self._save(instance, workflow, error=None, final_state="cancelled")
+        self._save(instance, workflow, error=None, final_state=InstanceState.CANCELLED)
         return instance
 
     def diagram(self, instance: ProcessInstance) -> dict:
@@ -265,7 +265,7 @@ class Engine:
     def _refuse_if_stopped(instance: ProcessInstance, workflow, quietly: bool = False) -> bool:
         """An instance stopped at its budget (in error with no failed task: undone to its last wait)
         takes nothing more until it is retried or cancelled: it would most likely run away again."""
-        stopped = instance.state == "error" and not tree.errored_tasks(workflow)
+        stopped = instance.state == InstanceState.ERROR and not tree.errored_tasks(workflow)
         if stopped and not quietly:
             raise Conflict(f"instance {instance.id} was stopped ({instance.error}); retry it to resume from its "
                            "last wait, or cancel it", code="instance_stopped")
@@ -280,7 +280,7 @@ class Engine:
         last_wait = instance.workflow_state or state.dump(workflow)
         before = tree.snapshot(workflow)
         # What was scheduled: the timers of the state just loaded (each save schedules its new ones).
-        timers_before = {} if instance.state in FINISHED + ("error",) else {
+        timers_before = {} if instance.state in (*FINISHED, InstanceState.ERROR) else {
             w.task_id: w for w in tree.timer_waits(workflow)}
         error, stopped = None, False
         token = current_instance.set(instance)
@@ -323,22 +323,23 @@ class Engine:
         if final_state:
             new_state = final_state
         elif tree.reached_end(workflow):
-            new_state = "completed"
+            new_state = InstanceState.COMPLETED
         elif workflow.is_completed():  # SpiffWorkflow stopped looking, tokens are left: never `completed`
-            new_state, error = "error", error or ("the process stopped before reaching an end event: its task "
-                                                  "tree is deeper than SpiffWorkflow looks")
+            new_state = InstanceState.ERROR
+            error = error or ("the process stopped before reaching an end event: its task tree is deeper than "
+                              "SpiffWorkflow looks")
         elif error or tree.errored_tasks(workflow):
-            new_state = "error"
+            new_state = InstanceState.ERROR
         else:
-            new_state = "waiting" if waiting else "running"
+            new_state = InstanceState.WAITING if waiting else InstanceState.RUNNING
         tree.prune_finished_branches(workflow)
-        values = {"state": new_state, "error": error if new_state == "error" else None,
+        values = {"state": new_state, "error": error if new_state == InstanceState.ERROR else None,
                   "workflow_state": state.dump(workflow), "waiting_for": [] if new_state in FINISHED else waiting,
                   "data": _plain(self._current_data(workflow)), "revision": (instance.revision or 0) + 1,
                   "updated_at": utcnow()}
         for key, value in values.items():
             setattr(instance, key, value)
-        waits = [] if new_state in FINISHED + ("error",) else timers
+        waits = [] if new_state in (*FINISHED, InstanceState.ERROR) else timers
         instance.next_timer_at = _next_due(waits)
         if instance.id is None:  # a new instance: one INSERT of the whole row
             db.session.add(instance)

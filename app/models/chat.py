@@ -82,7 +82,7 @@ class Chat(db.Model):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"), index=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"))
-    state: Mapped[str] = mapped_column(String(20))  # bot | queued | offered | in_work | completed
+    state: Mapped[str] = mapped_column(String(20))  # a ChatState
     # Where replies go on the provider (Telegram chat id, Facebook PSID).
     address: Mapped[str] = mapped_column(String(100))
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -31,7 +31,7 @@ class ProcessInstance(db.Model):
     process_version_id: Mapped[int] = mapped_column(ForeignKey("process_versions.id"), index=True)
     process_key: Mapped[str] = mapped_column(String(200))
     business_key: Mapped[str | None] = mapped_column(String(200), index=True)
-    state: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))  # an InstanceState
     error: Mapped[str | None] = mapped_column(Text)
     workflow_state: Mapped[str] = mapped_column(Text)
     # Derived from workflow_state on every save, so reads need not load the workflow.

@@ -18,6 +18,7 @@ from app.chats import settings
 from app.extensions import db
 from app.models import RoleMember, User
 from app.models.chat import Channel, Chat, ChatEvent, Message, Queue, QueueOperator
+from app.models.states import WAITING, ChatState, OperatorStatus
 from app.reports.arithmetic import Period, service_level, summary
 from app.reports.sql import SLOT_SECONDS, seconds_between, slot
 
@@ -26,7 +27,6 @@ OFFER_EVENTS = ("offered", "queued")  # least_busy offers to one; `all` shows it
 COUNTED = {"created": "opened", "completed": "completed", "offered": "offers", "offer_timed_out": "offers_missed",
            "transferred": "transferred", "chat_transferred": "transferred", "escalated": "escalated",
            "chat_escalated": "escalated"}
-WAITING = ("queued", "offered")
 DURATIONS = ("time_to_first_offer", "time_to_accept", "time_to_first_reply", "handle_time")
 
 
@@ -192,13 +192,13 @@ def operators_now(queue_id: int | None = None) -> dict:
     room = func.sum(case((User.chats_in_work + User.chats_offered < limit, 1), else_=0))
     active, available = db.session.execute(
         select(func.count(), func.coalesce(room, 0))
-        .where(User.id.in_(select(served(queue_id).c[0])), User.status == "active")).one()
+        .where(User.id.in_(select(served(queue_id).c[0])), User.status == OperatorStatus.ACTIVE)).one()
     return {"operators_active": active, "operators_available": int(available)}
 
 
 def now_tiles(scope: Scope, now: datetime) -> dict:
     waiting = waiting_now(scope, now).get(0, {"waiting": 0, "oldest_wait_seconds": None})
-    in_work = db.session.scalar(select(func.count()).where(Chat.state == "in_work", *scope.chats()))
+    in_work = db.session.scalar(select(func.count()).where(Chat.state == ChatState.IN_WORK, *scope.chats()))
     return {"at": now.isoformat(), **waiting, "in_work": in_work, **operators_now(scope.queue_id)}
 
 

@@ -214,6 +214,9 @@ def test_admin_pages_at_two_widths_supervisor_and_team(app, api, serve, console,
     channel = make_channel(api, queue["id"], name="Support bot")
     chat = new_chat(api, channel.client(), "please help")
     ok(anna.accept(chat["id"]))
+    moving = new_chat(api, channel.client(), "a question for Boris")
+    ok(anna.accept(moving["id"]))
+    boris = make_operator(api, "boris", queue["id"])
     ok(api.post("/api/canned-responses", {"shortcut": "bye", "text": "Goodbye!", "queue_id": queue["id"]}), 201)
     base = serve(app)
 
@@ -240,13 +243,28 @@ def test_admin_pages_at_two_widths_supervisor_and_team(app, api, serve, console,
                 shot(admin, f"page-{path.removeprefix('/console/')}-{label}")
         assert admin.eval_on_selector("link[rel=icon]", "l => l.href").endswith("favicon.svg")
 
-    # Supervisor: Anna's load and her chat; completing it ends it on her panel, live.
-    panel = console(base, anna.token)
+    # Supervisor: Anna's load; reassigning one of her chats moves it from her panel to Boris's, live.
+    panel, boris_panel = console(base, anna.token), console(base, boris.token)
+    boris_panel.goto("/console/operator")
     panel.goto(f"/console/operator?chat={chat['id']}")
-    expect(panel.locator("#live")).to_have_text("● Live")
+    for p in (panel, boris_panel):
+        expect(p.locator("#live")).to_have_text("● Live")
+    mine = panel.locator(f'#chat-list li[data-chat-id="{moving["id"]}"]')
+    expect(mine).to_be_visible()
     admin.set_viewport_size(WIDE)
     admin.goto("/console/supervisor")
-    expect(admin.locator('#operators tr', has_text="Anna")).to_contain_text("1 of 2")
+    expect(admin.locator('#operators tr', has_text="Anna")).to_contain_text("2 of 2")
+    expect(admin.locator('#operators tr', has_text="Boris")).to_contain_text("available")
+    admin.locator(f'#sv-chats tr[data-chat-id="{moving["id"]}"] a').click()
+    expect(admin.get_by_label("Reassign to").locator(f'option[value="{boris.id}"]')).to_contain_text("Boris")
+    admin.get_by_label("Reassign to").select_option(value=str(boris.id))
+    admin.get_by_role("button", name="Reassign").click()
+    expect(admin.locator("#sv-chat-result")).to_contain_text("Reassigned to Boris")
+    expect(mine).to_have_count(0)
+    expect(boris_panel.locator(f'#offered li[data-chat-id="{moving["id"]}"]')).to_be_visible()
+    shot(admin, "page-supervisor-reassigned-1280")
+
+    # Completing a chat from the supervisor view ends it on Anna's panel, live.
     admin.locator(f'#sv-chats tr[data-chat-id="{chat["id"]}"] a').click()
     expect(admin.get_by_role("log", name="Messages (read-only)")).to_contain_text("please help")
     admin.get_by_role("button", name="Complete chat").click()

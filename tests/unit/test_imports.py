@@ -32,8 +32,8 @@ FORBIDDEN = [
     ("app.console", "app.api"),       # pages ask the HTTP API, like any client
     ("app.api", "app.models"),        # views call query functions (app.chats, app.engine, accounts), never a table
 ]
-# Column types and the UTC clock: in app.models, but no table.
-NOT_A_TABLE = {"app.models.types"}
+# Column types, the UTC clock and the states' str enums: in app.models, but no table.
+NOT_A_TABLE = {"app.models.types", "app.models.states"}
 
 
 def module_name(path: Path) -> str:

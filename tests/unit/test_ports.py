@@ -5,7 +5,7 @@ import inspect
 import pytest
 
 from app.adapters.events import LocalEvents, LocalSubscription, RedisEvents, RedisSubscription
-from app.adapters.file_store import DatabaseStore, FolderStore
+from app.file_store import DatabaseStore, FolderStore
 from app.adapters.inprocess import InProcessJobQueue
 from app.adapters.notify import HttpNotifier
 from app.adapters.rq_jobs import RQJobQueue

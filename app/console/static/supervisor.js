@@ -50,7 +50,8 @@
     $("operators").tBodies[0].replaceChildren(...(data.operators.length ? data.operators.map((o) =>
       el("tr", {dataset: {operatorId: o.id}},
         el("td", {}, el("span", {class: "cell-clip", title: o.login}, o.name)),
-        el("td", {}, el("span", {class: `badge ${o.status}`}, o.status), o.active ? null : " (deactivated)"),
+        el("td", {}, el("span", {class: `badge ${o.presence === "available" ? "active" : o.presence === "away" ? "waiting" : "inactive"}`},
+                        o.presence), o.active ? null : " (deactivated)"),
         el("td", {class: "sv-load"}, `${o.chats_in_work} of ${o.simultaneous_chats_limit}`),
         el("td", {}, String(o.chats_offered)),
         el("td", {}, o.queues.map((id) => (data.queues.find((q) => q.id === id) || {name: id}).name).join(", "))))

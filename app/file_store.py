@@ -1,4 +1,5 @@
-"""Where file bytes live: one interface, two stores.
+"""Where file bytes live: one interface, two stores. (Not an adapter: the database store is
+made of a table, so this module may import `app.models`, `app.extensions` and `app.ports`.)
 
 The database store (the default) keeps each file as a row of `stored_files`, so one pg_dump
 backs up everything. The folder store (CHATFLOW_FILES_DIR) keeps them as files named by a
