@@ -264,10 +264,14 @@ def deliver_message(message_id: int) -> str:
         except ProviderError as e:
             outcome = delivery.Outcome(sent=False, error=str(e), retryable=e.retryable,
                                        maybe_delivered=e.maybe_delivered)
-            log.warning("message %s: attempt %s failed: %s", message_id, attempt, e)
 
         status = retrying(lambda: _committed(lambda: delivery.record_outcome(
             message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], services(app).jobs)))
+        if status == "failed":
+            log.error("message %s failed after %s attempts: %s", message_id, attempt, outcome.error)
+        elif not outcome.sent:
+            log.warning("message %s: attempt %s failed (%s); %s", message_id, attempt, outcome.error,
+                        "retrying" if status == "pending" else f"now {status}")
         metrics.delivery(provider, status)
         return status
 

@@ -197,8 +197,8 @@ def test_least_busy_chat_from_webhook_to_timeout_completion_and_a_new_chat(make_
     fired = [e["task"] for e in events(finished["history"], "timer_fired")]
     assert fired[0] == "acceptance_timeout" and len(fired) == 2 and fired[1] in COMPLETION_TIMER, fired
     entered = [e["task"] for e in events(finished["history"], "entered")]
-    assert {"idle_too_long", "complete_on_timeout", "timed_out"} <= set(entered)
-    assert "complete" not in entered
+    assert {"idle_too_long", "by_timeout", "complete", "completed"} <= set(entered)
+    assert "completed_in_conversation" not in entered  # no person completed it
     assert events(history(api, first["id"]), "completed")[0]["details"] == {"reason": "timeout"}
     assert api.get("/api/me", token=op2["token"]).get_json()["chats_in_work"] == 0
     assert [m["status"] for m in api.get(f"/api/chats/{first['id']}/messages").get_json()] == \
@@ -285,7 +285,7 @@ def test_all_queue_visible_to_every_eligible_operator_first_accept_wins(make_app
     finished = instance(api, queued["process_instance_id"])
     assert finished["state"] == "completed" and finished["waiting_for"] == []
     tasks = [e["task"] for e in finished["history"]]
-    assert "complete" in tasks and "completed" in tasks and "complete_on_timeout" not in tasks
+    assert "complete" in tasks and "completed" in tasks and "by_timeout" not in tasks
     assert api.get("/api/me", token=op2["token"]).get_json()["chats_in_work"] == 0
     assert visible_ids(api, op2) == []
     assert api.post(f"/api/chats/{queued['id']}/complete", token=op2["token"]).status_code == 409
