@@ -12,6 +12,7 @@ from app.services import services
 PROVIDERS = {
     "telegram": "app.channels.telegram:TelegramChannel",
     "facebook": "app.channels.facebook:FacebookChannel",
+    "web": "app.channels.web:WebChannel",
 }
 
 
