@@ -5,8 +5,6 @@ to parse or register; a reply is "sent" by telling the visitor's open widget ove
 and the widget reads it back from the visitor API. A widget that is closed finds it on its next
 load: the message is stored, so nothing depends on the event arriving.
 """
-
-
 from app.channels.base import ChannelRef, OutboundFile
 from app.services import services
 
