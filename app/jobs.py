@@ -13,7 +13,7 @@ from flask import current_app
 from app import job_names, metrics
 from app.engine.tx import after_commit
 from app.extensions import db
-from app.models.states import ChatState
+from app.models.states import ChatState, MessageStatus
 from app.models.types import utcnow
 from app.outages import is_transient, retrying
 
@@ -267,6 +267,8 @@ def deliver_message(message_id: int) -> str:
 
         status = retrying(lambda: _committed(lambda: delivery.record_outcome(
             message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], app.extensions["chatflow.jobs"])))
+        if status == MessageStatus.FAILED:
+            log.error("message %s: failed after %s attempts: %s", message_id, attempt, outcome.error)
         metrics.delivery(provider, status)
         return status
 
