@@ -13,7 +13,7 @@ from flask import current_app
 from app import job_names, metrics
 from app.engine.tx import after_commit
 from app.extensions import db
-from app.models.states import ChatState, MessageStatus
+from app.models.states import ChatState
 from app.models.types import utcnow
 from app.outages import is_transient, retrying
 
@@ -263,12 +263,14 @@ def deliver_message(message_id: int) -> str:
         except ProviderError as e:
             outcome = delivery.Outcome(sent=False, error=str(e), retryable=e.retryable,
                                        maybe_delivered=e.maybe_delivered)
-            log.warning("message %s: attempt %s failed: %s", message_id, attempt, e)
 
         status = retrying(lambda: _committed(lambda: delivery.record_outcome(
             message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], app.extensions["chatflow.jobs"])))
-        if status == MessageStatus.FAILED:
-            log.error("message %s: failed after %s attempts: %s", message_id, attempt, outcome.error)
+        if status == "failed":
+            log.error("message %s failed after %s attempts: %s", message_id, attempt, outcome.error)
+        elif not outcome.sent:
+            log.warning("message %s: attempt %s failed (%s); %s", message_id, attempt, outcome.error,
+                        "retrying" if status == "pending" else f"now {status}")
         metrics.delivery(provider, status)
         return status
 
