@@ -102,9 +102,10 @@ def _register_routes(app: Flask) -> None:
     logs.init_app(app)
     metrics.init_app(app)
     from app.api import (actions, chat_setup, chats, errors, events, files, processes, reports, system, users,
-                         webhooks, workspace)
+                         webhooks, widget, workspace)
     errors.init_app(app)
     for module in (system, users, processes, chat_setup, chats, files, actions, workspace, events, reports, webhooks,
-                   console):
+                   widget, console):
         app.register_blueprint(module.bp)
     app.register_blueprint(console.root)
+    app.register_blueprint(widget.demo)

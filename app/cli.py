@@ -42,6 +42,8 @@ def serve(host, port, demo):
         with app.app_context():
             for line in seed(app, REPO_PROCESSES):
                 click.echo(line)
+    if demo:
+        click.echo(f"Website chat demo, a pretend shop page to chat from: http://{host}:{port}/demo")
     click.echo(f"Chatflow on http://{host}:{port}  (jobs: {'RQ' if app.config['REDIS_URL'] else 'in-process'})")
     run_simple(host, port, app, threaded=True, use_reloader=False)
 

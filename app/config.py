@@ -26,6 +26,10 @@ def from_env(env=os.environ) -> dict:
         "BOOTSTRAP_ADMIN_TOKEN": env.get("CHATFLOW_BOOTSTRAP_ADMIN_TOKEN") or None,
         # A single request body larger than this is refused with 413.
         "MAX_CONTENT_LENGTH": int(env.get("CHATFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024)),
+        # Website visitors: requests allowed per minute (sessions per IP; messages per visitor and per IP).
+        "VISITOR_SESSIONS_PER_IP": int(env.get("CHATFLOW_VISITOR_SESSIONS_PER_IP", 10)),
+        "VISITOR_MESSAGES_PER_VISITOR": int(env.get("CHATFLOW_VISITOR_MESSAGES_PER_VISITOR", 30)),
+        "VISITOR_MESSAGES_PER_IP": int(env.get("CHATFLOW_VISITOR_MESSAGES_PER_IP", 120)),
         # How often the database is swept for due timers, and how late a timer may be
         # before the sweep fires it itself instead of waiting for its RQ job.
         # Every worker sweeps each second with half a second's grace, so a timer fires on time

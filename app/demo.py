@@ -11,6 +11,8 @@ from app import accounts
 from app.chats import actions
 from app.chats import admin as setup
 from app.extensions import db
+from app.channels.web import DEMO_CHANNEL, WIDGET_DEFAULTS
+from app.chats import visitors
 from app.models import ChatAction, Queue, User
 
 DEMO_OPERATORS = (("anna", "Anna (operator)"), ("boris", "Boris (operator)"))
@@ -50,6 +52,13 @@ def seed(app, processes_dir: Path) -> list[str]:
     if not db.session.scalars(select(ChatAction).where(ChatAction.queue_id == queue.id)).first():
         actions.create_action({"name": "Create case", "queue_id": queue.id, "process": "CreateCaseFromChat"})
     lines.append("chat action 'Create case' (process CreateCaseFromChat) on the queue")
+    site = visitors.demo_channel()
+    if site is None:
+        site = setup.create_channel({"provider": "web", "name": DEMO_CHANNEL, "queue_id": queue.id, "active": True,
+                                     "widget": {**WIDGET_DEFAULTS, "title": "Acme Tea Shop",
+                                                "welcome_text": "Hi! Questions about our teas? Write to us."}})
+    lines.append(f"website chat '{DEMO_CHANNEL}' (widget key {site.widget_key}) on the queue: "
+                 "a pretend shop page with its widget is served at /demo")
     lines.append("web console: open the address below and sign in with one of these tokens")
     lines.append("connect a Telegram bot: set SiteUrl (a public https URL of this server) and add the bot in the "
                  "console's Chat setup, or PUT /api/settings/SiteUrl, then "

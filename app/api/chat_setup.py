@@ -1,12 +1,15 @@
 """Admin: queues and their operators, channels, settings."""
 from typing import Annotated, Any, Literal
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, current_app, request
-from pydantic import AfterValidator, ConfigDict, Field, StrictFloat, model_serializer
+from pydantic import AfterValidator, ConfigDict, Field, StrictFloat, model_serializer, model_validator
 
 from pydantic_core import PydanticCustomError
 
 from app import channels
+from app.channels.web import WIDGET_DEFAULTS, widget_setting
 from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestamp, contract, partial
 from app.api.errors import ApiError
@@ -69,6 +72,17 @@ class OperatorOut(Answer):
     role_id: int | None
 
 
+def _origin(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username:
+        raise PydanticCustomError("invalid_origin", "must be an origin: scheme://host[:port], no path")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+Origin = Annotated[str, Field(max_length=300, examples=["https://shop.example.com"]), AfterValidator(_origin)]
+
+
 class ChannelFields(Body):
     name: Name()
     token: Text(300, description="Telegram bot token") = None
@@ -76,10 +90,14 @@ class ChannelFields(Body):
     page_access_token: Text(1000, description="Facebook page access token") = None
     active: Bool = True
     queue_id: Int
+    allowed_origins: list[Origin] = Field(None, max_length=50, description="web: sites that may show the widget")
+    title: Text(100, description="web: the widget's title") = None
+    welcome_text: Text(1000, description="web: the first words a visitor reads") = None
+    ask_contact: Bool = Field(None, description="web: ask the visitor's name and e-mail before the chat")
 
 
 class ChannelIn(ChannelFields):
-    provider: Literal["telegram", "facebook"]
+    provider: Literal["telegram", "facebook", "web"]
 
 
 ChannelChange = partial(ChannelFields)
@@ -95,12 +113,33 @@ class ChannelOut(Answer):
     created_at: Timestamp
     bot_username: str | None = Field(None, description="Telegram channels")
     page_id: str | None = Field(None, description="Facebook channels")
+    widget_key: str | None = Field(None, description="web: the widget's public key (not a secret)")
+    snippet: str | None = Field(None, description="web: the <script> tag for the site's pages")
+    allowed_origins: list[str] | None = None
+    title: str | None = None
+    welcome_text: str | None = None
+    ask_contact: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _web_settings(cls, channel):
+        if isinstance(channel, dict) or getattr(channel, "provider", None) != "web":
+            return channel
+        site = (settings.get("SiteUrl") or request.host_url).rstrip("/")
+        return {**{name: getattr(channel, name) for name in ("id", "provider", "name", "active", "queue_id",
+                                                             "created_at", "widget_key")},
+                **{name: widget_setting(channel, name) for name in WIDGET_DEFAULTS},
+                "snippet": f'<script src="{site}/widget/{channel.widget_key}.js" async></script>'}
 
     @model_serializer(mode="wrap")
     def _own_provider_fields(self, write):
         out = write(self)
-        out.pop("page_id" if self.provider == "telegram" else "bot_username", None)
-        return out
+        own = {"telegram": ("bot_username",), "facebook": ("page_id",),
+               "web": ("widget_key", "snippet", *WIDGET_DEFAULTS)}.get(self.provider, ())
+        return {k: v for k, v in out.items() if k in own or k not in _PROVIDER_FIELDS}
+
+
+_PROVIDER_FIELDS = {"bot_username", "page_id", "widget_key", "snippet", *WIDGET_DEFAULTS}
 
 
 class FacebookPagesIn(Body):
@@ -251,8 +290,8 @@ def remove_operator(queue_id, entry_id):
 @contract(body=ChannelIn, answer=ChannelOut, status=201)
 def create_channel(body: ChannelIn):
     """Create a channel; an active Telegram channel checks its token and sets its webhook."""
-    fields = body.model_dump(exclude_unset=True)
-    required = ("token",) if body.provider == "telegram" else ("page_id", "page_access_token")
+    fields = _widget_fields(body.model_dump(exclude_unset=True), body.provider)
+    required = {"telegram": ("token",), "facebook": ("page_id", "page_access_token"), "web": ()}[body.provider]
     missing = [name for name in required if not fields.get(name)]
     if missing:
         raise ApiError(422, "invalid_value", "; ".join(f"{name}: is required for {body.provider}" for name in missing),
@@ -260,6 +299,18 @@ def create_channel(body: ChannelIn):
     channel = setup.create_channel({**fields, "active": body.active})
     db.session.commit()
     return channel, 201
+
+
+def _widget_fields(fields: dict, provider: str, widget: dict | None = None) -> dict:
+    """The widget settings of a web channel go into its `widget` column; other providers have none."""
+    given = {name: fields.pop(name) for name in WIDGET_DEFAULTS if name in fields}
+    if provider == "web":
+        return {**fields, "widget": {**WIDGET_DEFAULTS, **(widget or {}), **given}} if given or widget is None \
+            else fields
+    if given:
+        name = next(iter(given))
+        raise ApiError(422, "invalid_value", f"{name}: only website chat (provider web) has it", {"field": name})
+    return fields
 
 
 @bp.post("/channels/facebook/pages")
@@ -298,7 +349,9 @@ def get_channel(channel_id):
 @contract(body=ChannelChange, answer=ChannelOut)
 def update_channel(channel_id, body: ChannelChange):
     """Change a channel; activating a Telegram channel sets its webhook again."""
-    channel = setup.update_channel(queries.channel(channel_id), body.model_dump(exclude_unset=True))
+    channel = queries.channel(channel_id)
+    fields = _widget_fields(body.model_dump(exclude_unset=True), channel.provider, channel.widget)
+    channel = setup.update_channel(channel, fields)
     db.session.commit()
     return channel
 

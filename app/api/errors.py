@@ -50,7 +50,9 @@ def _code(exc: HTTPException) -> str:
 def init_app(app) -> None:
     @app.errorhandler(EngineError)
     def engine_error(e: EngineError):
-        return error_response(e.status, e.code, e.message, e.details)
+        response = error_response(e.status, e.code, e.message, e.details)
+        response.headers.update(getattr(e, "headers", None) or {})  # Retry-After of a 429
+        return response
 
     @app.errorhandler(BpmnRefused)
     def bpmn_refused(e: BpmnRefused):

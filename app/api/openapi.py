@@ -30,8 +30,8 @@ class Error(Answer):
 
 
 def documented(rule) -> bool:
-    """Every route but static files and the console's pages (they are not the API)."""
-    return rule.endpoint != "static" and rule.endpoint.split(".")[0] not in ("console", "root")
+    """Every route but static files, the console's pages and the demo page (they are not the API)."""
+    return rule.endpoint != "static" and rule.endpoint.split(".")[0] not in ("console", "root", "demo")
 
 
 def _path_params(rule: str) -> list[dict]:

@@ -12,6 +12,7 @@ from flask import current_app
 PROVIDERS = {
     "telegram": "app.channels.telegram:TelegramChannel",
     "facebook": "app.channels.facebook:FacebookChannel",
+    "web": "app.channels.web:WebChannel",
 }
 
 

@@ -111,6 +111,8 @@ def create_channel(fields: dict) -> Channel:
     channel = Channel(**fields)
     if channel.provider == "telegram":
         channel.webhook_secret = secrets.token_urlsafe(32)
+    if channel.provider == "web":
+        channel.widget_key = secrets.token_urlsafe(16)
     db.session.add(channel)
     db.session.flush()
     if channel.active:

@@ -6,10 +6,12 @@ transaction commits, so nobody hears of a change that was rolled back.
 from flask import current_app
 from sqlalchemy import select
 
+from app.channels.web import visitor_key
 from app.chats import routing
 from app.chats.messages import message_json
 from app.engine.tx import after_commit
 from app.extensions import db
+from app.models.auth import User
 from app.models.chat import Chat, Message
 from app.models.states import ChatState
 
@@ -44,12 +46,24 @@ def chat_withdrawn(chat: Chat, user_id: int, reason: str) -> None:
 
 
 def chat_taken(chat: Chat) -> None:
-    """Everyone serving the queue drops it from their list; the taker's other tabs move it to work."""
+    """Everyone serving the queue drops it from their list; the taker's other tabs move it to work;
+    a website visitor learns who answers."""
     tell(queue_operators(chat.queue_id), "chat_taken", chat_id=chat.id, operator_id=chat.operator_id)
+    operator = db.session.get(User, chat.operator_id) if chat.operator_id else None
+    tell_visitor(chat, "operator_joined", operator_name=operator.name if operator else "")
 
 
 def chat_completed(chat: Chat, concerned) -> None:
     tell(concerned, "chat_completed", chat_id=chat.id, reason=chat.completion_reason)
+    tell_visitor(chat, "chat_completed")
+
+
+def tell_visitor(chat: Chat, event: str, **data) -> None:
+    """A website chat's visitor hears of their chat on their own stream (after commit)."""
+    bus = current_app.extensions.get("chatflow.events")
+    if bus is not None and chat.channel.provider == "web":
+        after_commit(db.session, bus.publish, [visitor_key(chat.channel_id, chat.address)],
+                     {"type": event, "chat_id": chat.id, **data})
 
 
 def chat_message(chat: Chat, message: Message) -> None:

@@ -43,6 +43,10 @@ class Channel(db.Model):
     page_id: Mapped[str | None] = mapped_column(String(100), index=True)
     page_access_token: Mapped[str | None] = mapped_column(Text)
     bot_username: Mapped[str | None] = mapped_column(String(200))
+    # Website chat: the public key the widget script names, and its settings
+    # {allowed_origins, title, welcome_text, ask_contact}.
+    widget_key: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    widget: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     queue: Mapped[Queue] = relationship()
 
@@ -67,6 +71,19 @@ class ContactIdentity(db.Model):
     external_id: Mapped[str] = mapped_column(String(100))
     # When the provider's profile API last named this contact (None: not yet, or it failed).
     profile_named_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class VisitorSession(db.Model):
+    """A website visitor's session on one web channel: only the token's SHA-256 is kept.
+    `visitor_id` is the visitor's id on the channel (ContactIdentity.external_id, Chat.address)."""
+
+    __tablename__ = "visitor_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    visitor_id: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Chat(db.Model):

@@ -33,14 +33,17 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # body would wait on forever; it takes no input but the token, which the access matrix and
 # tests/e2e/test_events.py cover. The same for GET /api/reports/live, the Reports page's live
 # figures (its filters are those of GET /api/reports/now, which is fuzzed; tests/e2e/test_reports_page.py).
-NOT_FUZZED = {"GET /openapi.json", "GET /api/events", "GET /api/reports/live"}
+# GET /widget/api/{widget_key}/events, a visitor's live stream, is endless the same way
+# (tests/integration/test_web_channel.py and the widget's browser test cover it).
+NOT_FUZZED = {"GET /openapi.json", "GET /api/events", "GET /api/reports/live",
+              "GET /widget/api/{widget_key}/events"}
 
 
 @pytest.fixture
 def live_app(make_app, serve, telegram):
     """The app on a real port, with every shipped process deployed and one of each thing:
     queue, operator, Telegram channel, chat (routed by its lifecycle), chat action, case, role."""
-    app = make_app()
+    app = make_app(VISITOR_SESSIONS_PER_IP=1000, VISITOR_MESSAGES_PER_VISITOR=1000)
     api = Api(app)
     deployed = api.deploy(*sorted((ROOT / "processes").glob("*.bpmn")))
     assert deployed.status_code == 201, deployed.get_json()
@@ -53,7 +56,9 @@ def live_app(make_app, serve, telegram):
                                                "process": "CreateCaseFromChat"}), 201)
     assert ok(api.post(f"/api/chats/{chat['id']}/actions/{action['id']}"), 201)["data"]["CaseId"]
     ok(api.post("/api/roles", {"name": "Support"}), 201)
-    return app, serve(app), channel
+    web = ok(api.post("/api/channels", {"provider": "web", "name": "Site", "queue_id": queue["id"]}), 201)
+    visitor = ok(api.client.post(f"/widget/api/{web['widget_key']}/sessions", json={}), 201)["token"]
+    return app, serve(app), channel, (web["widget_key"], visitor)
 
 
 def _keep_admin(app):
@@ -77,7 +82,7 @@ def test_every_operation_answers_within_its_schema(live_app):
     pytest 9 (it writes `node._nodeid`, which pytest 9 no longer has), so the operations are
     walked here with schemathesis' strategies and Hypothesis directly; the same checks run.
     """
-    app, base, channel = live_app
+    app, base, channel, (widget_key, visitor) = live_app
     # The Telegram webhook answers 403 to anyone without the channel's secret: give generated
     # updates the real channel and secret so they reach the parsing behind it. The Facebook
     # webhooks are run too but only reach their checks (no FacebookVerifyToken or
@@ -86,6 +91,14 @@ def test_every_operation_answers_within_its_schema(live_app):
     fixed = {"POST /webhooks/telegram/{channel_id}": {
         "path_parameters": {"channel_id": channel.id},
         "headers": {"X-Telegram-Bot-Api-Secret-Token": channel.secret}}}
+    # Visitor routes: the real widget key and a visitor's token, so generated input reaches
+    # the checks behind them (no bearer token: it would open nothing there).
+    for label in ("GET /widget/{widget_key}.js", "POST /widget/api/{widget_key}/sessions",
+                  "GET /widget/api/{widget_key}/messages", "POST /widget/api/{widget_key}/messages",
+                  "GET /widget/api/{widget_key}/files/{file_id}"):
+        fixed[label] = {"path_parameters": {"widget_key": widget_key},
+                        **({"headers": {"Authorization": f"Visitor {visitor}"}} if "/api/" in label
+                           and "sessions" not in label else {})}
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     operations = [op for result in schema.get_all_operations() if (op := result.ok()).label not in NOT_FUZZED]
     documented = {f"{method.upper()} {path}" for path, item in schema.raw_schema["paths"].items() for method in item}
@@ -103,7 +116,8 @@ def test_every_operation_answers_within_its_schema(live_app):
         def run(case):
             cases[label] += 1
             try:
-                response = case.call_and_validate(base_url=base, headers=AUTH, checks=CHECKS, timeout=30)
+                response = case.call_and_validate(base_url=base, headers={} if "/widget/" in label else AUTH,
+                                                  checks=CHECKS, timeout=30)
                 statuses[response.status_code] += 1
             finally:
                 _keep_admin(app)

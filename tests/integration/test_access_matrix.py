@@ -86,11 +86,24 @@ class World:
         self.instance = self.start("ApiApproval", {"amount": 1})
         self.errored = self.start("ApiDivide", {"divisor": 0})
         assert self.errored["state"] == "error"
-        self.params = {"chat_id": self.chat["id"], "action_id": self.action["id"], "case_id": self.case_id,
+        # Website chat: a web channel on QA, a visitor with a file, and a second web channel.
+        self.web = ok(self.admin.post("/api/channels", {"provider": "web", "name": "QA site", "queue_id": self.qa,
+                                                        "allowed_origins": ["https://shop.example.com"]}), 201)
+        self.other_web = ok(self.admin.post("/api/channels", {"provider": "web", "name": "QB site",
+                                                              "queue_id": self.qb}), 201)
+        self.visitor = self.visitor_session(self.web)
+        self.visitor_file = ok(self.admin.client.post(
+            f"/widget/api/{self.web['widget_key']}/messages", headers=visitor(self.visitor),
+            data={"file": (io.BytesIO(b"visitor file"), "v.txt", "text/plain")},
+            content_type="multipart/form-data"), 201)["attachments"][0]["id"]
+        self.params = {"widget_key": self.web["widget_key"], "chat_id": self.chat["id"], "action_id": self.action["id"], "case_id": self.case_id,
                        "contact_id": self.chat["contact"]["id"], "channel_id": self.channel["id"],
                        "queue_id": self.qa, "user_id": self.plain["id"], "role_id": self.role["id"],
                        "instance_id": self.instance["id"], "key": "ApiApproval", "number": 1,
                        "task": "review", "code": "SiteUrl", "canned_id": self.canned["id"], "file_id": self.file_id}
+
+    def visitor_session(self, channel) -> str:
+        return ok(self.admin.client.post(f"/widget/api/{channel['widget_key']}/sessions", json={}), 201)["token"]
 
     def as_(self, who: str) -> Api:
         return self.admin.as_user(self.tokens[who])
@@ -208,6 +221,20 @@ def with_header(send, **headers):
         kw["headers"] = {**kw.get("headers", {}), **{k.replace("_", "-"): v for k, v in headers.items()}}
         return kw
     return call
+
+
+def visitor(token: str) -> dict:
+    return {"Authorization": f"Visitor {token}"}
+
+
+def as_visitor(send=None, token=lambda w: w.visitor):
+    """Called as the widget calls: the visitor's token, no bearer token."""
+    return lambda w: {**(send(w) if send else {}), "headers": visitor(token(w))}
+
+
+def another_visitor(send=None):
+    """A visitor of another web channel: their token names no session here."""
+    return as_visitor(send, token=lambda w: w.visitor_session(w.other_web))
 
 
 def tg_secret(w):
@@ -415,6 +442,27 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/openapi.json"): public(200),
     # from loopback (the test client's address) without a token; tests/e2e/test_metrics.py covers the rest
     ("GET", "/metrics"): public(200, content_type="text/plain"),
+    # --- website chat: visitor routes take a Visitor token; no bearer token, even the admin's, opens them
+    ("GET", "/widget/{widget_key}.js"): public(200, content_type="text/javascript"),
+    ("POST", "/widget/api/{widget_key}/sessions"): public(201, send=js({})),
+    ("GET", "/widget/api/{widget_key}/messages"): public(401, provider=(
+        ("the visitor's token", 200, as_visitor()),
+        ("another channel's visitor token", 401, another_visitor()),
+    )),
+    ("POST", "/widget/api/{widget_key}/messages"): public(401, send=js({"text": "hello"}), provider=(
+        ("the visitor's token", 201, as_visitor(js({"text": "hello"}))),
+        ("another channel's visitor token", 401, another_visitor(js({"text": "hello"}))),
+    )),
+    ("GET", "/widget/api/{widget_key}/files/{file_id}"): public(
+        401, params=lambda w, who, shared: {"file_id": w.visitor_file}, provider=(
+            ("an operator's file of another chat", 404, as_visitor()),   # world.params' file_id
+            ("another visitor of the channel", 404,
+             as_visitor(token=lambda w: w.visitor_session(w.web))),
+        )),
+    ("GET", "/widget/api/{widget_key}/events"): public(401, provider=(
+        ("the visitor's token", 200, as_visitor()),
+        ("another channel's visitor token", 401, another_visitor()),
+    )),
     ("POST", "/webhooks/telegram/{channel_id}"): public(403, send=tg_update, provider=(
         ("the secret setWebhook set", 200, lambda w: with_header(tg_update, **tg_secret(w))(w)),
         ("a wrong secret", 403, with_header(tg_update, **{"X-Telegram-Bot-Api-Secret-Token": "wrong"})),

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from conftest import CORPUS, DATA, ROOT, Api
 from app.catalogue import operation_names
 from app.extensions import db
-from app.models import Queue
+from app.models import Channel, Queue
 
 LOADER = DATA / "loader"
 
@@ -160,3 +160,10 @@ def test_demo_restart_keeps_a_changed_lifecycle_the_latest(app, run, tmp_path, d
         latest = latest_version("ChatLifecycle")
         assert (latest.version, latest.xml) == (2, changed.read_text())
         assert db.session.scalar(select(func.count()).select_from(Queue)) == 1  # the demo queue, once
+        # The website chat demo: one web channel on the demo queue, whose widget /demo shows.
+        web = db.session.scalars(select(Channel).where(Channel.provider == "web")).one()
+        assert web.queue.name == "Demo support" and web.active and web.widget_key
+    for output in (first, second):
+        assert any(line.endswith("/demo") and line.startswith("Website chat demo") for line in output), output
+    page = app.test_client().get("/demo")
+    assert page.status_code == 200 and f'src="/widget/{web.widget_key}.js"'.encode() in page.data
