@@ -76,23 +76,24 @@ def _wire_engine(app: Flask, start_jobs: bool) -> None:
         from app.adapters.rq_jobs import RQJobQueue
         jobs = RQJobQueue(app.config["REDIS_URL"], app.config["RQ_QUEUE"], observer=JobObserver())
         from app import heartbeats
-        app.extensions["chatflow.jobs_health"] = partial(heartbeats.health, app)
+        health = partial(heartbeats.health, app)
         from app.adapters.events import RedisEvents
-        app.extensions["chatflow.events"] = RedisEvents(app.config["REDIS_URL"])
+        events = RedisEvents(app.config["REDIS_URL"])
     else:
         from app.adapters.inprocess import InProcessJobQueue
         jobs = InProcessJobQueue(app, sweep=partial(sweep, 0),
                                  sweep_seconds=app.config.get("EMBEDDED_SWEEP_SECONDS", 1.0), observer=JobObserver(),
                                  failed=outages.report, succeeded=outages.all_up)
-        app.extensions["chatflow.jobs_health"] = lambda: {"jobs": jobs.health()}
+        health = lambda: {"jobs": jobs.health()}  # noqa: E731
         from app.adapters.events import LocalEvents
-        app.extensions["chatflow.events"] = LocalEvents()
-    app.extensions["chatflow.jobs"] = jobs
-    app.extensions["chatflow.engine"] = Engine(jobs, build_operations(jobs), Limits.from_config(app.config))
+        events = LocalEvents()
     from app import channels
     from app import file_store
-    channels.install(app)
-    app.extensions["chatflow.files"] = file_store.build(app.config)
+    from app.adapters.notify import HttpNotifier
+    from app.services import Services, install
+    install(app, Services(engine=Engine(jobs, build_operations(jobs), Limits.from_config(app.config)), jobs=jobs,
+                          events=events, channels=channels.build(app.config), files=file_store.build(app.config),
+                          notifier=HttpNotifier(), health=health))
     if start_jobs and hasattr(jobs, "start"):
         jobs.start()  # only now: its first sweep needs the engine
 

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import click
+from app.services import services
 
 REPO_PROCESSES = Path(__file__).resolve().parent.parent / "processes"
 
@@ -72,7 +73,7 @@ def deploy(paths):
     app = create_app(start_jobs=False)
     with app.app_context():
         try:
-            result = app.extensions["chatflow.engine"].deploy(_bpmn_files(paths))
+            result = services(app).engine.deploy(_bpmn_files(paths))
         except BpmnRefused as e:
             for problem in e.problems:
                 click.echo(str(problem), err=True)

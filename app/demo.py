@@ -14,6 +14,7 @@ from app.extensions import db
 from app.channels.web import DEMO_CHANNEL, WIDGET_DEFAULTS
 from app.chats import visitors
 from app.models import ChatAction, Queue, User
+from app.services import services
 
 DEMO_OPERATORS = (("anna", "Anna (operator)"), ("boris", "Boris (operator)"))
 
@@ -30,7 +31,7 @@ def seed(app, processes_dir: Path) -> list[str]:
     lines = []
     files = [(p.name, p.read_bytes()) for p in sorted(processes_dir.glob("*.bpmn"))]
     # Only processes not deployed yet: a version an analyst deployed stays the latest.
-    for p in app.extensions["chatflow.engine"].deploy(files, missing_only=True):
+    for p in services(app).engine.deploy(files, missing_only=True):
         lines.append(f"process {p['key']} version {p['version']}"
                      f"{' (new)' if p['new'] else ' (already deployed, kept)'}")
     admin_token = app.config["BOOTSTRAP_ADMIN_TOKEN"] or _user_with_token("admin", "Administrator",
@@ -41,7 +42,7 @@ def seed(app, processes_dir: Path) -> list[str]:
         queue = setup.create_queue({"name": "Demo support", "routing_rule": "least_busy",
                                     "completion_timeout_minutes": 30})
     lines.append(f"queue 'Demo support' (id {queue.id}): least_busy, completes 30 min after the last reply")
-    jobs = app.extensions["chatflow.jobs"]
+    jobs = services(app).jobs
     for login, name in DEMO_OPERATORS:
         token = _user_with_token(login, name)
         user = db.session.scalars(select(User).where(User.login == login)).one()

@@ -1,5 +1,5 @@
 """Where file bytes live: one interface, two stores. (Not an adapter: the database store is
-made of a table, so this module may import `app.models` and `app.extensions`, and nothing else.)
+made of a table, so this module may import `app.models`, `app.extensions` and `app.ports`.)
 
 The database store (the default) keeps each file as a row of `stored_files`, so one pg_dump
 backs up everything. The folder store (CHATFLOW_FILES_DIR) keeps them as files named by a
@@ -9,21 +9,13 @@ describe a file (attachments) are in the database and name it by its key.
 import os
 import secrets
 from pathlib import Path
-from typing import Protocol
 
 from app.extensions import db
 from app.models.chat import StoredFile
+from app.ports import FileStore
 
 
-class FileStore(Protocol):
-    def put(self, content: bytes, name: str, content_type: str) -> str:
-        """Keep the bytes; the key to read them back (part of the caller's transaction)."""
-
-    def get(self, key: str) -> bytes | None:
-        """The bytes under `key`, or None when they are gone."""
-
-
-class DatabaseStore:
+class DatabaseStore(FileStore):
     def put(self, content, name, content_type):
         row = StoredFile(filename=name[:300], content_type=content_type[:100], content=content)
         db.session.add(row)
@@ -35,7 +27,7 @@ class DatabaseStore:
         return row.content if row is not None else None
 
 
-class FolderStore:
+class FolderStore(FileStore):
     def __init__(self, folder: str):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import WorkerHeartbeat
 from app.models.types import utcnow
 from app.outages import DATABASE, REDIS, is_transient
+from app.services import services
 
 
 def worker_name() -> str:
@@ -27,7 +28,7 @@ def ttl(app) -> float:
 
 def beat(app, name: str) -> dict:
     """Write one beat to Redis and to the database; each may fail alone (it is logged once)."""
-    jobs, seconds = app.extensions["chatflow.jobs"], ttl(app)
+    jobs, seconds = services(app).jobs, ttl(app)
     written = {}
     # The database first: once the beat shows in Redis, this worker is not writing its row any more.
     for outage, write in ((DATABASE, lambda: _beat_row(app, name, seconds)),
@@ -64,7 +65,7 @@ def _beat_row(app, name: str, seconds: float) -> None:
 def forget(app, name: str) -> None:
     """A worker stopping on request takes its beat with it, so the count drops at once."""
     try:
-        app.extensions["chatflow.jobs"].forget(name)
+        services(app).jobs.forget(name)
     except Exception:
         pass  # it expires by itself
     with app.app_context():
@@ -78,7 +79,7 @@ def forget(app, name: str) -> None:
 def live_workers(app) -> dict:
     """{"count", "source"}: from Redis, or from the database while Redis does not answer."""
     try:
-        return {"count": app.extensions["chatflow.jobs"].live_workers(), "source": "redis"}
+        return {"count": services(app).jobs.live_workers(), "source": "redis"}
     except Exception as e:
         if not is_transient(e):
             raise
@@ -89,7 +90,7 @@ def live_workers(app) -> dict:
 
 def health(app) -> dict:
     """/healthz's checks of the production shape: Redis, and the workers alive by their beats."""
-    checks = {"redis": app.extensions["chatflow.jobs"].health()}
+    checks = {"redis": services(app).jobs.health()}
     try:
         workers = live_workers(app)
     except Exception as e:  # Redis and the database both away

@@ -16,6 +16,7 @@ from app.extensions import db
 from app.models.states import ChatState
 from app.models.types import utcnow
 from app.outages import is_transient, retrying
+from app.services import services
 
 log = logging.getLogger(__name__)
 LOST_JOB_SECONDS = 10  # a chat not started or a reply not tried for this long: its job was lost
@@ -28,7 +29,7 @@ def _app():
 
 
 def _engine(app):
-    return app.extensions["chatflow.engine"]
+    return services(app).engine
 
 
 def _rides_out_outages(job):
@@ -265,7 +266,7 @@ def deliver_message(message_id: int) -> str:
                                        maybe_delivered=e.maybe_delivered)
 
         status = retrying(lambda: _committed(lambda: delivery.record_outcome(
-            message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], app.extensions["chatflow.jobs"])))
+            message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], services(app).jobs)))
         if status == "failed":
             log.error("message %s failed after %s attempts: %s", message_id, attempt, outcome.error)
         elif not outcome.sent:
@@ -298,7 +299,7 @@ def _sender(app, message):
         return ProviderError(f"no channel is registered for provider {channel.provider}", retryable=False)
     file = None
     for attachment in message.attachments:
-        content = app.extensions["chatflow.files"].get(attachment.storage_key or "")
+        content = services(app).files.get(attachment.storage_key or "")
         if content is None:
             return ProviderError(f"file {attachment.id} is missing from the file store", retryable=False)
         file = OutboundFile(attachment.name, attachment.content_type, content)
@@ -333,7 +334,7 @@ def fetch_attachment(attachment_id: int) -> str:
             log.warning("attachment %s: fetch %s failed: %s", attachment_id, attempt, e)
 
         return retrying(lambda: _committed(lambda: files.record_fetch(
-            attachment_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], app.extensions["chatflow.jobs"])))
+            attachment_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], services(app).jobs)))
 
 
 def acknowledge(channel_id: int, ack: dict) -> None:
@@ -371,7 +372,7 @@ def name_contact(identity_id: int, attempt: int = 1) -> str | None:
         except ProviderError as e:
             delays = app.config["OUTBOUND_RETRY_DELAYS"]
             if e.retryable and attempt <= len(delays):
-                app.extensions["chatflow.jobs"].enqueue_at(utcnow() + timedelta(seconds=delays[attempt - 1]),
+                services(app).jobs.enqueue_at(utcnow() + timedelta(seconds=delays[attempt - 1]),
                                                            job_names.NAME_CONTACT, identity_id, attempt + 1)
             log.warning("contact identity %s: no profile name (%s)", identity_id, e)
             return None

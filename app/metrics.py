@@ -24,6 +24,7 @@ from sqlalchemy import event, func, select
 from app import logs
 from app.api.contract import contract
 from app.models.states import ChatState
+from app.services import services
 
 disable_created_metrics()  # no *_created series: Prometheus has no use for them here
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -188,7 +189,7 @@ def _state() -> list:
     operators.add_metric(["active"], now["operators_active"])
     operators.add_metric(["available"], now["operators_available"])
     queued = GaugeMetricFamily("chatflow_jobs_queued", "Jobs waiting to run, due now or scheduled")
-    queued.add_metric([], current_app.extensions["chatflow.jobs"].pending())
+    queued.add_metric([], services().jobs.pending())
     return [chats, operators, queued]
 
 

@@ -20,6 +20,7 @@ from rq.worker.base import WorkerStatus
 
 from app import heartbeats, jobs, logs, metrics
 from app.outages import STOPPING, backoff, is_transient, outage_of
+from app.services import services
 
 log = logging.getLogger("chatflow.worker")
 RQ_NOISE = ("Worker %s: could not connect to Redis", "Worker %s: found an unhandled exception",
@@ -99,7 +100,7 @@ def run(app) -> None:
     """Work until asked to stop; never exit on a lost connection."""
     logging.getLogger("rq.worker").addFilter(_OncePerOutage())
     name = heartbeats.worker_name()
-    queue = app.extensions["chatflow.jobs"].queue
+    queue = services(app).jobs.queue
     swept = threading.Event()
     threading.Thread(target=sweep_loop, args=(app, name, swept), name="sweep", daemon=True).start()
     attempt = 0

@@ -46,6 +46,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # noqa: E402
 from SpiffWorkflow.util.task import TaskState  # noqa: E402
+from app.services import services
 
 KINDS = ("client_message", "accept", "reply", "complete")
 
@@ -152,7 +153,7 @@ def setup(app, args):
     from app.models import User
     from app.models.chat import Channel, Queue, QueueOperator
     with app.app_context():
-        engine = app.extensions["chatflow.engine"]
+        engine = services(app).engine
         settings.put("SimultaneousChats", 100)
         settings.put("OmniChatOperatorAcceptChatTimeout", 60)  # no timer fires during the run
         queue = Queue(name="bench", routing_rule="least_busy", completion_timeout_minutes=60)
@@ -210,8 +211,8 @@ def run(app, args, queue_id, channel_id, timings, profiler=None, sql=None):
     from app.models import User
     from app.models.chat import Chat
     sql = {} if sql is None else sql
-    ours = app.extensions["chatflow.engine"]
-    jobs = app.extensions["chatflow.jobs"]
+    ours = services(app).engine
+    jobs = services(app).jobs
     sides = {"ours": Timed(ours), "naive": Timed(NaiveEngine(ours))}
     rnd = random.Random(args.seed)
     n = 0

@@ -26,6 +26,7 @@ import event_cost  # noqa: E402  (its setup and lifecycle start, the same chat w
 from sqlalchemy import text  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # noqa: E402
+from app.services import services
 
 GOAL = 4096
 
@@ -92,7 +93,7 @@ def main():
         from app.extensions import db
         from app.models import User
         from app.models.chat import Chat
-        engine, jobs = app.extensions["chatflow.engine"], app.extensions["chatflow.jobs"]
+        engine, jobs = services(app).engine, services(app).jobs
         results = []
         with app.app_context():
             db.session.execute(text("CREATE TABLE naive_sizes (j text)"))

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import ProcessInstance
 from app.models.chat import Channel
+from app.services import services
 from conftest import DATA, Api, wait_for
 from fakes.telegram import update
 
@@ -130,14 +131,14 @@ def settled(app, timeout=10.0) -> None:
     embedded job thread; or RQ's queue, its due scheduled jobs and its live workers). What a
     test then asserts did not happen, no job due so far can still do; `pending_jobs` names
     the jobs scheduled for later."""
-    jobs = app.extensions["chatflow.jobs"]
+    jobs = services(app).jobs
     idle = jobs.idle if hasattr(jobs, "idle") else lambda: _rq_idle(jobs)
     wait_for(idle, timeout=timeout, message="the jobs to settle")
 
 
 def pending_jobs(app) -> list[str]:
     """The names (dotted paths) of the jobs queued or scheduled, not yet started."""
-    jobs = app.extensions["chatflow.jobs"]
+    jobs = services(app).jobs
     if hasattr(jobs, "waiting"):
         return jobs.waiting()
     ids = jobs.queue.get_job_ids() + ScheduledJobRegistry(queue=jobs.queue).get_job_ids()
@@ -165,7 +166,7 @@ def deploy(app, *files) -> list[dict]:
     """Deploy through the engine: file names under tests/data/engine, or (name, xml) pairs."""
     files = [f if isinstance(f, tuple) else (f, (DATA / "engine" / f).read_bytes()) for f in files]
     with app.app_context():
-        result = app.extensions["chatflow.engine"].deploy(files)
+        result = services(app).engine.deploy(files)
         db.session.commit()
         return result
 
@@ -173,7 +174,7 @@ def deploy(app, *files) -> list[dict]:
 def start(app, key: str, data: dict | None = None) -> int:
     """Start the latest version of `key` through the engine; answers the instance's id."""
     with app.app_context():
-        instance = app.extensions["chatflow.engine"].start(key, data)
+        instance = services(app).engine.start(key, data)
         db.session.commit()
         return instance.id
 

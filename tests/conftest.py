@@ -21,6 +21,7 @@ from app import create_app
 from app.config import database_url
 from app.migrate import upgrade
 from app.extensions import db
+from app.services import services
 from fakes.facebook import FakeGraph
 from fakes.telegram import FakeTelegram
 
@@ -151,7 +152,7 @@ def make_app(db_url, telegram_server, graph_server):
 
     yield make
     for app in apps:
-        jobs = app.extensions["chatflow.jobs"]
+        jobs = services(app).jobs
         if hasattr(jobs, "stop"):
             jobs.stop()
         with app.app_context():

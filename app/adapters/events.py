@@ -14,13 +14,15 @@ from collections import defaultdict
 
 from redis import Redis
 
+from app.ports import EventBus, Subscription
+
 # Pub/sub channels are server-wide, not per database: the database number is part of the
 # name, so installations sharing one Redis server on different databases never hear each other.
 CHANNEL = "chatflow:{db}:events:user:{user_id}"
 SUBSCRIBE_TIMEOUT = 10.0
 
 
-class RedisEvents:
+class RedisEvents(EventBus):
     def __init__(self, url: str):
         self.redis = Redis.from_url(url, health_check_interval=30)
         self.db = self.redis.connection_pool.connection_kwargs.get("db", 0)
@@ -39,7 +41,7 @@ class RedisEvents:
         return RedisSubscription(self.redis, self.channel(user_id))
 
 
-class RedisSubscription:
+class RedisSubscription(Subscription):
     def __init__(self, redis: Redis, channel: str):
         self.pubsub = redis.pubsub()
         self.pubsub.subscribe(channel)
@@ -67,7 +69,7 @@ class RedisSubscription:
         self.pubsub.close()
 
 
-class LocalEvents:
+class LocalEvents(EventBus):
     """Subscribers in this process (embedded default); a slow reader drops its oldest events."""
 
     def __init__(self, backlog: int = 1000):
@@ -102,7 +104,7 @@ class LocalEvents:
                 del self._queues[user_id]
 
 
-class LocalSubscription:
+class LocalSubscription(Subscription):
     def __init__(self, events: LocalEvents, user_id: int, q: queue.Queue):
         self.events, self.user_id, self.q = events, user_id, q
 

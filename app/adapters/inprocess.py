@@ -12,6 +12,8 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 from importlib import import_module
 
+from app.engine.ports import JobQueue
+
 log = logging.getLogger(__name__)
 
 
@@ -20,7 +22,7 @@ def resolve(path: str):
     return getattr(import_module(module), name)
 
 
-class InProcessJobQueue:
+class InProcessJobQueue(JobQueue):
     def __init__(self, app=None, sweep=None, sweep_seconds: float = 1.0, observer=None, failed=None, succeeded=None):
         """`observer` (optional): `enqueued(func)` is told of each job, `context()` answers what a job
         carries from where it was enqueued, and `running(func, context)` is entered around it.

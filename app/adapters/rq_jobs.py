@@ -6,8 +6,10 @@ from datetime import datetime, timezone
 from redis import Redis
 from rq import Queue
 
+from app.engine.ports import JobQueue
 
-class RQJobQueue:
+
+class RQJobQueue(JobQueue):
     def __init__(self, redis_url: str, queue_name: str, observer=None):
         """`observer` (optional): `enqueued(func)` is told of each job, `context()` answers what the
         job carries in its meta (the request id its logs name)."""

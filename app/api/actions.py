@@ -1,5 +1,5 @@
 """Chat actions (admin setup, operator trigger), cases and contacts."""
-from flask import Blueprint, current_app, g
+from flask import Blueprint, g
 from pydantic import AliasPath, Field
 
 from app.api.auth import admin, authenticate, is_admin
@@ -7,6 +7,7 @@ from app.api.contract import Answer, Body, Int, JsonObject, Name, Page, Timestam
 from app.chats import actions, queries
 from app.extensions import db
 from app.models.states import InstanceState
+from app.services import services
 
 bp = Blueprint("actions", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -120,7 +121,7 @@ def chat_actions(chat_id):
 def trigger_action(chat_id, action_id):
     """Start the action's process with ChatId, ContactId, QueueId and OperatorId; answers its state and data."""
     chat = queries.visible_chat(g.user, is_admin(g.user), chat_id)
-    instance = actions.trigger(current_app.extensions["chatflow.engine"], chat, action_id, g.user.id)
+    instance = actions.trigger(services().engine, chat, action_id, g.user.id)
     db.session.commit()
     return instance, 201
 

@@ -3,7 +3,7 @@ from typing import Annotated, Any, Literal
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from pydantic import AfterValidator, ConfigDict, Field, StrictFloat, model_serializer, model_validator
 
 from pydantic_core import PydanticCustomError
@@ -16,6 +16,7 @@ from app.api.errors import ApiError
 from app.chats import admin as setup
 from app.chats import preview, queries, settings
 from app.extensions import db
+from app.services import services
 
 bp = Blueprint("chat_setup", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -36,7 +37,7 @@ Minutes = Annotated[StrictFloat, AfterValidator(_minutes),
 
 
 def jobs():
-    return current_app.extensions["chatflow.jobs"]
+    return services().jobs
 
 
 class QueueIn(Body):

@@ -13,16 +13,17 @@ from app.chats import delivery, inbox, presence, queries, service
 from app.chats.messages import message_json
 from app.extensions import db
 from app.models.states import ChatState, MessageKind, MessageStatus, OperatorStatus
+from app.services import services
 
 bp = Blueprint("chats", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
 def engine():
-    return current_app.extensions["chatflow.engine"]
+    return services().engine
 
 
 def jobs():
-    return current_app.extensions["chatflow.jobs"]
+    return services().jobs
 
 
 class StatusIn(Body):

@@ -13,6 +13,7 @@ from app.chats import presence
 from app.models.types import utcnow
 from app.api.errors import ApiError
 from app.extensions import db
+from app.services import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("events", __name__, url_prefix="/api")
@@ -26,11 +27,11 @@ def events():
     user_id, status, token = g.user.id, g.user.status, bearer_token()
     app = current_app._get_current_object()
     try:
-        subscription = app.extensions["chatflow.events"].subscribe(user_id)
+        subscription = services(app).events.subscribe(user_id)
     except (RedisError, TimeoutError):  # the console retries with backoff and reloads on `ready`
         raise ApiError(503, "service_unavailable", "live events are unavailable (Redis); try again shortly")
     keepalive = app.config["EVENTS_KEEPALIVE_SECONDS"]
-    jobs = app.extensions["chatflow.jobs"]
+    jobs = services(app).jobs
     # An open stream is the console's presence: renewed at each keep-alive, with one to spare.
     presence_seconds = 2 * keepalive + 1
     presence.seen(user_id, presence_seconds, jobs, check=False)

@@ -1,13 +1,14 @@
 """Files of messages (attachments), for whoever may see their chat."""
 import io
 
-from flask import Blueprint, current_app, g, send_file
+from flask import Blueprint, g, send_file
 
 from app.api.auth import authenticate, is_admin
 from app.api.contract import contract
 from app.api.errors import ApiError
 from app.chats import queries
 from app.chats.messages import INLINE_TYPES
+from app.services import services
 
 bp = Blueprint("files", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -22,7 +23,7 @@ def get_file(file_id):
     if attachment.status != "stored":
         raise ApiError(409, "file_not_stored", f"file {file_id} is {attachment.status.replace('_', ' ')}",
                        {"status": attachment.status})
-    content = current_app.extensions["chatflow.files"].get(attachment.storage_key or "")
+    content = services().files.get(attachment.storage_key or "")
     if content is None:
         raise ApiError(410, "file_gone", f"file {file_id} is no longer in the file store")
     inline = attachment.content_type in INLINE_TYPES

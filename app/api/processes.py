@@ -1,7 +1,7 @@
 """Processes (deploy, versions, XML) and their instances (start, inspect, message, retry, cancel)."""
 from typing import Annotated, Any, Literal
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from pydantic import AliasPath, BeforeValidator, Field, model_serializer
 
 from app.api.auth import admin, authenticate
@@ -10,6 +10,7 @@ from app.api.errors import ApiError
 from app.engine import queries
 from app.extensions import db
 from app.models.states import InstanceState
+from app.services import services
 
 bp = Blueprint("processes", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -17,7 +18,7 @@ bp.before_request(authenticate)
 
 
 def engine():
-    return current_app.extensions["chatflow.engine"]
+    return services().engine
 
 
 class Start(Body):

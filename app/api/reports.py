@@ -16,6 +16,7 @@ from app.models.types import utcnow
 from app.reports import table
 from app.reports.arithmetic import BUCKETS, PeriodError, period
 from app.reports.figures import Scope, now_tiles
+from app.services import services
 
 bp = Blueprint("reports", __name__, url_prefix="/api/reports")
 bp.before_request(authenticate)
@@ -210,7 +211,7 @@ def live(query: FilterQuery):
     """The `now` figures as Server-Sent Events (`event: now`), sent again whenever a chat or an operator changes."""
     app, token = current_app._get_current_object(), bearer_token()
     try:
-        subscription = app.extensions["chatflow.events"].subscribe(SUPERVISORS)
+        subscription = services(app).events.subscribe(SUPERVISORS)
     except (RedisError, TimeoutError):
         raise ApiError(503, "service_unavailable", "live events are unavailable (Redis); try again shortly")
     keepalive = app.config["EVENTS_KEEPALIVE_SECONDS"]

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from app.api.contract import Answer, contract
 from app.api.openapi import document
 from app.extensions import db
+from app.services import services
 
 bp = Blueprint("system", __name__)
 
@@ -30,7 +31,7 @@ class Health(Answer):
 def healthz():
     """State of the database, Redis and live workers (by their heartbeats); 503 naming what is down."""
     checks = {"database": _check(lambda: db.session.execute(text("select 1"))),
-              **current_app.extensions["chatflow.jobs_health"]()}
+              **services().health()}
     ok = all(c["ok"] for c in checks.values())
     return {"status": "ok" if ok else "degraded", "checks": checks}, 200 if ok else 503
 

@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from flask import Blueprint, current_app, g
+from flask import Blueprint, g
 from pydantic import BeforeValidator, Field, computed_field
 
 from app import accounts
@@ -11,6 +11,7 @@ from app.api.contract import Answer, Body, Bool, Int, Name, Page, Text, Timestam
 from app.api.errors import ApiError
 from app.chats import decisions, presence
 from app.extensions import db
+from app.services import services
 
 bp = Blueprint("users", __name__, url_prefix="/api")
 bp.before_request(authenticate)
@@ -114,7 +115,7 @@ def update_user(user_id, body: UserChange):
     if body.active is False and user_id == g.user.id:
         raise ApiError(409, "cannot_deactivate_self", "you cannot deactivate your own user", {"field": "active"})
     user = accounts.update_user(accounts.user(user_id), body.model_dump(exclude_unset=True))
-    presence.recheck_offers([user.id], current_app.extensions["chatflow.jobs"])  # a role left: its queues too
+    presence.recheck_offers([user.id], services().jobs)  # a role left: its queues too
     db.session.commit()
     return user
 

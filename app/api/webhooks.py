@@ -5,7 +5,7 @@ They store what arrived and answer at once; lifecycle work runs in jobs.
 import hmac
 import logging
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
@@ -15,6 +15,7 @@ from app.api.errors import ApiError
 from app.channels.facebook import signature_valid
 from app.chats import inbound, queries, settings
 from app.extensions import db
+from app.services import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -57,7 +58,7 @@ def telegram_update(channel_id):
     if skipped:
         log.info("telegram channel %s: update %s skipped: %s", channel_id, update.get("update_id"), skipped[0])
         return {"ok": True, "skipped": skipped[0]}
-    jobs, engine = current_app.extensions["chatflow.jobs"], current_app.extensions["chatflow.engine"]
+    jobs, engine = services().jobs, services().engine
     changed = _store_once(lambda: [inbound.handle(queries.channel_of("telegram", channel_id), event, jobs, engine)
                                    for event in events])
     return {"ok": True, "duplicate": not any(changed)}
@@ -106,7 +107,7 @@ def facebook_events():
         raise ApiError(400, "malformed_event", str(e)) from None
     for reason in skipped:
         log.info("facebook event skipped: %s", reason)
-    jobs, engine = current_app.extensions["chatflow.jobs"], current_app.extensions["chatflow.engine"]
+    jobs, engine = services().jobs, services().engine
     stored = _store_once(lambda: [_handle(event, jobs, engine) for event in events])
     return {"ok": True, "events": len(events), "stored": sum(1 for s in stored if s), "skipped": len(skipped)}
 

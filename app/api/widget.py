@@ -21,6 +21,7 @@ from app.api.events import _frame
 from app.channels.web import visitor_key, widget_setting
 from app.chats import service, visitors
 from app.extensions import db
+from app.services import services
 
 bp = Blueprint("widget", __name__, url_prefix="/widget")
 # `chatflow serve --demo`'s shop page (a page, not part of the API).
@@ -188,7 +189,7 @@ def write(widget_key, body: VisitorText | None):
         text, file = uploads.reply_upload(current_app.config["MAX_FILE_BYTES"], service.MAX_TEXT)
     else:
         text, file = body.text, None
-    message = visitors.write(channel, session, text, file, current_app.extensions["chatflow.jobs"])
+    message = visitors.write(channel, session, text, file, services().jobs)
     answer = visitors.visitor_message(message)
     db.session.commit()
     return answer, 201
@@ -199,7 +200,7 @@ def write(widget_key, body: VisitorText | None):
 def file(widget_key, file_id):
     """A file of the visitor's own conversation (404 for any other), always as a download."""
     attachment = visitors.attachment_of(_visitor(g.web_channel), file_id)
-    content = current_app.extensions["chatflow.files"].get(attachment.storage_key or "") \
+    content = services().files.get(attachment.storage_key or "") \
         if attachment is not None and attachment.status == "stored" else None
     if content is None:
         raise ApiError(404, "not_found", f"your conversation has no file {file_id}")
@@ -217,7 +218,7 @@ def events(widget_key):
     channel = g.web_channel
     session = _visitor(channel)
     app = current_app._get_current_object()
-    subscription = app.extensions["chatflow.events"].subscribe(visitor_key(channel.id, session.visitor_id))
+    subscription = services(app).events.subscribe(visitor_key(channel.id, session.visitor_id))
     keepalive = app.config["EVENTS_KEEPALIVE_SECONDS"]
     db.session.close()  # a stream may last long: it holds no database connection
 

@@ -6,7 +6,7 @@ nothing else of `app`. Adapters get credentials as arguments and never touch the
 """
 from importlib import import_module
 
-from flask import current_app
+from app.services import services
 
 # provider name -> "module:class"; the class is built with the app's configuration.
 PROVIDERS = {
@@ -16,15 +16,15 @@ PROVIDERS = {
 }
 
 
-def install(app) -> None:
-    """Build one adapter per provider for this app (each reads its base URL from the config)."""
+def build(config) -> dict:
+    """One adapter per provider (each reads its base URL from the config), by provider name."""
     adapters = {}
     for name, target in PROVIDERS.items():
         module, cls = target.split(":")
-        adapters[name] = getattr(import_module(module), cls)(app.config)
-    app.extensions["chatflow.channels"] = adapters
+        adapters[name] = getattr(import_module(module), cls)(config)
+    return adapters
 
 
 def adapter(provider: str):
     """The current app's adapter for `provider`; KeyError for a provider nobody registered."""
-    return current_app.extensions["chatflow.channels"][provider]
+    return services().channels[provider]

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 
 import requests
 
-from app.channels.base import (InboundEdit, InboundFile, InboundMessage, ProviderError, Receipt, ThreadControl,
-                               transport_error)
+from app.channels.base import (ChannelAdapter, InboundEdit, InboundFile, InboundMessage, ProviderError, Receipt,
+                               ThreadControl, transport_error)
 from app.channels.download import read_capped
 
 DEFAULT_BASE = "https://graph.facebook.com/v25.0"
@@ -92,7 +92,7 @@ class GraphClient:
                 for p in body.get("data", []) if isinstance(p, dict) and p.get("id")]
 
 
-class FacebookChannel:
+class FacebookChannel(ChannelAdapter):
     names_from_profile = True
     needs_site_url = False   # the webhook URL is set once for the app, in Meta's dashboard
 

@@ -8,8 +8,8 @@ import secrets
 
 import requests
 
-from app.channels.base import (InboundEdit, InboundFile, InboundMessage, OutboundFile, ProviderError,
-                               UnsupportedUpdate, transport_error)
+from app.channels.base import (ChannelAdapter, InboundEdit, InboundFile, InboundMessage, OutboundFile,
+                               ProviderError, UnsupportedUpdate, transport_error)
 from app.channels.download import read_capped
 
 DEFAULT_BASE = "https://api.telegram.org"
@@ -88,7 +88,7 @@ def _chat_id(chat_id: str):
     return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
 
 
-class TelegramChannel:
+class TelegramChannel(ChannelAdapter):
     names_from_profile = False
     needs_site_url = True
 

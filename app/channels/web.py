@@ -5,9 +5,8 @@ to parse or register; a reply is "sent" by telling the visitor's open widget ove
 and the widget reads it back from the visitor API. A widget that is closed finds it on its next
 load: the message is stored, so nothing depends on the event arriving.
 """
-from flask import current_app
-
 from app.channels.base import ChannelRef, OutboundFile
+from app.services import services
 
 # A web channel's widget settings and their defaults (its `widget` column holds them).
 WIDGET_DEFAULTS = {"allowed_origins": [], "title": "Chat with us", "welcome_text": "Hi! How can we help?",
@@ -31,7 +30,7 @@ def visitor_key(channel_id: int, visitor_id: str) -> str:
 
 def tell_visitor(channel_id: int, visitor_id: str, event: dict) -> None:
     """Publish now (callers inside a transaction publish after commit: see app.chats.visitors)."""
-    bus = current_app.extensions.get("chatflow.events")
+    bus = services().events
     if bus is not None:
         bus.publish([visitor_key(channel_id, visitor_id)], event)
 

@@ -1,12 +1,12 @@
 """Chat actions (buttons that start a process on a chat) and the cases they create."""
 from sqlalchemy import select
 
-from app.adapters.notify import post_notification
 from app.chats import messages, settings
 from app.chats.admin import check_deployed
 from app.engine.errors import Conflict, Invalid, NotFound
 from app.extensions import db
 from app.models.chat import Case, Chat, ChatAction, Message, Queue
+from app.services import services
 
 SUBJECT_MAX = 300
 
@@ -86,7 +86,7 @@ def notify_administrators(text: str, chat_id: int | None = None) -> dict:
     url = settings.get("SystemAdministratorsNotificationUrl")
     if not url:
         raise ValueError("set the SystemAdministratorsNotificationUrl setting first")
-    return post_notification(url, {"text": str(text)[:2000], "chat_id": chat_id, "source": "chatflow"})
+    return services().notifier.post(url, {"text": str(text)[:2000], "chat_id": chat_id, "source": "chatflow"})
 
 
 def register(operations) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from flask import current_app
+
 from sqlalchemy import select
 
 from app import job_names
@@ -20,6 +20,7 @@ from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Attachment, Channel
 from app.models.types import utcnow
+from app.services import services
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def record_fetch(attachment_id: int, attempt: int, outcome: Fetched, retry_delay
     status, retry_in = after_fetch(outcome, attempt, retry_delays)
     attachment.status, attachment.error, attachment.next_attempt_at = status, outcome.error, None
     if status == "stored":
-        attachment.storage_key = current_app.extensions["chatflow.files"].put(outcome.content, attachment.name,
+        attachment.storage_key = services().files.put(outcome.content, attachment.name,
                                                                               attachment.content_type)
         attachment.size = len(outcome.content)
     if retry_in is not None:

@@ -3,7 +3,6 @@
 Each call names the users a chat change concerns; the event goes out only once the
 transaction commits, so nobody hears of a change that was rolled back.
 """
-from flask import current_app
 from sqlalchemy import select
 
 from app.channels.web import visitor_key
@@ -14,6 +13,7 @@ from app.extensions import db
 from app.models.auth import User
 from app.models.chat import Chat, Message
 from app.models.states import ChatState
+from app.services import services
 
 
 # Not a user (ids start at 1): every change is told here too, for the Reports page's live figures.
@@ -21,9 +21,9 @@ SUPERVISORS = 0
 
 
 def tell(user_ids, event: str, **data) -> None:
-    bus = current_app.extensions.get("chatflow.events")
+    bus = services().events
     recipients = sorted({user_id for user_id in user_ids if user_id is not None} | {SUPERVISORS})
-    if bus is not None and recipients:
+    if recipients:
         after_commit(db.session, bus.publish, recipients, {"type": event, **data})
 
 
@@ -60,7 +60,7 @@ def chat_completed(chat: Chat, concerned) -> None:
 
 def tell_visitor(chat: Chat, event: str, **data) -> None:
     """A website chat's visitor hears of their chat on their own stream (after commit)."""
-    bus = current_app.extensions.get("chatflow.events")
+    bus = services().events
     if bus is not None and chat.channel.provider == "web":
         after_commit(db.session, bus.publish, [visitor_key(chat.channel_id, chat.address)],
                      {"type": event, "chat_id": chat.id, **data})

@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models.chat import Attachment, Chat, ContactIdentity, Message
 from app.models.states import MessageStatus
 from app.models.types import utcnow
+from app.services import services
 
 # Served inline (shown in the page) only when the stored type is one of these; anything
 # else is a download, so a client's HTML or SVG "document" never runs in an operator's browser.
@@ -45,7 +46,7 @@ def store(channel, contact_id: int, chat: Chat | None, inbound: InboundMessage, 
 
 def attach(message: Message, file: OutboundFile) -> None:
     """An operator's file, kept in the file store at once; the message's kind follows it."""
-    key = current_app.extensions["chatflow.files"].put(file.content, file.name, file.content_type)
+    key = services().files.put(file.content, file.name, file.content_type)
     message.kind = "image" if file.is_image else "document"
     message.attachments.append(Attachment(name=file.name, content_type=file.content_type, size=len(file.content),
                                           status="stored", storage_key=key))

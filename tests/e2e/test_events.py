@@ -18,7 +18,7 @@ order, so anything the change told that user arrives before the marker.
 import itertools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import pytest
@@ -28,6 +28,7 @@ from sqlalchemy import text
 from app.adapters.events import LocalEvents, RedisEvents
 from app.chats import live
 from app.extensions import db
+from app.services import install, services
 from chat_helpers import configure, deploy_lifecycle, make_channel, make_operator, make_queue, new_chat, ok
 from conftest import Api, wait_for
 from fakes.telegram import update
@@ -221,7 +222,7 @@ def test_redis_installations_on_other_databases_do_not_hear_each_other(redis_url
 def test_a_change_is_told_only_once_its_transaction_commits(make_app):
     """`live.tell` waits for the commit: a rollback drops what it would have told."""
     app = make_app()
-    bus = app.extensions["chatflow.events"]
+    bus = services(app).events
     subscription = bus.subscribe(42)
     try:
         with app.app_context():
@@ -243,7 +244,7 @@ def test_a_change_is_told_only_once_its_transaction_commits(make_app):
 def test_a_rollback_before_any_sql_drops_what_was_told(make_app):
     """Told, then rolled back before the transaction reached the database: still never sent."""
     app = make_app()
-    subscription = app.extensions["chatflow.events"].subscribe(42)
+    subscription = services(app).events.subscribe(42)
     try:
         with app.app_context():
             live.tell([42], "status_changed", status="inactive")
@@ -263,7 +264,7 @@ def embedded(make_app, serve, telegram):
     app = make_app(EVENTS_KEEPALIVE_SECONDS=KEEPALIVE)
     api = Api(app)
     deploy_lifecycle(api)
-    return app, api, serve(app), app.extensions["chatflow.events"]
+    return app, api, serve(app), services(app).events
 
 
 def test_the_stream_needs_a_valid_token(embedded):
@@ -321,7 +322,7 @@ def test_a_revoked_token_ends_its_stream(embedded, streams):
 
 def test_the_stream_answers_503_while_redis_is_away(embedded, streams):
     app, api, base, _ = embedded
-    app.extensions["chatflow.events"] = RedisEvents("redis://127.0.0.1:1/0")  # nothing listens there
+    install(app, replace(services(app), events=RedisEvents("redis://127.0.0.1:1/0")))  # nothing listens there
     ann = make_operator(api, "ann")
     response = requests.get(f"{base}/api/events", headers={"Authorization": f"Bearer {ann.token}"}, timeout=10)
     assert response.status_code == 503

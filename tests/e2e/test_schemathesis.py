@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
-from chat_helpers import configure, make_channel, make_operator, make_queue, new_chat, ok
+from chat_helpers import configure, deploy_lifecycle, make_channel, make_operator, make_queue, new_chat, ok
 from conftest import ADMIN_TOKEN, ROOT, Api
 from app.extensions import db
 from app.models import User
@@ -153,6 +153,7 @@ def test_values_the_database_cannot_hold_answer_4xx(make_app):
     ?queue_id=² (a digit to str.isdigit, not to int); NUL characters break PostgreSQL text."""
     api = Api(make_app())
     big = 2**70
+    deploy_lifecycle(api)  # a queue needs its lifecycle deployed
     queue = ok(api.post("/api/queues", {"name": "Q", "routing_rule": "all"}), 201)
     role = ok(api.post("/api/roles", {"name": "R"}), 201)
     for method, path, body, status in [

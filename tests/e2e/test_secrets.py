@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 from app.extensions import db
 from app.models import ApiToken
 from app.models.chat import Channel
+from app.services import services
 from conftest import ADMIN_TOKEN, ROOT, _empty_tables, wait_for
 from fakes.facebook import batch, message_event, sign
 from fakes.telegram import update
@@ -305,7 +306,7 @@ def scenario(db_url, telegram_server, graph_server):
             server.shutdown()
             server.server_close()
         if app is not None:
-            app.extensions["chatflow.jobs"].stop()
+            services(app).jobs.stop()
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()

@@ -25,6 +25,7 @@ import pytest
 
 from app.extensions import db
 from app.models.chat import Channel, Message
+from app.services import services
 from chat_helpers import ok
 from conftest import ADMIN_TOKEN, ROOT, Api, DATA, _empty_tables, wait_for
 from fakes.facebook import batch, message_event, sign
@@ -162,7 +163,7 @@ def world(db_url, telegram_server, graph_server):
     try:
         yield World(app)
     finally:
-        app.extensions["chatflow.jobs"].stop()
+        services(app).jobs.stop()
         with app.app_context():
             db.session.remove()
             db.engine.dispose()

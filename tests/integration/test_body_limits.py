@@ -12,6 +12,7 @@ import pytest
 
 from chat_helpers import configure, make_channel, make_queue, ok, put_setting
 from app.extensions import db
+from app.services import services
 from conftest import ADMIN_TOKEN, ROOT, Api
 from fakes.telegram import update
 
@@ -24,7 +25,7 @@ def api(make_app, telegram, graph):
     app = make_app(MAX_CONTENT_LENGTH=LIMIT)
     lifecycle = ROOT / "processes" / "ChatLifecycle.bpmn"  # queues need it; larger than LIMIT to upload
     with app.app_context():
-        app.extensions["chatflow.engine"].deploy([(lifecycle.name, lifecycle.read_bytes())])
+        services(app).engine.deploy([(lifecycle.name, lifecycle.read_bytes())])
         db.session.commit()
         db.session.remove()
     return Api(app)

@@ -15,6 +15,7 @@ from sqlalchemy import event, func, select
 from app.engine.errors import Conflict
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
+from app.services import services
 from chat_helpers import deploy
 from conftest import ROOT
 
@@ -28,11 +29,12 @@ from app import create_app
 from app.engine.errors import Conflict
 from app.extensions import db
 from app.models import ProcessInstance
+from app.services import services
 
 url, instance_id, sender, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 app = create_app({"SQLALCHEMY_DATABASE_URI": url, "AUTO_MIGRATE": False, "REDIS_URL": None,
                   "BOOTSTRAP_ADMIN_TOKEN": None}, start_jobs=False)
-engine = app.extensions["chatflow.engine"]
+engine = services(app).engine
 with app.app_context():
     engine.specs.get(db.session.get(ProcessInstance, instance_id).process_version_id)  # parse before the race
     db.session.rollback()
@@ -55,7 +57,7 @@ print(json.dumps({"sender": sender, "begun": begun, "ended": time.time(), "confl
 def start_ping_loop(app) -> int:
     deploy(app, "ping_loop.bpmn")
     with app.app_context():
-        instance = app.extensions["chatflow.engine"].start("PingLoop")
+        instance = services(app).engine.start("PingLoop")
         db.session.commit()
         assert instance.state == "waiting"
         assert [w["message"] for w in instance.waiting_for] == ["ping"]
@@ -123,7 +125,7 @@ def test_message_nobody_waits_for_is_refused_and_changes_nothing(make_app):
     app = make_app()
     instance_id = start_ping_loop(app)
     with app.app_context():
-        engine = app.extensions["chatflow.engine"]
+        engine = services(app).engine
         revision = db.session.get(ProcessInstance, instance_id).revision
         with pytest.raises(Conflict) as refused:
             engine.deliver_message(instance_id, "pong", {"sender": "A", "seq": 0})
@@ -149,7 +151,7 @@ def test_an_instance_is_locked_once_per_transaction_and_again_in_the_next(make_a
             reads.append(statement)
 
     with app.app_context():
-        engine = app.extensions["chatflow.engine"]
+        engine = services(app).engine
         event.listen(db.engine, "before_cursor_execute", count)
         try:
             engine.lock(instance_id)

@@ -10,6 +10,7 @@ from app.bpmn import store
 from app.engine.errors import Conflict
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance, ProcessVersion
+from app.services import services
 
 from chat_helpers import deploy, start
 from conftest import DATA
@@ -18,7 +19,7 @@ ENGINE_DATA = DATA / "engine"
 
 
 def engine_of(app):
-    return app.extensions["chatflow.engine"]
+    return services(app).engine
 
 
 def ping(app, instance_id, seq, sender="A"):
@@ -217,7 +218,7 @@ def test_an_event_subprocess_run_does_not_leak_into_new_instances(make_app):
     instance started afterwards from the cached spec began with it and never completed."""
     app = make_app()
     with app.app_context():
-        engine = app.extensions["chatflow.engine"]
+        engine = services(app).engine
         engine.deploy([("event_subprocess.bpmn", (ENGINE_DATA / "event_subprocess.bpmn").read_bytes())])
         first = engine.start("EventSubprocess")
         engine.deliver_message(first.id, "ping")
@@ -294,7 +295,7 @@ def test_a_stopped_advance_undoes_what_its_service_tasks_wrote_and_queued(make_a
         return login
 
     with app.app_context():
-        engine = Engine(app.extensions["chatflow.jobs"], operations, Limits(operations=1000))
+        engine = Engine(services(app).jobs, operations, Limits(operations=1000))
         engine.deploy([("writes.bpmn", WRITES_THEN_SPINS.encode())])
         instance = engine.start("WritesThenSpins", {"login": "ghost"})
         db.session.commit()

@@ -12,6 +12,7 @@ from app.adapters.inprocess import InProcessJobQueue
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance
 from app.models.types import utcnow
+from app.services import services
 from chat_helpers import deploy, start
 from conftest import wait_for
 
@@ -39,7 +40,7 @@ def fired(snap) -> list[tuple[str, datetime]]:
 def quiet_app(make_app):
     """An embedded app whose job thread is stopped: only the test fires timers."""
     app = make_app()
-    app.extensions["chatflow.jobs"].stop()
+    services(app).jobs.stop()
     return app
 
 
@@ -71,8 +72,8 @@ def clock(monkeypatch):
 def test_job_thread_fires_short_timer_without_redis(make_app):
     app = make_app(EMBEDDED_SWEEP_SECONDS=3600)  # the sweep ran once, at start: the job must fire it
     assert app.config["REDIS_URL"] is None
-    assert isinstance(app.extensions["chatflow.jobs"], InProcessJobQueue)
-    assert app.extensions["chatflow.jobs_health"]()["jobs"]["ok"]
+    assert isinstance(services(app).jobs, InProcessJobQueue)
+    assert services(app).health()["jobs"]["ok"]
     deploy(app, "short_timer.bpmn")
     instance_id = start(app, "ShortTimer")
     started = snapshot(app, instance_id)
@@ -93,7 +94,7 @@ def test_embedded_sweep_fires_timer_whose_job_was_lost(make_app):
     first = make_app(EMBEDDED_SWEEP_SECONDS=3600)
     deploy(first, "short_timer.bpmn")
     instance_id = start(first, "ShortTimer")
-    jobs = first.extensions["chatflow.jobs"]
+    jobs = services(first).jobs
     jobs.stop()  # the process died: its in-memory wake-up job is gone with it
     with jobs._cond:
         assert [job[2] for job in jobs._heap] == ["app.jobs.fire_timers"]
@@ -147,7 +148,7 @@ def test_fire_timers_before_due_changes_nothing(make_app):
     instance_id = start(app, "HourTimer")
     before = snapshot(app, instance_id)
     with app.app_context():
-        assert app.extensions["chatflow.engine"].fire_timers(instance_id) is False
+        assert services(app).engine.fire_timers(instance_id) is False
         db.session.commit()
     assert snapshot(app, instance_id) == before
 
@@ -162,7 +163,7 @@ def test_fire_timers_twice_when_due_fires_once(make_app, clock):
 
     clock.advance(hours=1, seconds=1)
     with app.app_context():
-        engine = app.extensions["chatflow.engine"]
+        engine = services(app).engine
         assert engine.fire_timers(instance_id, now=clock.now()) is True
         db.session.commit()
         assert engine.fire_timers(instance_id, now=clock.now()) is False
@@ -186,7 +187,7 @@ def test_fire_timers_from_two_threads_at_once_fires_once(make_app, clock):
         try:
             with app.app_context():  # a session (and connection) of its own
                 barrier.wait()
-                results.append(app.extensions["chatflow.engine"].fire_timers(instance_id, now=clock.now()))
+                results.append(services(app).engine.fire_timers(instance_id, now=clock.now()))
                 db.session.commit()
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
@@ -211,7 +212,7 @@ def test_cycle_timer_fires_each_cycle_and_reschedules_its_row(make_app, clock):
     assert element == "remind"
 
     with app.app_context():
-        engine = app.extensions["chatflow.engine"]
+        engine = services(app).engine
         for cycle in (1, 2, 3):
             assert engine.fire_timers(instance_id, now=clock.now()) is False  # not due yet
             db.session.commit()

@@ -16,6 +16,7 @@ from app.extensions import db
 from app.jobs import fire_timers
 from app.models import User
 from app.models.types import utcnow
+from app.services import services
 from chat_helpers import (ACCEPT_TIMER, LIFECYCLE, configure, deploy_lifecycle, error_code, events,
                           instance, make_channel, make_operator, make_queue, new_chat, ok, wait_chat,
                           settled, workflow_shape)
@@ -268,7 +269,7 @@ def test_500_replies_keep_the_state_flat_and_the_chat_still_completes_by_timeout
     chat = new_chat(api, make_channel(api, queue["id"]).client())
     ok(ann.accept(chat["id"]))
     instance_id = chat["process_instance_id"]
-    engine, jobs = app.extensions["chatflow.engine"], app.extensions["chatflow.jobs"]
+    engine, jobs = services(app).engine, services(app).jobs
 
     shapes = {}
     with app.app_context():
@@ -433,7 +434,7 @@ def test_an_accept_waits_for_a_firing_timer_instead_of_deadlocking(make_app, db_
     anna = make_operator(api, "anna", queue["id"])
     chat = new_chat(api, make_channel(api, queue["id"]).client())
     assert chat["offered_to_id"] == anna.id
-    app.extensions["chatflow.jobs"].stop()  # from here on only this test fires the timer
+    services(app).jobs.stop()  # from here on only this test fires the timer
     (timer,) = [w for w in instance(api, chat["process_instance_id"])["waiting_for"] if w["kind"] == "timer"]
     wait_for(lambda: utcnow() >= datetime.fromisoformat(timer["due_at"]), message="the timeout to be due")
     lock_chat, locked, outcome = lifecycle.lock_chat, threading.Event(), {}

@@ -21,7 +21,12 @@ FORBIDDEN = [
     ("app.models", "app.engine"),     # tables know nothing of what uses them
     ("app.models", "app.chats"),
     ("app.models", "app.api"),
+    ("app.engine", "app.jobs"),       # jobs are enqueued by name (app.job_names)
     ("app.chats", "app.api"),         # the domain serves the routes, not the reverse
+    ("app.chats", "app.adapters"),    # outside parts come through app.services and their ports
+    ("app.chats", "app.jobs"),
+    ("app.api", "app.adapters"),
+    ("app.api", "app.jobs"),
     ("app.adapters", "app.api"),
     ("app.adapters", "app.chats"),
     ("app.console", "app.api"),       # pages ask the HTTP API, like any client
