@@ -29,7 +29,7 @@ def visitor_key(channel_id: int, visitor_id: str) -> str:
 
 
 def tell_visitor(channel_id: int, visitor_id: str, event: dict) -> None:
-    """Publish now (callers inside a transaction publish after commit: see app.chats.visitors)."""
+    """Publish now: a reply's delivery runs outside any transaction (app.chats.live tells after commit)."""
     bus = services().events
     if bus is not None:
         bus.publish([visitor_key(channel_id, visitor_id)], event)
