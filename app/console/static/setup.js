@@ -173,7 +173,8 @@
             c.active ? el("button", {type: "button", class: "secondary", onclick: () => { active.click(); }}, "Deactivate") : null);
         }
       }}, "Delete");
-    const who = c.provider === "telegram" ? (c.bot_username ? "@" + c.bot_username : "—") : `page ${c.page_id}`;
+    const who = c.provider === "telegram" ? (c.bot_username ? "@" + c.bot_username : "—")
+      : c.provider === "web" ? el("code", {title: "paste this tag into the site's pages"}, c.snippet) : `page ${c.page_id}`;
     tr.append(el("td", {}, el("span", {class: "badge"}, c.provider)), el("td", {}, c.name), el("td", {class: "muted"}, who),
       el("td", {}, active, " ", el("span", {class: `badge ${c.active ? "active" : "inactive"}`}, c.active ? "active" : "inactive")),
       el("td", {}, queue), el("td", {}, remove));
