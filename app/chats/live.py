@@ -49,8 +49,9 @@ def chat_taken(chat: Chat) -> None:
     """Everyone serving the queue drops it from their list; the taker's other tabs move it to work;
     a website visitor learns who answers."""
     tell(queue_operators(chat.queue_id), "chat_taken", chat_id=chat.id, operator_id=chat.operator_id)
-    operator = db.session.get(User, chat.operator_id) if chat.operator_id else None
-    tell_visitor(chat, "operator_joined", operator_name=operator.name if operator else "")
+    if chat.channel.provider == "web":
+        operator = db.session.get(User, chat.operator_id) if chat.operator_id else None
+        tell_visitor(chat, "operator_joined", operator_name=operator.name if operator else "")
 
 
 def chat_completed(chat: Chat, concerned) -> None:
