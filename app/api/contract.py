@@ -91,7 +91,8 @@ def _empty_is_none(value):
 
 def Filter(annotation, **kw) -> Any:
     """An optional query filter (declare it `= None`): absent or empty means "no filter"."""
-    return Annotated[annotation | None, BeforeValidator(_empty_is_none), Field(**kw)]
+    # The constraints bind to the value, not the union: pydantic cannot apply max_length to None.
+    return Annotated[Annotated[annotation, Field(**kw)] | None, BeforeValidator(_empty_is_none)]
 
 
 def _unset_default(schema: dict) -> None:
