@@ -473,6 +473,7 @@ def stored(db_url) -> dict:
 def test_database_away_webhooks_answer_503_and_nothing_is_half_stored(make_app, db_url, outage, telegram):
     app = make_app(SQLALCHEMY_DATABASE_URI=outage.url)
     api = Api(app)
+    deploy_lifecycle(api)  # a queue needs its lifecycle
     configure(api)
     channel = make_channel(api, make_queue(api, rule="all")["id"])
     headers = {"X-Telegram-Bot-Api-Secret-Token": channel.secret}
