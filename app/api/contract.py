@@ -91,8 +91,11 @@ def _empty_is_none(value):
 
 def Filter(annotation, **kw) -> Any:
     """An optional query filter (declare it `= None`): absent or empty means "no filter"."""
-    # The constraints bind to the value, not the union: pydantic cannot apply max_length to None.
-    return Annotated[Annotated[annotation, Field(**kw)] | None, BeforeValidator(_empty_is_none)]
+    # Constraints bind to the value, not the union (pydantic cannot apply max_length to None);
+    # names and descriptions stay on the field, or an alias such as `from` would be lost.
+    outer = {k: kw.pop(k) for k in ("alias", "description", "title") if k in kw}
+    inner = Annotated[annotation, Field(**kw)] if kw else annotation
+    return Annotated[inner | None, BeforeValidator(_empty_is_none), Field(**outer)]
 
 
 def _unset_default(schema: dict) -> None:
