@@ -71,6 +71,9 @@ _failed = _log_failure  # install(failed=...) replaces it (a lost Redis is logge
 
 
 def _run(session):
+    # SQLAlchemy sends after_commit for a released SAVEPOINT too: its work waits for the real commit.
+    if session.in_nested_transaction():
+        return
     for func, args in session.info.pop(_KEY, []):
         try:
             func(*args)

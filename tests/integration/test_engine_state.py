@@ -308,3 +308,17 @@ def test_a_stopped_advance_undoes_what_its_service_tasks_wrote_and_queued(make_a
         db.session.commit()
         assert db.session.scalars(select(User).where(User.login == "real")).first() is not None
         assert queued_work_ran == ["real"]
+
+
+def test_work_queued_in_a_savepoint_waits_for_the_real_commit(make_app):
+    """A released SAVEPOINT is no commit: a job it queued must not run before its rows are visible."""
+    from app.engine.tx import after_commit, savepoint
+
+    app = make_app()
+    ran = []
+    with app.app_context():
+        with savepoint(db.session):
+            after_commit(db.session, lambda: ran.append("inner"))
+        assert ran == []
+        db.session.commit()
+        assert ran == ["inner"]
