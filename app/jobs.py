@@ -263,7 +263,7 @@ def deliver_message(message_id: int) -> str:
             outcome = delivery.Outcome(sent=True)
         except ProviderError as e:
             outcome = delivery.Outcome(sent=False, error=str(e), retryable=e.retryable,
-                                       maybe_delivered=e.maybe_delivered)
+                                       maybe_delivered=e.maybe_delivered, code=e.code)
 
         status = retrying(lambda: _committed(lambda: delivery.record_outcome(
             message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], services(app).jobs)))
