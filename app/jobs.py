@@ -370,6 +370,9 @@ def name_contact(identity_id: int, attempt: int = 1) -> str | None:
         try:
             name = channels.adapter(channel.provider).profile_name(channel, user_id)
         except ProviderError as e:
+            if e.code == "token_invalid":   # the channel's token is refused: admins must reconnect it
+                from app.chats import admin
+                _committed(lambda: admin.token_refused(channel.id, str(e)))
             delays = app.config["OUTBOUND_RETRY_DELAYS"]
             if e.retryable and attempt <= len(delays):
                 services(app).jobs.enqueue_at(utcnow() + timedelta(seconds=delays[attempt - 1]),

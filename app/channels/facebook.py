@@ -44,7 +44,7 @@ def signature_valid(raw_body: bytes, app_secret: str | None, sha256_header: str 
 
 # Page events Chatflow handles (README, "Facebook Messenger"): a page is subscribed to these.
 SUBSCRIBED_FIELDS = ("messages", "messaging_postbacks", "message_echoes", "message_deliveries", "message_reads",
-                     "messaging_handovers", "standby")
+                     "message_edits", "messaging_handovers", "standby")
 # What the login dialog asks for: list the user's pages, message as them, subscribe them to our webhook.
 LOGIN_SCOPES = ("pages_show_list", "pages_messaging", "pages_manage_metadata")
 TOKEN_INVALID = 190   # OAuthException: the token expired, was revoked or is otherwise invalid (any subcode)

@@ -291,6 +291,15 @@ def test_an_expired_page_token_fails_the_reply_and_marks_the_channel_needs_recon
     assert len([b for _, b in fb.graph.sent() if b["message"]["text"] == "second try"]) == 1
 
 
+def test_an_expired_page_token_met_while_naming_a_new_client_marks_the_channel(fb):
+    fb.graph.expire("page-token-111")
+    ok(post_signed(fb.api, msg("111", "mid.new-client", "hi", psid=OTHER_PSID)))
+    channel = wait_for(lambda: (c := ok(fb.api.get(f"/api/channels/{fb.channel['id']}")))["status"]
+                       == "needs_reconnect" and c, message="the channel to need a reconnect")
+    assert "Session has expired" in channel["status_reason"]
+    assert chat_of(fb.api, OTHER_PSID)["contact"]["name"] == f"Facebook user {OTHER_PSID}"
+
+
 def test_one_graph_500_then_recovery_sends_once(fb):
     chat_id = open_chat(fb)
     fb.graph.fail_sends = 1
@@ -827,7 +836,7 @@ def test_single_page_form_and_page_taken(api, graph):
     # the page is subscribed to the app's webhook, with every field Chatflow handles
     assert [(m, p, t) for m, p, t, _ in graph.calls] == [("POST", "/v25.0/111/subscribed_apps", "page-token-111")]
     assert graph.subscribed() == {"111": ["messages", "messaging_postbacks", "message_echoes", "message_deliveries",
-                                          "message_reads", "messaging_handovers", "standby"]}
+                                          "message_reads", "message_edits", "messaging_handovers", "standby"]}
     resp = api.post("/api/channels", {"provider": "facebook", "name": "Again", "page_id": "111",
                                       "page_access_token": "page-token-111", "queue_id": q["id"]})
     error(resp, 409, "page_taken")

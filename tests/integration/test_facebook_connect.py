@@ -18,7 +18,7 @@ from conftest import ADMIN_TOKEN, ROOT, Api
 from fakes.facebook import APP_ID, APP_SECRET
 
 FIELDS = ["messages", "messaging_postbacks", "message_echoes", "message_deliveries", "message_reads",
-          "messaging_handovers", "standby"]
+          "message_edits", "messaging_handovers", "standby"]
 SITE = "https://chat.example.com"
 
 

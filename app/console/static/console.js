@@ -181,6 +181,13 @@ const CF = (() => {
     return {close() { stopped = true; if (controller) controller.abort(); }};
   }
 
+  // Connecting Facebook pages: the server starts a login run (a single-use state bound to this
+  // sign-in and a cookie binding it to this browser) and names Facebook's dialog to go to.
+  async function facebookLogin() {
+    const {url} = await api("POST", "/api/channels/facebook/login");
+    location.assign(url);
+  }
+
   function when(iso) {
     return iso ? new Date(iso).toLocaleString() : "";
   }
@@ -206,5 +213,5 @@ const CF = (() => {
   }
 
   return {ApiError, token, setToken, api, upload, fetchBlob, el, clearErrors, showError, pageError,
-          events, when, start, confirmed};
+          events, when, start, confirmed, facebookLogin};
 })();
