@@ -1,15 +1,15 @@
 """facebook connect: channel status (refused, needs_reconnect) and Facebook login runs
 
-Revision ID: 0006_facebook_connect
-Revises: 0005_web
+Revision ID: 0007_facebook_connect
+Revises: 0006_auth_stamp
 Create Date: 2026-12-02
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006_facebook_connect'
-down_revision = '0005_web'
+revision = '0007_facebook_connect'
+down_revision = '0006_auth_stamp'
 branch_labels = None
 depends_on = None
 
