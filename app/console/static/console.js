@@ -198,6 +198,13 @@ const CF = (() => {
     return item;
   }
 
+  // Connecting Facebook pages: the server starts a login run (a single-use state bound to this
+  // sign-in and a cookie binding it to this browser) and names Facebook's dialog to go to.
+  async function facebookLogin() {
+    const {url} = await api("POST", "/api/channels/facebook/login");
+    location.assign(url);
+  }
+
   function when(iso) {
     return iso ? new Date(iso).toLocaleString() : "";
   }
@@ -223,5 +230,5 @@ const CF = (() => {
   }
 
   return {ApiError, token, setToken, api, upload, fetchBlob, el, clearErrors, showError, pageError,
-          events, notice, when, start, confirmed};
+          events, notice, when, start, confirmed, facebookLogin};
 })();
