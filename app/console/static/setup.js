@@ -541,6 +541,8 @@
   root.hidden = false;
   // A channel that stops working (a page token Facebook refused) shows at once. Only watching:
   // an admin with Chat setup open is not thereby at work as an operator.
-  CF.events({path: "/api/events?presence=false",
-             onEvent: (event) => { if (event.type === "channel_status") refresh(); }});
+  CF.events({path: "/api/events?presence=false", onEvent: (event) => {
+    if (event.type === "channel_status") refresh();
+    if (event.type === "notification") CF.notice(event, {admin: true});   // e.g. a chat escalated
+  }});
 })();
