@@ -1,12 +1,15 @@
 """Users, roles and bearer tokens."""
 import hashlib
 import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from threading import Lock
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from app.engine.errors import Conflict, Invalid, get_or_404
 from app.extensions import db
-from app.models import ApiToken, Role, User
+from app.models import ApiToken, Role, RoleMember, User
 from app.models.states import OperatorStatus
 
 PERMISSIONS = ("CanManageChats",)
@@ -20,6 +23,71 @@ def user_for_token(token: str) -> User | None:
     """The active user a token belongs to (a deactivated user's tokens open nothing)."""
     row = db.session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
     return row.user if row and row.user.active else None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a token opened when it was cached: its user, their permissions and the user's stamp then."""
+    user_id: int
+    stamp: str
+    permissions: frozenset[str]
+
+
+class TokenCache:
+    """Token hash -> Credentials, in one process (bounded; the oldest entry goes first).
+
+    An entry holds only while the user row's `auth_stamp` is the one cached: every change to what
+    a token opens writes a new stamp in its own transaction (`_restamp`), and the user row is read
+    on every request anyway, so a revoke or a permission change holds in every process at once.
+    """
+
+    def __init__(self, size: int = 10_000):
+        self.size, self._items, self._lock = size, OrderedDict(), Lock()
+
+    def get(self, key: str) -> Credentials | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: str, credentials: Credentials) -> None:
+        with self._lock:
+            self._items[key] = credentials
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
+def authenticate(token: str, cache: TokenCache) -> tuple[User, frozenset[str]] | None:
+    """The active user a token belongs to and their effective permissions; one SELECT (the user
+    row, to compare its stamp) when the token is cached."""
+    key = hash_token(token)
+    known = cache.get(key)
+    if known is not None:
+        user = db.session.get(User, known.user_id, populate_existing=True)
+        if user is not None and user.active and user.auth_stamp == known.stamp:
+            return user, known.permissions
+        cache.drop(key)
+    # The stamp is read with the token, before the roles: a change in between leaves an old stamp
+    # beside newer permissions, which the next request refreshes; never the other way round.
+    user = db.session.scalars(select(User).join(ApiToken, ApiToken.user_id == User.id)
+                              .where(ApiToken.token_hash == key)).first()
+    if user is None or not user.active:
+        return None
+    permissions = frozenset(user.effective_permissions())
+    cache.put(key, Credentials(user.id, user.auth_stamp, permissions))
+    return user, permissions
+
+
+def _restamp(user_ids) -> None:
+    """What these users' tokens open changed: cached credentials of theirs hold no longer."""
+    db.session.execute(update(User).where(User.id.in_(user_ids)).values(auth_stamp=secrets.token_hex(8))
+                       .execution_options(synchronize_session="fetch"))
+
+
+def _restamp_members(role: Role) -> None:
+    _restamp(select(RoleMember.user_id).where(RoleMember.role_id == role.id))
 
 
 def issue_token(user: User, token: str | None = None) -> str:
@@ -70,12 +138,15 @@ def update_user(user: User, changes: dict) -> User:
         user.active = changes["active"]
         if not user.active:
             user.status = OperatorStatus.INACTIVE  # offered no chats while they cannot sign in
+    if {"permissions", "roles", "active"} & set(changes):
+        user.auth_stamp = secrets.token_hex(8)
     return user
 
 
 def reset_token(user: User) -> str:
     """Revoke every token of the user and issue a new one."""
     db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    user.auth_stamp = secrets.token_hex(8)
     return issue_token(user)
 
 
@@ -107,6 +178,7 @@ def update_role(role: Role, changes: dict) -> Role:
         role.name = changes["name"]
     if "permissions" in changes:
         role.permissions = _check_permissions(changes["permissions"])
+        _restamp_members(role)
     return role
 
 
@@ -116,14 +188,17 @@ def add_member(role: Role, user_id: int) -> None:
         raise Invalid("user_id: no such user", details={"field": "user_id"})
     if user not in role.members:
         role.members.append(user)
+        user.auth_stamp = secrets.token_hex(8)
 
 
 def remove_member(role: Role, user_id: int) -> None:
     role.members = [u for u in role.members if u.id != user_id]
+    _restamp([user_id])
 
 
 def delete_role(role: Role) -> None:
     """Its members keep their own permissions; queues it served lose it."""
+    _restamp_members(role)
     db.session.delete(role)
 
 

@@ -11,8 +11,10 @@ from typing import Protocol
 class Subscription(Protocol):
     """One user's stream of live events, for as long as their `/api/events` request lasts."""
 
+    ended: bool  # the bus is stopping: the stream should end (get answers None at once)
+
     def get(self, timeout: float) -> dict | None:
-        """The next event, or None after `timeout` seconds without one."""
+        """The next event, or None after `timeout` seconds without one (at once once `ended`)."""
 
     def close(self) -> None:
         """Stop listening; what was not read is dropped."""
@@ -26,6 +28,10 @@ class EventBus(Protocol):
 
     def subscribe(self, user_id: int) -> Subscription:
         """Start listening for `user_id`'s events."""
+
+    def stop(self, timeout: float) -> int:
+        """End every subscription (`ended`, their `get` wakes) and wait up to `timeout` seconds
+        for each to be closed; answers how many are still open."""
 
 
 class FileStore(Protocol):

@@ -151,6 +151,9 @@ def make_app(db_url, telegram_server, graph_server):
         return app
 
     yield make
+    # Event streams end first: each records its user's disconnect as it ends, which must not
+    # meet the next test's TRUNCATE (a deadlock on PostgreSQL) nor write into its tables.
+    left_open = sum(services(app).events.stop(timeout=10) for app in apps)
     for app in apps:
         jobs = services(app).jobs
         if hasattr(jobs, "stop"):
@@ -158,6 +161,7 @@ def make_app(db_url, telegram_server, graph_server):
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+    assert not left_open, f"{left_open} event streams still open 10 s after the test: close each response"
 
 
 @pytest.fixture
@@ -280,8 +284,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @pytest.fixture
-def serve():
-    """Serve apps over real HTTP on 127.0.0.1 (threaded werkzeug); `serve(app)` gives the base URL."""
+def serve(make_app):
+    """Serve apps over real HTTP on 127.0.0.1 (threaded werkzeug); `serve(app)` gives the base URL.
+    (It needs `make_app` so that its servers stop before the apps do: no new stream then.)"""
     servers = []
 
     def start(app) -> str:

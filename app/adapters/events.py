@@ -10,6 +10,7 @@ import json
 import queue
 import threading
 import time
+import uuid
 from collections import defaultdict
 
 from redis import Redis
@@ -22,8 +23,40 @@ CHANNEL = "chatflow:{db}:events:user:{user_id}"
 SUBSCRIBE_TIMEOUT = 10.0
 
 
-class RedisEvents(EventBus):
+class _OpenSubscriptions:
+    """The subscriptions a bus handed out and not yet closed, so that stopping the app ends its
+    streams and waits for their last words (a stream records its user's disconnect as it ends)."""
+
+    def __init__(self):
+        self._open: set = set()
+        self._changed = threading.Condition()
+        self._stopping = False
+
+    def _opened(self, subscription) -> None:
+        with self._changed:
+            self._open.add(subscription)
+            if self._stopping:
+                subscription.ended = True
+
+    def _closed(self, subscription) -> None:
+        with self._changed:
+            self._open.discard(subscription)
+            self._changed.notify_all()
+
+    def stop(self, timeout: float) -> int:
+        with self._changed:
+            self._stopping = True
+            ending = list(self._open)
+        for subscription in ending:
+            subscription._end()
+        with self._changed:
+            self._changed.wait_for(lambda: not self._open, timeout)
+            return len(self._open)
+
+
+class RedisEvents(_OpenSubscriptions, EventBus):
     def __init__(self, url: str):
+        super().__init__()
         self.redis = Redis.from_url(url, health_check_interval=30)
         self.db = self.redis.connection_pool.connection_kwargs.get("db", 0)
 
@@ -38,20 +71,27 @@ class RedisEvents(EventBus):
             pipe.execute()
 
     def subscribe(self, user_id: int) -> "RedisSubscription":
-        return RedisSubscription(self.redis, self.channel(user_id))
+        subscription = RedisSubscription(self, self.channel(user_id))
+        self._opened(subscription)
+        return subscription
 
 
 class RedisSubscription(Subscription):
-    def __init__(self, redis: Redis, channel: str):
-        self.pubsub = redis.pubsub()
-        self.pubsub.subscribe(channel)
+    def __init__(self, bus: RedisEvents, channel: str):
+        self.bus, self.ended = bus, False
+        # Its own channel too: `_end` publishes there to wake a `get` blocked on the socket.
+        self.wake_channel = f"{channel}:wake:{uuid.uuid4().hex}"
+        self.pubsub = bus.redis.pubsub()
+        self.pubsub.subscribe(channel, self.wake_channel)
         # SUBSCRIBE is only sent above; wait until Redis confirms it, so that anything
         # published from here on (by any process) is received.
-        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        confirmed, deadline = 0, time.monotonic() + SUBSCRIBE_TIMEOUT
         while (left := deadline - time.monotonic()) > 0:
             message = self.pubsub.get_message(timeout=left)
             if message is not None and message["type"] == "subscribe":
-                return
+                confirmed += 1
+                if confirmed == 2:
+                    return
         self.pubsub.close()
         raise TimeoutError(f"Redis did not confirm the subscription to {channel}")
 
@@ -59,20 +99,26 @@ class RedisSubscription(Subscription):
         """The next event, or None when `timeout` seconds pass without one (health-check
         pongs are skipped)."""
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
+        while not self.ended and (left := deadline - time.monotonic()) > 0:
             message = self.pubsub.get_message(timeout=left)
-            if message is not None and message["type"] == "message":
+            if message is not None and message["type"] == "message" and not self.ended:
                 return json.loads(message["data"])
         return None
 
+    def _end(self) -> None:
+        self.ended = True
+        self.bus.redis.publish(self.wake_channel, "end")
+
     def close(self) -> None:
         self.pubsub.close()
+        self.bus._closed(self)
 
 
-class LocalEvents(EventBus):
+class LocalEvents(_OpenSubscriptions, EventBus):
     """Subscribers in this process (embedded default); a slow reader drops its oldest events."""
 
     def __init__(self, backlog: int = 1000):
+        super().__init__()
         self.backlog = backlog
         self._queues: dict[int, set[queue.Queue]] = defaultdict(set)
         self._lock = threading.Lock()
@@ -81,21 +127,15 @@ class LocalEvents(EventBus):
         with self._lock:
             targets = [q for user_id in user_ids for q in self._queues.get(user_id, ())]
         for q in targets:
-            while True:
-                try:
-                    q.put_nowait(event)
-                    break
-                except queue.Full:
-                    try:
-                        q.get_nowait()
-                    except queue.Empty:
-                        pass
+            _put_dropping_oldest(q, event)
 
     def subscribe(self, user_id: int) -> "LocalSubscription":
         q = queue.Queue(maxsize=self.backlog)
         with self._lock:
             self._queues[user_id].add(q)
-        return LocalSubscription(self, user_id, q)
+        subscription = LocalSubscription(self, user_id, q)
+        self._opened(subscription)
+        return subscription
 
     def _unsubscribe(self, user_id: int, q: queue.Queue) -> None:
         with self._lock:
@@ -104,15 +144,38 @@ class LocalEvents(EventBus):
                 del self._queues[user_id]
 
 
+def _put_dropping_oldest(q: queue.Queue, item) -> None:
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except queue.Full:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+
+
+_WAKE = object()  # what `_end` puts in the queue to wake a blocked `get`
+
+
 class LocalSubscription(Subscription):
     def __init__(self, events: LocalEvents, user_id: int, q: queue.Queue):
-        self.events, self.user_id, self.q = events, user_id, q
+        self.events, self.user_id, self.q, self.ended = events, user_id, q, False
 
     def get(self, timeout: float) -> dict | None:
+        if self.ended:
+            return None
         try:
-            return self.q.get(timeout=timeout)
+            event = self.q.get(timeout=timeout)
         except queue.Empty:
             return None
+        return None if event is _WAKE or self.ended else event
+
+    def _end(self) -> None:
+        self.ended = True
+        _put_dropping_oldest(self.q, _WAKE)
 
     def close(self) -> None:
         self.events._unsubscribe(self.user_id, self.q)
+        self.events._closed(self)

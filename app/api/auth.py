@@ -1,7 +1,7 @@
 """Bearer tokens on every /api route; `admin` marks routes that need CanManageChats."""
 from functools import wraps
 
-from flask import g, request
+from flask import current_app, g, request
 
 from app import accounts
 from app.api.errors import ApiError
@@ -20,15 +20,24 @@ def authenticate() -> None:
     token = bearer_token()
     if token is None:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
-    user = accounts.user_for_token(token)
-    if user is None:
+    found = accounts.authenticate(token, _token_cache())
+    if found is None:
         raise ApiError(401, "unauthorized", "the token is not valid")
-    g.user = user
+    g.user, g.permissions = found
     check_url()
 
 
+def _token_cache() -> accounts.TokenCache:
+    extensions = current_app.extensions
+    if "chatflow.tokens" not in extensions:
+        extensions["chatflow.tokens"] = accounts.TokenCache()
+    return extensions["chatflow.tokens"]
+
+
 def is_admin(user) -> bool:
-    return ADMIN_PERMISSION in user.effective_permissions()
+    # The signed-in user's permissions as authenticated (cached with the token, no roles read).
+    permissions = g.permissions if g.get("user") is user else user.effective_permissions()
+    return ADMIN_PERMISSION in permissions
 
 
 def admin(view):

@@ -65,7 +65,7 @@ def events():
             # Subscribed before `ready`: a client that reloads its lists on `ready` misses nothing.
             yield "retry: 2000\n" + _frame("ready", {"type": "ready", "user_id": user_id, "status": status})
             check_at = time.monotonic() + keepalive
-            while True:
+            while not subscription.ended:
                 event = subscription.get(timeout=max(0.0, check_at - time.monotonic()))
                 if event is not None:
                     yield _frame(event["type"], event)
@@ -78,11 +78,18 @@ def events():
                         yield ": keep-alive\n\n"
                         written[0] = utcnow()
         finally:
-            subscription.close()
             closed()
 
-    return Response(stream(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(stream(), subscription)
+
+
+def event_stream(body, subscription) -> Response:
+    """An endless Server-Sent Events response. Its subscription closes with the response, also
+    one never read (the bus waits for that when it stops, see `EventBus.stop`)."""
+    response = Response(body, mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(subscription.close)
+    return response
 
 
 def _frame(name: str, data: dict) -> str:

@@ -2,12 +2,12 @@
 from typing import Annotated, Any, Literal
 
 from flask import Blueprint, request
-from pydantic import AliasPath, BeforeValidator, Field, model_serializer
+from pydantic import BeforeValidator, Field, model_serializer
 
 from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Filter, JsonObject, Name, Page, Text, Timestamp, contract, row_with
 from app.api.errors import ApiError
-from app.engine import queries
+from app.engine import queries, tx
 from app.extensions import db
 from app.models.states import InstanceState
 from app.services import services
@@ -95,7 +95,7 @@ class HistoryEvent(Answer):
 class InstanceOut(Answer):
     id: int
     process: str = Field(validation_alias="process_key")
-    version: int = Field(validation_alias=AliasPath("version", "version"))
+    version: int = Field(validation_alias="version_number")
     state: InstanceState
     business_key: str | None
     data: JsonObject
@@ -120,8 +120,21 @@ class OperationOut(Answer):
     returns: str
 
 
+def answered(instance, **more):
+    """An instance as answered: its version's number from the process's cache, not its row."""
+    return row_with(instance, version_number=engine().specs.version_number(instance.process_version_id), **more)
+
+
 def with_history(instance):
-    return row_with(instance, history=queries.history(instance.id))
+    return answered(instance, history=queries.history(instance.id))
+
+
+def committed(instance):
+    """Commit the step and answer the instance as committed, asking the database nothing more:
+    its history is read in the step's own transaction, and its row stays loaded through the commit."""
+    answer = with_history(instance)
+    tx.commit_keeping_rows(db.session)
+    return answer
 
 
 @bp.post("/processes")
@@ -168,8 +181,7 @@ def get_version_xml(key, number):
 def start_instance(key, body: Start):
     """Start the latest version of a process with data; runs until it waits."""
     instance = engine().start(key, body.data, body.business_key)
-    db.session.commit()
-    return with_history(instance), 201
+    return committed(instance), 201
 
 
 @bp.get("/process-instances")
@@ -178,7 +190,7 @@ def start_instance(key, body: Start):
 def list_instances(query: InstanceFilter):
     """Instances, filtered by ?process=, ?state= and ?chat_id= (its business key)."""
     chat = f"chat:{query.chat_id}" if query.chat_id is not None else None
-    return queries.instances(query.limit, query.offset, query.process, query.state, chat)
+    return [answered(i) for i in queries.instances(query.limit, query.offset, query.process, query.state, chat)]
 
 
 @bp.get("/process-instances/<int:instance_id>")
@@ -195,8 +207,7 @@ def get_instance(instance_id):
 def deliver_message(instance_id, body: MessageIn):
     """Deliver a BPMN message; 409 not_waiting_for_message when it waits for no such message."""
     instance = engine().deliver_message(instance_id, body.name, body.data)
-    db.session.commit()
-    return with_history(instance)
+    return committed(instance)
 
 
 @bp.post("/process-instances/<int:instance_id>/tasks/<task>/complete")
@@ -205,8 +216,7 @@ def deliver_message(instance_id, body: MessageIn):
 def complete_task(instance_id, task, body: TaskData | None):
     """Complete a waiting user task (by its BPMN element id) with data."""
     instance = engine().complete_user_task(instance_id, task, body.data if body else {})
-    db.session.commit()
-    return with_history(instance)
+    return committed(instance)
 
 
 @bp.get("/process-instances/<int:instance_id>/diagram")
@@ -223,8 +233,7 @@ def diagram(instance_id):
 def retry(instance_id):
     """Re-run the failed step of an instance in error."""
     instance = engine().retry(instance_id)
-    db.session.commit()
-    return with_history(instance)
+    return committed(instance)
 
 
 @bp.post("/process-instances/<int:instance_id>/cancel")
@@ -233,8 +242,7 @@ def retry(instance_id):
 def cancel(instance_id):
     """End an instance where it stands."""
     instance = engine().cancel(instance_id)
-    db.session.commit()
-    return with_history(instance)
+    return committed(instance)
 
 
 @bp.get("/process-operations")

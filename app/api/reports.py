@@ -10,6 +10,7 @@ from app import accounts, reports
 from app.api.auth import admin, authenticate, bearer_token, is_admin
 from app.api.contract import MAX_INT, Answer, Filter, Query, Text, contract
 from app.api.errors import ApiError
+from app.api.events import event_stream
 from app.chats.live import SUPERVISORS
 from app.extensions import db
 from app.models.types import utcnow
@@ -231,16 +232,12 @@ def live(query: FilterQuery):
                 db.session.remove()
 
     def stream():
-        try:
-            yield "retry: 2000\n"
-            while (figures := tiles()) is not None:
-                yield f"event: now\ndata: {json.dumps({'type': 'now', **figures})}\n\n"
-                if subscription.get(timeout=keepalive) is not None:
-                    for _ in range(100):  # a burst of changes gets one answer (a steady stream, one a burst)
-                        if subscription.get(timeout=0.2) is None:
-                            break
-        finally:
-            subscription.close()
+        yield "retry: 2000\n"
+        while not subscription.ended and (figures := tiles()) is not None:
+            yield f"event: now\ndata: {json.dumps({'type': 'now', **figures})}\n\n"
+            if subscription.get(timeout=keepalive) is not None:
+                for _ in range(100):  # a burst of changes gets one answer (a steady stream, one a burst)
+                    if subscription.get(timeout=0.2) is None:
+                        break
 
-    return Response(stream(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(stream(), subscription)

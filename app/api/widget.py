@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field
 from app.api import rate_limits, uploads
 from app.api.contract import Answer, Body, Text, contract
 from app.api.errors import ApiError
-from app.api.events import _frame
+from app.api.events import _frame, event_stream
 from app.channels.web import visitor_key, widget_setting
 from app.chats import service, visitors
 from app.extensions import db
@@ -223,16 +223,12 @@ def events(widget_key):
     db.session.close()  # a stream may last long: it holds no database connection
 
     def stream():
-        try:
-            yield "retry: 2000\n" + _frame("ready", {"type": "ready"})
-            while True:
-                event = subscription.get(timeout=keepalive)
-                yield _frame(event["type"], event) if event is not None else ": keep-alive\n\n"
-        finally:
-            subscription.close()
+        yield "retry: 2000\n" + _frame("ready", {"type": "ready"})
+        while not subscription.ended:
+            event = subscription.get(timeout=keepalive)
+            yield _frame(event["type"], event) if event is not None else ": keep-alive\n\n"
 
-    return Response(stream(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(stream(), subscription)
 
 
 @demo.get("/demo")

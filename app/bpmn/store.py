@@ -64,6 +64,7 @@ class SpecCache:
 
     def __init__(self, size: int = 256):
         self.size, self._items, self._lock = size, OrderedDict(), Lock()
+        self._numbers: dict[int, int] = {}  # version id -> its number, which never changes once deployed
 
     def put(self, version_id: int, specs: LoadedProcess):
         with self._lock:
@@ -82,4 +83,13 @@ class SpecCache:
         version = db.session.get(ProcessVersion, version_id)
         specs = parse_specs(version.xml.encode("utf-8"), version.filename, version.key)
         self.put(version_id, specs)
+        self._numbers[version_id] = version.version
         return specs
+
+    def version_number(self, version_id: int) -> int:
+        """A version's number (an answer about an instance names it), read once."""
+        number = self._numbers.get(version_id)
+        if number is None:
+            number = self._numbers[version_id] = db.session.scalar(
+                select(ProcessVersion.version).where(ProcessVersion.id == version_id))
+        return number

@@ -35,6 +35,17 @@ def locked_rows(session) -> dict:
     return rows
 
 
+def commit_keeping_rows(session) -> None:
+    """Commit, keeping the values of the loaded rows (SQLAlchemy expires them, so that the next
+    read asks the database again): an answer about rows this transaction wrote is built from them."""
+    session = session() if isinstance(session, scoped_session) else session
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
+
 def after_commit(session, func, *args) -> None:
     session = _begun(session)
     session.info.setdefault(_KEY, []).append((func, args))

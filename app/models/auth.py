@@ -1,3 +1,4 @@
+import secrets
 from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, true
@@ -25,6 +26,10 @@ class User(db.Model):
     last_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the last sign of life (console stream keep-alive, presence heartbeat) runs out.
     connected_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Changes whenever what the user's tokens open changes (a token revoked, permissions, roles,
+    # deactivation): web processes cache a token's user and permissions and compare this stamp
+    # on the user row they read anyway (app.accounts.Credentials), so the change holds at once.
+    auth_stamp: Mapped[str] = mapped_column(String(32), default=lambda: secrets.token_hex(8), server_default="")
     roles: Mapped[list["Role"]] = relationship(secondary="role_members", back_populates="members",
                                                order_by="Role.id")
 

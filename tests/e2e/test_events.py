@@ -17,6 +17,7 @@ order, so anything the change told that user arrives before the marker.
 """
 import itertools
 import json
+import threading
 import time
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -202,6 +203,28 @@ def test_a_closed_subscription_hears_nothing_more(bus):
         assert wait_for(lambda: dict(bus.redis.pubsub_numsub(bus.channel(U3))) == {bus.channel(U3).encode(): 0})
 
 
+def test_stopping_a_bus_wakes_its_subscriptions_and_waits_until_they_close(bus):
+    """`stop` wakes an idle reader at once (not at its minute's end), waits for its close, and
+    names one never closed; a subscription opened after `stop` starts ended."""
+    idle, abandoned = bus.subscribe(U1), bus.subscribe(U2)
+
+    def stream():  # as a stream does: read until ended, then close
+        while not idle.ended:
+            idle.get(timeout=60)
+        idle.close()
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    assert bus.stop(timeout=1) == 1  # the abandoned one
+    reader.join(timeout=WAIT)
+    assert not reader.is_alive()
+    late = bus.subscribe(U3)
+    assert late.ended and late.get(timeout=60) is None
+    for subscription in (abandoned, late):
+        subscription.close()
+    assert bus.stop(timeout=1) == 0
+
+
 def test_redis_installations_on_other_databases_do_not_hear_each_other(redis_url):
     """Pub/sub channels ignore the database number: two Chatflows sharing one Redis server
     (databases 9 and 10, say) must not tell one's user 1 what the other's user 1 hears."""
@@ -318,6 +341,22 @@ def test_a_revoked_token_ends_its_stream(embedded, streams):
     with pytest.raises(AssertionError, match="the server ended the stream"):
         while True:
             stream.frame()
+
+
+def test_stopping_the_app_ends_its_streams_once_they_record_the_disconnect(make_app, serve, streams):
+    """An idle stream (15 s keep-alive) ends when its app stops, its user's disconnect recorded
+    before `stop` returns: the test fixtures stop each app so that no stream writes into the
+    next test's tables (on PostgreSQL such a late write deadlocked with its TRUNCATE)."""
+    app = make_app()
+    api = Api(app)
+    ann = make_operator(api, "ann", connected=False)
+    stream = streams(serve(app), ann.token)
+    assert stream.frame().event == "ready"
+    assert ann.me()["connected"] is True
+    assert services(app).events.stop(timeout=WAIT) == 0
+    assert ann.me()["connected"] is False
+    with pytest.raises(AssertionError, match="the server ended the stream"):
+        stream.frame()
 
 
 def test_the_stream_answers_503_while_redis_is_away(embedded, streams):
