@@ -216,18 +216,17 @@ def _tell_lifecycle(chat: Chat, engine, message: str, data: dict, action: str) -
         except Conflict as e:
             if e.code != "not_waiting_for_message":
                 raise
-    raise Conflict(f"this chat's lifecycle ({_lifecycle_of(chat)}) does not handle {action} at this point: it "
-                   f"does not wait for the message {message}", code="action_not_in_lifecycle")
+    raise Conflict(f"this chat's lifecycle ({_lifecycle_of(chat, engine)}) does not handle {action} at this "
+                   f"point: it does not wait for the message {message}", code="action_not_in_lifecycle")
 
 
-def _lifecycle_of(chat: Chat) -> str:
+def _lifecycle_of(chat: Chat, engine) -> str:
     """The process a chat's lifecycle runs, for people: key and version (running chats keep theirs)."""
     instance = db.session.get(ProcessInstance, chat.process_instance_id) if chat.process_instance_id else None
     if instance is None:
         return "none is running"
-    version = db.session.scalar(select(ProcessVersion.version)
-                                .where(ProcessVersion.id == instance.process_version_id))
-    return f"{instance.process_key} version {version}, as deployed when the chat started"
+    return (f"{instance.process_key} version {engine.specs.version_number(instance.process_version_id)}, "
+            "as deployed when the chat started")
 
 
 def transfer_targets(chat: Chat) -> dict:
