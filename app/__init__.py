@@ -102,11 +102,12 @@ def _register_routes(app: Flask) -> None:
     from app import console, metrics
     logs.init_app(app)
     metrics.init_app(app)
-    from app.api import (actions, chat_setup, chats, errors, events, files, processes, reports, system, users,
-                         webhooks, widget, workspace)
+    from app.api import (actions, chat_setup, chats, errors, events, facebook_login, files, processes, reports,
+                         system, users, webhooks, widget, workspace)
     errors.init_app(app)
-    for module in (system, users, processes, chat_setup, chats, files, actions, workspace, events, reports, webhooks,
-                   widget, console):
+    for module in (system, users, processes, chat_setup, facebook_login, chats, files, actions, workspace, events,
+                   reports, webhooks, widget, console):
         app.register_blueprint(module.bp)
+    app.register_blueprint(facebook_login.callback_bp)
     app.register_blueprint(console.root)
     app.register_blueprint(widget.demo)

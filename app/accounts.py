@@ -90,6 +90,12 @@ def _restamp_members(role: Role) -> None:
     _restamp(select(RoleMember.user_id).where(RoleMember.role_id == role.id))
 
 
+def admin_ids() -> list[int]:
+    """Active users holding CanManageChats, themselves or through a role."""
+    return [u.id for u in db.session.scalars(select(User).where(User.active.is_(True)))
+            if "CanManageChats" in u.effective_permissions()]
+
+
 def issue_token(user: User, token: str | None = None) -> str:
     token = token or secrets.token_urlsafe(32)
     db.session.add(ApiToken(user_id=user.id, token_hash=hash_token(token)))

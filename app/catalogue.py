@@ -3,7 +3,7 @@
 The engine runs whatever operations it is given; the chat domain offers its own. This module,
 beside `create_app`, is where the two meet, so the engine imports nothing of the chat domain.
 """
-from app.chats import actions, lifecycle
+from app.chats import actions, lifecycle, notices
 from app.engine.operations import Operations
 
 
@@ -18,6 +18,7 @@ def build_operations(jobs=None) -> Operations:
 
     lifecycle.register(operations, jobs)
     actions.register(operations)
+    notices.register(operations)
     return operations
 
 

@@ -46,8 +46,8 @@ def from_env(env=os.environ) -> dict:
         "RQ_QUEUE": env.get("CHATFLOW_RQ_QUEUE", "chatflow"),
         "TELEGRAM_API_BASE": env.get("TELEGRAM_API_BASE", "https://api.telegram.org"),
         "FACEBOOK_GRAPH_BASE": env.get("FACEBOOK_GRAPH_BASE", "https://graph.facebook.com/v25.0"),
-        # Our Facebook app's id: its echoes are ours (the Send API's metadata marks them too).
-        "FACEBOOK_APP_ID": env.get("CHATFLOW_FACEBOOK_APP_ID") or None,
+        # Where the admin's browser meets Facebook's login dialog ({base}/dialog/oauth).
+        "FACEBOOK_DIALOG_BASE": env.get("FACEBOOK_DIALOG_BASE", "https://www.facebook.com/v25.0"),
         # Files (attachments) live in the database unless a folder is named here.
         "FILES_DIR": env.get("CHATFLOW_FILES_DIR") or None,
         # The largest file fetched from a client or sent by an operator: Telegram's bot download

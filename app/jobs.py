@@ -263,7 +263,7 @@ def deliver_message(message_id: int) -> str:
             outcome = delivery.Outcome(sent=True)
         except ProviderError as e:
             outcome = delivery.Outcome(sent=False, error=str(e), retryable=e.retryable,
-                                       maybe_delivered=e.maybe_delivered)
+                                       maybe_delivered=e.maybe_delivered, code=e.code)
 
         status = retrying(lambda: _committed(lambda: delivery.record_outcome(
             message_id, attempt, outcome, app.config["OUTBOUND_RETRY_DELAYS"], services(app).jobs)))
@@ -370,6 +370,9 @@ def name_contact(identity_id: int, attempt: int = 1) -> str | None:
         try:
             name = channels.adapter(channel.provider).profile_name(channel, user_id)
         except ProviderError as e:
+            if e.code == "token_invalid":   # the channel's token is refused: admins must reconnect it
+                from app.chats import admin
+                _committed(lambda: admin.token_refused(channel.id, str(e)))
             delays = app.config["OUTBOUND_RETRY_DELAYS"]
             if e.retryable and attempt <= len(delays):
                 services(app).jobs.enqueue_at(utcnow() + timedelta(seconds=delays[attempt - 1]),

@@ -124,10 +124,7 @@ def graph_server():
 @pytest.fixture
 def graph(graph_server):
     """The fake Graph API, reset."""
-    graph_server.calls.clear()
-    graph_server.profiles.clear()
-    graph_server.cdn.clear()
-    graph_server.fail_sends, graph_server.fail_profiles, graph_server.down = 0, 0, False
+    graph_server.reset()
     return graph_server
 
 
@@ -143,7 +140,7 @@ def make_app(db_url, telegram_server, graph_server):
         app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "REDIS_URL": redis_url, "TESTING": True,
                           "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN,
                           "EMBEDDED_SWEEP_SECONDS": 0.2, "TELEGRAM_API_BASE": telegram_server.url,
-                          "FACEBOOK_GRAPH_BASE": graph_server.url,
+                          "FACEBOOK_GRAPH_BASE": graph_server.url, "FACEBOOK_DIALOG_BASE": graph_server.url,
                           "OUTBOUND_RETRY_DELAYS": [0.2, 0.4],
                           # One heartbeat keeps a test's API operators connected for the whole test.
                           "PRESENCE_HEARTBEAT_SECONDS": 3600, **config})

@@ -112,6 +112,10 @@ class ChannelOut(Answer):
     active: bool
     queue_id: int
     created_at: Timestamp
+    status: Literal["ok", "refused", "needs_reconnect"] = Field(
+        description="ok; refused: the provider would not connect it (kept inactive); needs_reconnect: its access "
+                    "token stopped working (Facebook: run the login again)")
+    status_reason: str | None = Field(description="why not ok, in the provider's words")
     bot_username: str | None = Field(None, description="Telegram channels")
     page_id: str | None = Field(None, description="Facebook channels")
     widget_key: str | None = Field(None, description="web: the widget's public key (not a secret)")
@@ -128,7 +132,8 @@ class ChannelOut(Answer):
             return channel
         site = (settings.get("SiteUrl") or request.host_url).rstrip("/")
         return {**{name: getattr(channel, name) for name in ("id", "provider", "name", "active", "queue_id",
-                                                             "created_at", "widget_key")},
+                                                             "created_at", "widget_key", "status",
+                                                             "status_reason")},
                 **{name: widget_setting(channel, name) for name in WIDGET_DEFAULTS},
                 "snippet": f'<script src="{site}/widget/{channel.widget_key}.js" async></script>'}
 
@@ -324,7 +329,8 @@ def facebook_pages(body: FacebookPagesIn):
         return setup.facebook_pages(graph, body.user_access_token)
     if body.queue_id is None:
         raise ApiError(422, "invalid_value", "queue_id: is required to connect pages", {"field": "queue_id"})
-    made = setup.add_facebook_pages(graph, body.user_access_token, body.page_ids, body.queue_id, body.active)
+    made = setup.make_page_channels(setup.facebook_pages(graph, body.user_access_token), body.page_ids,
+                                    body.queue_id, body.active)
     db.session.commit()
     return made, 201
 

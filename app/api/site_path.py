@@ -1,9 +1,9 @@
 """A `SiteUrl` with a path (`https://example.com/chat`): providers are told to call
-`/chat/webhooks/...`, and this middleware serves that as `/webhooks/...`, so no proxy has to
+`/chat/webhooks/...` (and `/chat/oauth/...`), and this middleware serves that as `/webhooks/...`, so no proxy has to
 rewrite it. Only the path of the configured SiteUrl is accepted as a prefix."""
 from urllib.parse import urlparse
 
-MARK = "/webhooks/"
+MARKS = ("/webhooks/", "/oauth/")   # what providers and their dialogs call back
 
 
 class SitePathPrefix:
@@ -12,7 +12,7 @@ class SitePathPrefix:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        at = path.find(MARK)
+        at = max(path.find(mark) for mark in MARKS)
         if at > 0 and path[:at] == self._site_path():
             environ = {**environ, "PATH_INFO": path[at:], "SCRIPT_NAME": environ.get("SCRIPT_NAME", "") + path[:at]}
         return self.wsgi_app(environ, start_response)

@@ -102,7 +102,8 @@ def facebook_events():
                                     request.headers.get("X-Hub-Signature")):
         raise ApiError(403, "forbidden", "missing or wrong X-Hub-Signature-256")
     try:
-        events, skipped = channels.adapter("facebook").parse(request_json())
+        events, skipped = channels.adapter("facebook").parse(request_json(),
+                                                             app_id=settings.get("FacebookAppId"))
     except ValueError as e:
         raise ApiError(400, "malformed_event", str(e)) from None
     for reason in skipped:

@@ -37,6 +37,20 @@ def transport_error(what: str, error: requests.RequestException) -> ProviderErro
                          retryable=True, maybe_delivered=not not_sent)
 
 
+def provider_call(what: str, method: str, url: str, **kwargs) -> tuple[requests.Response, dict]:
+    """One HTTP call to a provider: (response, its JSON body, {} when it has none); no answer at
+    all is a ProviderError saying whether the request may have been delivered."""
+    try:
+        response = requests.request(method, url, **kwargs)
+    except requests.RequestException as e:
+        raise transport_error(what, e) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    return response, body if isinstance(body, dict) else {}
+
+
 @dataclass(frozen=True)
 class ChannelRef:
     """What a provider call needs of a channel, read from its row beforehand: calls are made
@@ -142,10 +156,11 @@ class ChannelAdapter(Protocol):
     # True when updates carry no client name and profile_name must be asked.
     names_from_profile: bool
 
-    def parse(self, body, channel=None) -> tuple[list, list[str]]:
+    def parse(self, body, channel=None, app_id: str | None = None) -> tuple[list, list[str]]:
         """(events, skipped reasons) of one webhook body; ValueError when it is malformed.
         Events are InboundMessage, InboundEdit, Receipt or ThreadControl; channels that serve
-        several accounts from one URL (Messenger pages) answer (account id, event) pairs."""
+        several accounts from one URL (Messenger pages) answer (account id, event) pairs.
+        `app_id`: our app's id at the provider (setting FacebookAppId), which echoes of our sends carry."""
 
     def register_webhook(self, channel, site_url: str | None) -> None:
         """Check the channel's credentials and point the provider at our webhook."""

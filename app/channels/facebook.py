@@ -10,11 +10,10 @@ import hmac
 import json
 import mimetypes
 from datetime import datetime, timezone
-
-import requests
+from urllib.parse import urlencode
 
 from app.channels.base import (ChannelAdapter, InboundEdit, InboundFile, InboundMessage, ProviderError, Receipt,
-                               ThreadControl, transport_error)
+                               ThreadControl, provider_call)
 from app.channels.download import read_capped
 
 DEFAULT_BASE = "https://graph.facebook.com/v25.0"
@@ -43,22 +42,30 @@ def signature_valid(raw_body: bytes, app_secret: str | None, sha256_header: str 
     return False
 
 
+# Page events Chatflow handles (README, "Facebook Messenger"): a page is subscribed to these.
+SUBSCRIBED_FIELDS = ("messages", "messaging_postbacks", "message_echoes", "message_deliveries", "message_reads",
+                     "message_edits", "messaging_handovers", "standby")
+# What the login dialog asks for: list the user's pages, message as them, subscribe them to our webhook.
+LOGIN_SCOPES = ("pages_show_list", "pages_messaging", "pages_manage_metadata")
+TOKEN_INVALID = 190   # OAuthException: the token expired, was revoked or is otherwise invalid (any subcode)
+
+
+def dialog_url(dialog_base: str, app_id: str, redirect_uri: str, state: str) -> str:
+    """The OAuth login dialog the admin's browser is sent to (response_type=code is the default)."""
+    return f"{dialog_base.rstrip('/')}/dialog/oauth?" + urlencode(
+        {"client_id": app_id, "redirect_uri": redirect_uri, "state": state, "scope": ",".join(LOGIN_SCOPES)})
+
+
 class GraphClient:
     def __init__(self, base_url: str = DEFAULT_BASE, timeout: float = 10.0):
         self.base_url, self.timeout = base_url.rstrip("/"), timeout
 
-    def _call(self, method: str, path: str, token: str, json: dict | None = None, params: dict | None = None,
+    def _call(self, method: str, path: str, token: str | None, json: dict | None = None, params: dict | None = None,
               data: dict | None = None, files: dict | None = None) -> dict:
-        try:
-            response = requests.request(method, f"{self.base_url}/{path}",
-                                        params={"access_token": token, **(params or {})}, json=json, data=data,
-                                        files=files, timeout=self.timeout * (6 if files else 1))
-        except requests.RequestException as e:
-            raise transport_error(f"Graph {path}", e) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
+        auth = {"access_token": token} if token is not None else {}
+        response, body = provider_call(f"Graph {path}", method, f"{self.base_url}/{path}",
+                                       params={**auth, **(params or {})}, json=json, data=data, files=files,
+                                       timeout=self.timeout * (6 if files else 1))
         if response.status_code == 200 and "error" not in body:
             return body
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -66,7 +73,29 @@ class GraphClient:
         # 5xx, rate limits (4, 17, 32, 613) and transient errors pass; token and permission errors will not.
         retryable = response.status_code >= 500 or error.get("code") in (1, 2, 4, 17, 32, 613) \
             or bool(error.get("is_transient"))
-        raise ProviderError(f"Graph {path}: {error.get('code', response.status_code)} {message}", retryable)
+        raise ProviderError(f"Graph {path}: {error.get('code', response.status_code)} {message}", retryable,
+                            code="token_invalid" if error.get("code") == TOKEN_INVALID else None)
+
+    # -- login (Meta "Manually Build a Login Flow", "Long-Lived Access Tokens") --------------------
+    def user_token(self, app_id: str, app_secret: str, redirect_uri: str, code: str) -> str:
+        """The dialog's `code` for a (short-lived) user token; redirect_uri must be the dialog's."""
+        return self._call("GET", "oauth/access_token", None, params={
+            "client_id": app_id, "client_secret": app_secret, "redirect_uri": redirect_uri, "code": code})["access_token"]
+
+    def long_lived_token(self, app_id: str, app_secret: str, user_token: str) -> str:
+        """A user token that lasts about 60 days; the page tokens listed with it do not expire."""
+        return self._call("GET", "oauth/access_token", None, params={
+            "grant_type": "fb_exchange_token", "client_id": app_id, "client_secret": app_secret,
+            "fb_exchange_token": user_token})["access_token"]
+
+    # -- pages (Graph "Page Subscribed Apps") -----------------------------------------------------
+    def subscribe(self, page_id: str, page_access_token: str) -> None:
+        """Have Meta send this page's events to our app's webhook (the full list: a POST may replace it)."""
+        self._call("POST", f"{page_id}/subscribed_apps", page_access_token,
+                   params={"subscribed_fields": ",".join(SUBSCRIBED_FIELDS)})
+
+    def unsubscribe(self, page_id: str, page_access_token: str) -> None:
+        self._call("DELETE", f"{page_id}/subscribed_apps", page_access_token)
 
     def send_message(self, page_access_token: str, psid: str, text: str, metadata: str = "") -> dict:
         message = {"text": text, **({"metadata": metadata} if metadata else {})}
@@ -85,11 +114,18 @@ class GraphClient:
     def profile(self, page_access_token: str, psid: str) -> dict:
         return self._call("GET", psid, page_access_token, params={"fields": "first_name,last_name"})
 
-    def pages(self, user_access_token: str) -> list[dict]:
-        """The pages a user manages: [{id, name, access_token}] (GET /me/accounts)."""
-        body = self._call("GET", "me/accounts", user_access_token)
-        return [{"id": str(p["id"]), "name": p.get("name") or str(p["id"]), "access_token": p.get("access_token")}
-                for p in body.get("data", []) if isinstance(p, dict) and p.get("id")]
+    def pages(self, user_access_token: str, most: int = 1000) -> list[dict]:
+        """The pages a user manages: [{id, name, access_token}] (GET /me/accounts, every page of the list)."""
+        pages, params = [], {"fields": "id,name,access_token,tasks", "limit": 100}
+        while len(pages) < most:
+            body = self._call("GET", "me/accounts", user_access_token, params=params)
+            pages += [{"id": str(p["id"]), "name": p.get("name") or str(p["id"]), "access_token": p.get("access_token")}
+                      for p in body.get("data", []) if isinstance(p, dict) and p.get("id")]
+            after = ((body.get("paging") or {}).get("cursors") or {}).get("after")
+            if not (body.get("paging") or {}).get("next") or not after:
+                return pages
+            params = {**params, "after": after}
+        return pages
 
 
 class FacebookChannel(ChannelAdapter):
@@ -98,16 +134,22 @@ class FacebookChannel(ChannelAdapter):
 
     def __init__(self, config):
         self.client = GraphClient(config["FACEBOOK_GRAPH_BASE"], config["PROVIDER_TIMEOUT_SECONDS"])
-        self.app_id = str(config.get("FACEBOOK_APP_ID") or "")
+        self.dialog_base = config["FACEBOOK_DIALOG_BASE"]
 
-    def parse(self, body, channel=None):
-        return parse_webhook(body, self.app_id)
+    def parse(self, body, channel=None, app_id=None):
+        return parse_webhook(body, app_id or "")
 
     def register_webhook(self, channel, site_url):
-        return None
+        """The app's webhook URL is set once in Meta's dashboard; each page must be subscribed to it."""
+        try:
+            self.client.subscribe(channel.page_id, channel.page_access_token)
+        except ProviderError as e:
+            raise ProviderError(f"Facebook refused to subscribe page {channel.page_id}: {e}" if not e.retryable
+                                else f"Facebook did not answer; try again ({e})", e.retryable,
+                                code=e.code or "subscription_refused") from None
 
     def unregister_webhook(self, channel):
-        return None  # the app's webhook serves every page; an inactive page's messages are stored
+        self.client.unsubscribe(channel.page_id, channel.page_access_token)
 
     def send(self, channel, address, text, file, reference):
         """Messenger has no captions: a file and its text are two messages, the file first."""

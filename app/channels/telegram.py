@@ -6,10 +6,8 @@ built here.
 """
 import secrets
 
-import requests
-
 from app.channels.base import (ChannelAdapter, InboundEdit, InboundFile, InboundMessage, OutboundFile,
-                               ProviderError, UnsupportedUpdate, transport_error)
+                               ProviderError, UnsupportedUpdate, provider_call)
 from app.channels.download import read_capped
 
 DEFAULT_BASE = "https://api.telegram.org"
@@ -28,17 +26,9 @@ class TelegramClient:
 
     def _call(self, token: str, method: str, payload: dict | None = None, files: dict | None = None):
         url = f"{self.base_url}/bot{token}/{method}"
-        try:
-            if files:
-                response = requests.post(url, data=payload, files=files, timeout=self.timeout * 6)
-            else:
-                response = requests.post(url, json=payload or {}, timeout=self.timeout)
-        except requests.RequestException as e:
-            raise transport_error(f"Telegram {method}", e) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
+        sent = {"data": payload, "files": files, "timeout": self.timeout * 6} if files \
+            else {"json": payload or {}, "timeout": self.timeout}
+        response, body = provider_call(f"Telegram {method}", "POST", url, **sent)
         if response.status_code == 200 and body.get("ok"):
             return body.get("result")
         code = body.get("error_code", response.status_code)
@@ -95,7 +85,7 @@ class TelegramChannel(ChannelAdapter):
     def __init__(self, config):
         self.client = TelegramClient(config["TELEGRAM_API_BASE"], config["PROVIDER_TIMEOUT_SECONDS"])
 
-    def parse(self, body, channel=None):
+    def parse(self, body, channel=None, app_id=None):
         try:
             return [parse_update(body)], []
         except UnsupportedUpdate as e:

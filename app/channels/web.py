@@ -42,7 +42,7 @@ class WebChannel:
     def __init__(self, config):
         self.config = config
 
-    def parse(self, body, channel=None):
+    def parse(self, body, channel=None, app_id=None):
         raise ValueError("website chat has no webhook: visitors write through /widget/api")
 
     def register_webhook(self, channel, site_url):

@@ -5,9 +5,9 @@ from functools import partial
 
 from sqlalchemy import func, select
 
-from app import channels, job_names
+from app import accounts, channels, job_names
 from app.channels.base import ProviderError
-from app.chats import presence, settings
+from app.chats import live, presence, settings
 from app.engine.errors import Conflict, Invalid, get_or_404
 from app.engine.tx import after_commit
 from app.extensions import db
@@ -127,13 +127,14 @@ def update_channel(channel: Channel, fields: dict) -> Channel:
         _page_free(fields["page_id"], channel.id)
     becomes_active = fields.get("active") and not channel.active
     becomes_inactive = fields.get("active") is False and channel.active
-    token_changed = "token" in fields and fields["token"] != channel.token
+    token_changed = any(name in fields and fields[name] != getattr(channel, name)
+                        for name in ("token", "page_access_token"))
+    if becomes_inactive:
+        disconnect(channel)   # with the credentials it was connected with
     for name, value in fields.items():
         setattr(channel, name, value)
     if channel.active and (becomes_active or token_changed):
         connect(channel)
-    if becomes_inactive:
-        disconnect(channel)
     return channel
 
 
@@ -172,11 +173,19 @@ def delete_channel(channel: Channel) -> None:
             or db.session.scalar(select(func.count()).select_from(Message).where(Message.channel_id == channel.id)):
         raise Conflict(f"channel {channel.id} has chats or messages; deactivate it instead (PATCH active=false)",
                        code="channel_has_chats")
+    if channel.active:
+        disconnect(channel)
     db.session.delete(channel)
 
 
+# Refusals that keep the channel, inactive, with the provider's reason on its row: a page Meta
+# will not subscribe (a missing permission or task) is fixed at Meta, then activated again.
+KEPT_REFUSALS = {"subscription_refused": "refused", "token_invalid": "needs_reconnect"}
+
+
 def connect(channel: Channel) -> None:
-    """Point the provider at our webhook (Telegram: the token checked with getMe; refused = 422)."""
+    """Point the provider at our webhook (Telegram: the token checked with getMe, refused = 422;
+    Facebook: the page subscribed, refused = the channel kept inactive with Graph's reason)."""
     adapter = channels.adapter(channel.provider)
     site = settings.get("SiteUrl")
     if adapter.needs_site_url and not site:
@@ -187,7 +196,29 @@ def connect(channel: Channel) -> None:
     except ProviderError as e:
         if e.retryable:
             raise Conflict(str(e), code="provider_unavailable") from None
+        if e.code in KEPT_REFUSALS:
+            channel.active = False
+            set_status(channel, KEPT_REFUSALS[e.code], str(e))
+            return
         raise Invalid(str(e), code=e.code or "webhook_refused", details={"field": "token"}) from None
+    set_status(channel, "ok")
+
+
+def set_status(channel: Channel, status: str, reason: str | None = None) -> None:
+    """Record whether the channel works; a change is told to the admins' consoles (after commit)."""
+    if (channel.status, channel.status_reason) == (status, reason):
+        return
+    channel.status, channel.status_reason = status, reason
+    if channel.id is not None:
+        live.channel_status(channel, accounts.admin_ids())
+
+
+def token_refused(channel_id: int, reason: str) -> str:
+    """The provider refused a channel's token (Graph error 190): the channel needs a reconnect.
+    Answers what its failed replies say."""
+    channel = db.session.get(Channel, channel_id)
+    set_status(channel, "needs_reconnect", reason)
+    return f"{channel.name}: its access token no longer works; reconnect the channel in Chat setup ({reason})"
 
 
 def facebook_pages(graph, user_access_token: str) -> list[dict]:
@@ -206,11 +237,12 @@ def facebook_pages(graph, user_access_token: str) -> list[dict]:
     return pages
 
 
-def add_facebook_pages(graph, user_access_token: str, page_ids: list[str], queue_id: int, active: bool = True):
-    """One channel per selected page, named after it, with its page token; a page that
-    already has a channel gets the fresh token instead of a second channel."""
+def make_page_channels(listed: list[dict], page_ids: list[str], queue_id: int, active: bool = True):
+    """One channel per selected page of `listed` (facebook_pages' answer, tokens included), named
+    after it, with its page token, subscribed when active; a page that already has a channel is
+    reconnected instead: the fresh token, the `active` given, subscribed again."""
     get_or_404(Queue, queue_id)
-    pages = {p["id"]: p for p in facebook_pages(graph, user_access_token)}
+    pages = {p["id"]: p for p in listed}
     unknown = [pid for pid in page_ids if pid not in pages]
     if unknown:
         raise Invalid(f"page_ids: {', '.join(unknown)} not among this user's pages", details={"field": "page_ids"})
@@ -220,13 +252,15 @@ def add_facebook_pages(graph, user_access_token: str, page_ids: list[str], queue
         if not page.get("access_token"):
             raise Invalid(f"page_ids: Facebook gave no page token for {page_id} (missing permission?)",
                           details={"field": "page_ids"})
-        if page["channel_id"]:
+        if page["channel_id"]:   # a reconnect: the fresh token, subscribed again
             channel = db.session.get(Channel, page["channel_id"])
-            channel.page_access_token = page["access_token"]
+            channel.page_access_token, channel.active = page["access_token"], active
         else:
             channel = Channel(provider="facebook", name=page["name"][:200], page_id=page_id,
                               page_access_token=page["access_token"], queue_id=queue_id, active=active)
             db.session.add(channel)
             db.session.flush()
+        if channel.active:
+            connect(channel)
         made.append(channel)
     return made

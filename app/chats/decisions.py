@@ -198,3 +198,29 @@ def offer_lost_because(op: OperatorView, lapsed: bool) -> str | None:
     if lapsed:
         return "operator_disconnected"
     return None
+
+
+# -- escalation (the diagram decides when; these say what its operations do) ---------------
+def keeps_offering(missed_offers: int, stop_after: int | None) -> bool:
+    """After a missed offer: offer the chat again, unless `stop_after` offers are missed already."""
+    return stop_after is None or missed_offers < stop_after
+
+
+NOTIFY_GROUPS = ("supervisors", "operators")
+
+
+def recipients(to, supervisors, operators) -> list[int]:
+    """Whom `notify` tells: "supervisors" (users with CanManageChats), "operators" (of the chat's
+    queue), or a list of user ids; raises ValueError naming what it cannot read."""
+    groups = {"supervisors": supervisors, "operators": operators}
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, (list, tuple)) or not to:
+        raise ValueError(f"notify: `to` is {to!r}; give {' or '.join(NOTIFY_GROUPS)} or a list of user ids")
+    found = set()
+    for item in to:
+        if isinstance(item, bool) or not isinstance(item, (int, str)) or (isinstance(item, str)
+                                                                          and item not in groups):
+            raise ValueError(f"notify: cannot notify {item!r}; give {' or '.join(NOTIFY_GROUPS)} or user ids")
+        found.update(groups[item] if isinstance(item, str) else [item])
+    return sorted(found)

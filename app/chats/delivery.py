@@ -14,7 +14,7 @@ from functools import partial
 from sqlalchemy import select
 
 from app import job_names
-from app.chats import live
+from app.chats import admin, live
 from app.chats.lifecycle import record
 from app.engine.errors import Conflict, NotFound
 from app.engine.tx import after_commit
@@ -34,6 +34,7 @@ class Outcome:
     error: str | None = None
     retryable: bool = False
     maybe_delivered: bool = False  # no answer came: the provider may have it
+    code: str | None = None        # the provider's refusal (ProviderError.code): token_invalid, ...
 
 
 def after_attempt(outcome: Outcome, attempt: int, retry_delays: list[float]) -> tuple[str, float | None]:
@@ -72,6 +73,8 @@ def record_outcome(message_id: int, attempt: int, outcome: Outcome, retry_delays
         return message.status if message else "missing"
     status, retry_in = after_attempt(outcome, attempt, retry_delays)
     message.status, message.error = status, outcome.error
+    if outcome.code == "token_invalid":   # no retry helps: the channel needs a reconnect, admins are told
+        message.error = admin.token_refused(message.chat.channel_id, outcome.error)
     if status == MessageStatus.SENT:
         message.sent_at = utcnow()
     if retry_in is not None:

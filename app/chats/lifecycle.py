@@ -5,7 +5,7 @@ history, and returns plain data the diagram can branch and time on.
 """
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import job_names
 from app.chats import decisions, live, routing, settings
@@ -13,7 +13,7 @@ from app.engine import tx
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
-from app.models.chat import Chat, ChatEvent
+from app.models.chat import Chat, ChatEvent, Queue
 from app.models.states import WAITING, ChatState, OperatorStatus
 from app.models.types import utcnow
 
@@ -78,8 +78,12 @@ def offer_chat(chat_id: int) -> dict:
     return {"offered_to": chat.offered_to_id}
 
 
-def offer_timed_out(chat_id: int, *, jobs=None) -> dict:
-    """The offered operator did not accept in time: they become inactive; offer to the next."""
+def offer_timed_out(chat_id: int, stop_after: int | None = None, *, jobs=None) -> dict:
+    """The offered operator did not accept in time: they become inactive; offer to the next.
+
+    `missed_offers` counts the chat's offers that timed out since it was last accepted; with
+    `stop_after`, once that many are missed the chat is not offered again (the diagram escalates).
+    """
     chat = lock_chat(chat_id)
     if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         missed = routing.lock_user(chat.offered_to_id)
@@ -92,14 +96,25 @@ def offer_timed_out(chat_id: int, *, jobs=None) -> dict:
         live.status_changed(missed.id, OperatorStatus.INACTIVE)
         if jobs is not None and missed.chats_offered:  # their other offers go to others too
             after_commit(db.session, jobs.enqueue, job_names.WITHDRAW_OFFERS, missed.id)
-        if chat.queue.routing_rule == decisions.ALL:  # a chat transferred to one operator of an `all` queue
-            record(chat, "queued", rule="all")
-            live.chat_visible(chat)
-            return {"offered_to": None}
-        return {"offered_to": _offer(chat, exclude=(missed.id,))}
-    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == decisions.LEAST_BUSY:
-        return {"offered_to": _offer(chat)}
-    return {"offered_to": chat.offered_to_id}
+        count = missed_offers(chat.id)
+        if not decisions.keeps_offering(count, stop_after):
+            return {"offered_to": None, "missed_offers": count}
+        # A chat transferred to one operator of an `all` queue becomes visible to all again.
+        return {"offered_to": _route(chat, exclude=(missed.id,)), "missed_offers": count}
+    count = missed_offers(chat.id)
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == decisions.LEAST_BUSY \
+            and decisions.keeps_offering(count, stop_after):
+        return {"offered_to": _offer(chat), "missed_offers": count}
+    return {"offered_to": chat.offered_to_id, "missed_offers": count}
+
+
+def missed_offers(chat_id: int) -> int:
+    """Offers of the chat that timed out since it was last accepted (ever, if never)."""
+    accepted = select(func.coalesce(func.max(ChatEvent.id), 0)).where(ChatEvent.chat_id == chat_id,
+                                                                      ChatEvent.event == "accepted")
+    return db.session.scalar(select(func.count(ChatEvent.id)).where(
+        ChatEvent.chat_id == chat_id, ChatEvent.event == "offer_timed_out",
+        ChatEvent.id > accepted.scalar_subquery()))
 
 
 def accept_chat(chat_id: int, operator_id: int) -> dict:
@@ -157,11 +172,47 @@ def transfer_chat(chat_id: int, transfer: dict) -> dict:
             live.chat_offered(chat)
             return {**result, "offered_to": target.id}
         record(chat, "transfer_target_unavailable", operator_id=target.id, reason=why_not)
+    return {**result, "offered_to": _route(chat)}
+
+
+def move_to_queue(chat_id: int, queue, reason: str | None = None) -> dict:
+    """Move a waiting chat (queued or offered) to another queue, named or by id, and route it by
+    that queue's rule; an offer it had is withdrawn. Answers like `route_chat`, with `moved`,
+    `queue_id`, `missed_offers` and `waited_minutes` (since the chat was created)."""
+    chat = lock_chat(chat_id)
+    target = _queue(queue)
+    facts = {"missed_offers": missed_offers(chat.id),
+             "waited_minutes": round((utcnow() - chat.created_at).total_seconds() / 60, 1)}
+    if chat.state not in WAITING or target.id == chat.queue_id:
+        return {**timeouts(chat), "offered_to": chat.offered_to_id, "queue_id": chat.queue_id, "moved": False,
+                **facts}
+    withdraw_offer(chat, "moved_to_queue", to_queue_id=target.id)
+    if chat.queue.routing_rule == decisions.ALL:  # every operator who saw it in the old queue drops it
+        live.tell(live.queue_operators(chat.queue_id), "chat_withdrawn", chat_id=chat.id, reason="moved_to_queue")
+    record(chat, "moved_to_queue", from_queue_id=chat.queue_id, to_queue_id=target.id, reason=reason, **facts)
+    chat.queue_id = target.id
+    db.session.flush()
+    db.session.refresh(chat, ["queue"])
+    return {**timeouts(chat), "offered_to": _route(chat), "queue_id": target.id, "moved": True, **facts}
+
+
+def _queue(ref) -> Queue:
+    """A queue by id (a number) or by name (text, as an analyst writes it in a diagram)."""
+    found = db.session.get(Queue, ref) if isinstance(ref, int) else \
+        db.session.scalars(select(Queue).where(Queue.name == str(ref))).first()
+    if found is None:
+        raise NotFound(f"move_to_queue: no queue {ref!r}", code="queue_not_found")
+    return found
+
+
+def _route(chat: Chat, exclude=()) -> int | None:
+    """Route a queued chat by its queue's rule: `least_busy` offers it, `all` shows it to every eligible
+    operator. Returns the operator it was offered to."""
     if chat.queue.routing_rule == decisions.LEAST_BUSY:
-        return {**result, "offered_to": _offer(chat)}
+        return _offer(chat, exclude)
     record(chat, "queued", rule="all")
     live.chat_visible(chat)
-    return {**result, "offered_to": None}
+    return None
 
 
 def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
@@ -251,7 +302,16 @@ def register(operations, jobs) -> None:
                         {"chat_id": "the chat (ChatId)"}, "{offered_to}: operator id or null")(offer_chat)
     operations.register("offer_timed_out", "The offered operator missed the acceptance timeout: set them "
                         "inactive and offer the chat to the next eligible operator.",
-                        {"chat_id": "the chat (ChatId)"}, "{offered_to}")(partial(offer_timed_out, jobs=jobs))
+                        {"chat_id": "the chat (ChatId)",
+                         "stop_after": "optional: once this many offers are missed, offer no more"},
+                        "{offered_to, missed_offers}: missed since the chat was last accepted")(
+        partial(offer_timed_out, jobs=jobs))
+    operations.register("move_to_queue", "Move a waiting chat to another queue (by name or id) and route it "
+                        "by that queue's rule; its offer, if any, is withdrawn.",
+                        {"chat_id": "the chat (ChatId)", "queue": "the target queue's name or id",
+                         "reason": "optional, recorded in the chat's history"},
+                        "{rule, offered_to, accept_timeout_seconds, completion_timeout_seconds, queue_id, moved, "
+                        "missed_offers, waited_minutes}")(move_to_queue)
     operations.register("accept_chat", "The operator accepted the chat (Chatflow checked they may): it is "
                         "in work by them.", {"chat_id": "the chat (ChatId)",
                                              "operator_id": "who accepted (OperatorId, from chat_accepted)"},

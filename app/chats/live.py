@@ -86,3 +86,9 @@ def message_status(message: Message) -> None:
 
 def status_changed(user_id: int, status: str) -> None:
     tell([user_id], "status_changed", status=status)
+
+
+def channel_status(channel, admins) -> None:
+    """A channel stopped working (needs_reconnect, refused) or works again: admins see it at once."""
+    tell(admins, "channel_status", channel_id=channel.id, name=channel.name, provider=channel.provider,
+         status=channel.status, reason=channel.status_reason, active=channel.active)

@@ -56,6 +56,14 @@ def _text(value):
     return value
 
 
+def _app_id(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        value = str(value)
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 30:
+        raise ValueError("must be the app's numeric id, as Meta's App Dashboard shows it")
+    return value
+
+
 @dataclass(frozen=True)
 class Definition:
     code: str
@@ -82,7 +90,10 @@ DEFINITIONS = {d.code: d for d in [
                "audio played to operators on a new offer; upload with PUT .../file"),
     Definition("SystemAdministratorsNotificationUrl", None, _url,
                "HTTP endpoint that NotifySystemAdministrators posts to (JSON {text, chat_id, source})"),
-    Definition("FacebookAppSecret", None, _text, "Facebook app secret for webhook signatures", secret=True),
+    Definition("FacebookAppId", None, _app_id, "Facebook app id (Meta's App Dashboard): the login dialog asks "
+               "for it, and Messenger echoes carrying it are ours"),
+    Definition("FacebookAppSecret", None, _text, "Facebook app secret: webhook signatures and the login's token "
+               "exchange", secret=True),
     Definition("FacebookVerifyToken", None, _text, "token Facebook sends when subscribing the webhook",
                secret=True),
 ]}

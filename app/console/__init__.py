@@ -23,7 +23,8 @@ CHART_JS_FILES = {"chart.umd.min.js"}
 # Page (its template and endpoint) -> (path, title).
 PAGES = {"index": ("/", "Sign in"), "operator": ("/operator", "Operator panel"),
          "supervisor": ("/supervisor", "Supervisor"), "setup": ("/setup", "Chat setup"),
-         "team": ("/team", "Team"), "processes": ("/processes", "Processes"), "reports": ("/reports", "Reports")}
+         "team": ("/team", "Team"), "processes": ("/processes", "Processes"), "reports": ("/reports", "Reports"),
+         "facebook": ("/setup/facebook", "Connect Facebook pages")}
 
 
 # The token lives in localStorage, so script injection is what must never work: scripts only from

@@ -47,8 +47,35 @@ class Channel(db.Model):
     # {allowed_origins, title, welcome_text, ask_contact}.
     widget_key: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     widget: Mapped[dict | None] = mapped_column(JSON)
+    # ok | refused (the provider would not connect it: kept inactive) | needs_reconnect (its
+    # credentials stopped working); `status_reason` says why, in the provider's words.
+    status: Mapped[str] = mapped_column(String(20), default="ok", server_default="ok")
+    status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     queue: Mapped[Queue] = relationship()
+
+
+class FacebookLogin(db.Model):
+    """One run of the Facebook login flow, from the console's button to the admin's pick.
+
+    Bound to the sign-in that started it (the user and their bearer token's hash) and to that
+    browser (a cookie's hash); the `state` sent to Meta is kept only as its hash and is spent
+    by the first callback. `pages` holds the listed pages with their page tokens until the
+    admin picks (then it is emptied); the user token itself is never stored.
+    """
+
+    __tablename__ = "facebook_logins"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(String(600))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pages: Mapped[list | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Contact(db.Model):

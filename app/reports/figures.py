@@ -23,10 +23,11 @@ from app.reports.arithmetic import Period, service_level, summary
 from app.reports.sql import SLOT_SECONDS, seconds_between, slot
 
 OFFER_EVENTS = ("offered", "queued")  # least_busy offers to one; `all` shows it to every operator
-# History event -> figure. Transfers are recorded as `transferred` (older spelling: `chat_transferred`).
+# History event -> figure. Transfers are recorded as `transferred` (older spelling: `chat_transferred`);
+# a chat its lifecycle moved to another queue (`move_to_queue`, as ChatLifecycleEscalation does) escalated.
 COUNTED = {"created": "opened", "completed": "completed", "offered": "offers", "offer_timed_out": "offers_missed",
            "transferred": "transferred", "chat_transferred": "transferred", "escalated": "escalated",
-           "chat_escalated": "escalated"}
+           "chat_escalated": "escalated", "moved_to_queue": "escalated"}
 DURATIONS = ("time_to_first_offer", "time_to_accept", "time_to_first_reply", "handle_time")
 
 

@@ -41,8 +41,9 @@ def parse_body(content_type: str, raw: bytes) -> dict:
 
 class JsonApiServer:
     """A threaded HTTP server on 127.0.0.1 that answers JSON (or bytes, for file downloads):
-    subclasses implement `answer(method, raw_path, body) -> (status, json)` or
-    `(status, bytes, content_type)`; use it as a context manager."""
+    subclasses implement `answer(method, raw_path, body) -> (status, json)`,
+    `(status, bytes, content_type)` or `(status, bytes, content_type, headers)`; use it as a
+    context manager."""
 
     def __init__(self, path_prefix: str = ""):
         fake = self
@@ -52,15 +53,17 @@ class JsonApiServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = parse_body(self.headers.get("Content-Type") or "", raw)
-                status, answer, *content_type = fake.answer(self.command, self.path, body)
+                status, answer, *more = fake.answer(self.command, self.path, body)
                 data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", content_type[0] if content_type else "application/json")
+                self.send_header("Content-Type", more[0] if more else "application/json")
+                for name, value in (more[1] if len(more) > 1 else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = _reply
+            do_GET = do_POST = do_DELETE = _reply
 
             def log_message(self, *args):
                 pass

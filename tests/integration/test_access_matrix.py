@@ -20,11 +20,13 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Callable
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models.chat import Channel, Message
+from app.models.chat import Channel, FacebookLogin, Message
 from app.services import services
 from chat_helpers import ok
 from conftest import ADMIN_TOKEN, ROOT, Api, DATA, _empty_tables, wait_for
@@ -57,7 +59,8 @@ class World:
         self._client_ids = itertools.count(90_001)
         ok(self.admin.deploy(*SHIPPED, APPROVAL, WAIT_PAYMENT, DIVIDE), 201)
         for code, value in (("SiteUrl", "https://chat.example.com"), ("SimultaneousChats", 100),
-                            ("FacebookAppSecret", APP_SECRET), ("FacebookVerifyToken", VERIFY_TOKEN)):
+                            ("FacebookAppSecret", APP_SECRET), ("FacebookVerifyToken", VERIFY_TOKEN),
+                            ("FacebookAppId", "4815162342")):
             ok(self.admin.put(f"/api/settings/{code}", {"value": value}))
         ok(self.upload_sound(ADMIN_TOKEN))
         self.qa = self.queue("QA")
@@ -304,6 +307,20 @@ def _fresh_channel(w):
         "active": False}), 201)["id"]}
 
 
+def _fb_state(w) -> str:
+    """A Facebook login run the admin started in this test client (its cookie kept): its state."""
+    url = ok(w.admin.post("/api/channels/facebook/login"))["url"]
+    return parse_qs(urlsplit(url).query)["state"][0]
+
+
+def _fb_login(w):
+    _fb_state(w)
+    with w.app.app_context():
+        login_id = db.session.scalar(select(func.max(FacebookLogin.id)))
+        db.session.remove()
+    return {"login_id": login_id}
+
+
 def _fresh_action(w):
     return {"action_id": ok(w.admin.post("/api/chat-actions", {"name": uniq("action"), "queue_id": w.qb,
                                                                "process": "CreateCaseFromChat"}), 201)["id"]}
@@ -347,6 +364,11 @@ MATRIX: dict[tuple[str, str], Row] = {
         "active": False})),
     ("GET", "/api/channels"): admin_only(200),
     ("POST", "/api/channels/facebook/pages"): admin_only(200, send=js({"user_access_token": "user-token"})),
+    ("POST", "/api/channels/facebook/login"): admin_only(200),
+    ("GET", "/api/channels/facebook/logins/{login_id}"): admin_only(200, params=once(_fb_login)),
+    # the run has not come back from Facebook: nothing to pick yet
+    ("POST", "/api/channels/facebook/logins/{login_id}/pages"): admin_only(
+        409, params=once(_fb_login), send=js(lambda w: {"page_ids": ["111"], "queue_id": w.qb})),
     ("GET", "/api/channels/{channel_id}"): admin_only(200),
     ("PATCH", "/api/channels/{channel_id}"): admin_only(200, send=js({"name": "QA bot"})),
     ("DELETE", "/api/channels/{channel_id}"): admin_only(204, params=once(_fresh_channel)),
@@ -475,6 +497,12 @@ MATRIX: dict[tuple[str, str], Row] = {
          lambda w: {"query_string": f"hub.mode=subscribe&hub.challenge=c1&hub.verify_token={VERIFY_TOKEN}"}),
         ("a wrong verify token", 403,
          lambda w: {"query_string": "hub.mode=subscribe&hub.challenge=c1&hub.verify_token=wrong"}),
+    )),
+    # Facebook's dialog sends the browser back: the state of a run this browser started, once
+    ("GET", "/oauth/facebook/callback"): public(400, query="code=c1&state=forged", provider=(
+        ("the state of a run this browser started", 303,
+         lambda w: {"query_string": f"code=c1&state={_fb_state(w)}"}),
+        ("no state", 400, lambda w: {"query_string": "code=c1"}),
     )),
     ("POST", "/webhooks/facebook"): public(403, send=lambda w: {
         "json": batch(("999", [message_event("42", "999", uniq("mid"), "hi")], None))}, provider=(

@@ -145,6 +145,7 @@ def _serve_demo(db_url) -> list[str]:
 def test_demo_restart_keeps_a_changed_lifecycle_the_latest(app, run, tmp_path, db_url):
     first = _serve_demo(db_url)
     assert "process ChatLifecycle version 1 (new)" in first
+    assert "process ChatLifecycleEscalation version 1 (new)" in first      # every shipped process
 
     changed = tmp_path / "ChatLifecycle.bpmn"
     changed.write_text((ROOT / "processes" / "ChatLifecycle.bpmn").read_text().replace(

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from app.models.chat import Channel, Chat, Contact, Message
 from chat_helpers import (at_work, count, error, get_chat, history, instance, ok, pending_jobs, rows, set_at,
                           settled, wait_chat)
+from app.services import services
 from conftest import ROOT, Api, wait_for
 from fakes.facebook import batch, message_event, pass_thread_control, sign, take_thread_control
 
@@ -263,6 +264,40 @@ def test_graph_down_marks_the_reply_failed_and_the_chat_stays(fb):
     assert wait_status(fb.op, chat_id, "we are back")["status"] == "sent"
     assert [m["text"] for m in messages(fb.op, chat_id)] == ["hello, world!", "into the void", "hello?",
                                                               "we are back"]
+
+
+def test_an_expired_page_token_fails_the_reply_and_marks_the_channel_needs_reconnect(fb):
+    chat_id = open_chat(fb)
+    admin_id = next(u["id"] for u in ok(fb.api.get("/api/users")) if u["login"] == "admin")
+    events = services(fb.api.app).events.subscribe(admin_id)
+    fb.graph.expire("page-token-111")
+    ok(fb.op.post(f"/api/chats/{chat_id}/messages", {"text": "are you there?"}), 201)
+    failed = wait_status(fb.op, chat_id, "are you there?", ("failed",))
+    assert "reconnect" in failed["error"] and "Session has expired" in failed["error"]
+    assert "page-token" not in json.dumps(failed)
+    # one attempt: no retry can help a refused token
+    assert len([b for _, b in fb.graph.sent() if b["message"]["text"] == "are you there?"]) == 1
+    channel = ok(fb.api.get(f"/api/channels/{fb.channel['id']}"))
+    assert (channel["status"], channel["active"]) == ("needs_reconnect", True)
+    assert "190" in channel["status_reason"] and "Session has expired" in channel["status_reason"]
+    told = wait_for(lambda: next((e for e in iter(lambda: events.get(0.2), None) if e["type"] == "channel_status"),
+                                 None), message="the admins' channel_status event")
+    assert (told["channel_id"], told["status"]) == (fb.channel["id"], "needs_reconnect")
+    events.close()
+    # clients still reach the chat meanwhile; a second reply fails the same way, once
+    ok(post_signed(fb.api, msg("111", "mid.after-expiry", "hello?")))
+    ok(fb.op.post(f"/api/chats/{chat_id}/messages", {"text": "second try"}), 201)
+    assert "reconnect" in wait_status(fb.op, chat_id, "second try", ("failed",))["error"]
+    assert len([b for _, b in fb.graph.sent() if b["message"]["text"] == "second try"]) == 1
+
+
+def test_an_expired_page_token_met_while_naming_a_new_client_marks_the_channel(fb):
+    fb.graph.expire("page-token-111")
+    ok(post_signed(fb.api, msg("111", "mid.new-client", "hi", psid=OTHER_PSID)))
+    channel = wait_for(lambda: (c := ok(fb.api.get(f"/api/channels/{fb.channel['id']}")))["status"]
+                       == "needs_reconnect" and c, message="the channel to need a reconnect")
+    assert "Session has expired" in channel["status_reason"]
+    assert chat_of(fb.api, OTHER_PSID)["contact"]["name"] == f"Facebook user {OTHER_PSID}"
 
 
 def test_one_graph_500_then_recovery_sends_once(fb):
@@ -798,7 +833,10 @@ def test_single_page_form_and_page_taken(api, graph):
     assert (ch["provider"], ch["name"], ch["page_id"], ch["active"]) == ("facebook", "Support page", "111", True)
     (row,) = rows(api, select(Channel))
     assert row.page_access_token == "page-token-111"
-    assert graph.calls == []  # nothing to set up at Facebook for a page channel
+    # the page is subscribed to the app's webhook, with every field Chatflow handles
+    assert [(m, p, t) for m, p, t, _ in graph.calls] == [("POST", "/v25.0/111/subscribed_apps", "page-token-111")]
+    assert graph.subscribed() == {"111": ["messages", "messaging_postbacks", "message_echoes", "message_deliveries",
+                                          "message_reads", "message_edits", "messaging_handovers", "standby"]}
     resp = api.post("/api/channels", {"provider": "facebook", "name": "Again", "page_id": "111",
                                       "page_access_token": "page-token-111", "queue_id": q["id"]})
     error(resp, 409, "page_taken")

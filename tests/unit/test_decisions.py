@@ -1,12 +1,13 @@
 """Routing decisions without a database: eligibility, the least-busy choice and its tie-break,
-why an accept is refused, presence, and when timers fall due."""
+why an accept is refused, presence, when timers fall due, and what escalation's operations do."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from app.chats.decisions import (ALL, LEAST_BUSY, ChatView, OperatorView, accept_refusal, acceptance_due,
                                  complete_refusal, completion_due, decide, ineligible_because, is_connected,
-                                 offer_lost_because, presence, presence_lapsed, seconds, work_refusal)
+                                 keeps_offering, offer_lost_because, presence, presence_lapsed, recipients, seconds,
+                                 work_refusal)
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)
 
@@ -197,3 +198,29 @@ def test_completion_due_from_the_last_reply_none_before_it_or_without_a_timeout(
 
 def test_timeouts_as_timer_seconds():
     assert (seconds(5), seconds(0.04), seconds(None)) == (300, 2.4, None)
+
+
+# -- escalation ------------------------------------------------------------------------------
+@pytest.mark.parametrize("missed, stop_after, again", [
+    (1, None, True), (50, None, True),       # the default lifecycle offers for ever
+    (1, 3, True), (2, 3, True), (3, 3, False), (4, 3, False),
+])
+def test_a_missed_offer_is_offered_again_until_stop_after_are_missed(missed, stop_after, again):
+    assert keeps_offering(missed, stop_after) is again
+
+
+@pytest.mark.parametrize("to, expected", [
+    ("supervisors", [1, 7]),
+    ("operators", [3, 7, 9]),
+    (["supervisors", "operators"], [1, 3, 7, 9]),      # once each
+    ([12, "supervisors"], [1, 7, 12]),
+    ([5], [5]),
+])
+def test_notify_recipients(to, expected):
+    assert recipients(to, supervisors=[7, 1], operators=[9, 3, 7]) == expected
+
+
+@pytest.mark.parametrize("to", ["admins", [], None, ["supervisors", "everyone"], [True], [1.5], {"id": 1}])
+def test_notify_refuses_recipients_it_cannot_read_and_names_them(to):
+    with pytest.raises(ValueError, match="notify: "):
+        recipients(to, supervisors=[1], operators=[2])

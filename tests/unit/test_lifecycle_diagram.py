@@ -1,5 +1,5 @@
-"""The shipped lifecycle's drawing tells the truth: every sequence flow is drawn from its source
-shape to its target shape, and no label sits on a task."""
+"""The shipped lifecycles' drawings tell the truth: every element and sequence flow is drawn,
+each flow from its source shape to its target shape, and no label sits on a task."""
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -24,9 +24,9 @@ def overlap(a, b):
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-@pytest.fixture(scope="module")
-def diagram():
-    root = ET.parse(ROOT / "processes" / "ChatLifecycle.bpmn").getroot()
+@pytest.fixture(scope="module", params=["ChatLifecycle.bpmn", "ChatLifecycleEscalation.bpmn"])
+def diagram(request):
+    root = ET.parse(ROOT / "processes" / request.param).getroot()
     shapes = {s.get("bpmnElement"): s for s in root.iter(f"{{{NS['bpmndi']}}}BPMNShape")}
     return root, shapes
 
@@ -57,3 +57,15 @@ def test_no_label_sits_on_a_task(diagram):
     hits = [(name, task) for name, label in labels for task, b in task_boxes.items()
             if overlap(label, b) and (name, task) not in within]
     assert not hits, hits
+
+
+def test_every_element_and_flow_is_drawn(diagram):
+    """bpmn-js draws only what has a shape or an edge: an element without one is invisible."""
+    root, shapes = diagram
+    process = root.find("bpmn:process", NS)
+    edges = {e.get("bpmnElement") for e in root.iter(f"{{{NS['bpmndi']}}}BPMNEdge")}
+    flows = {f.get("id") for f in process.iter(f"{{{NS['bpmn']}}}sequenceFlow")}
+    nodes = {el.get("id") for el in process.iter() if el is not process and el.get("id")
+             and el.tag.startswith(f"{{{NS['bpmn']}}}") and not el.tag.endswith(("}sequenceFlow", "EventDefinition"))}
+    assert nodes and flows
+    assert (nodes - set(shapes), flows - edges) == (set(), set())

@@ -181,6 +181,30 @@ const CF = (() => {
     return {close() { stopped = true; if (controller) controller.abort(); }};
   }
 
+  // A lifecycle's `notify` (live event `notification`): a notice in the corner until dismissed,
+  // linking to the chat on the Supervisor page (admins) or the operator panel.
+  function notice(event, {admin} = {}) {
+    let box = document.getElementById("notices");
+    if (!box) {
+      box = el("div", {id: "notices", class: "notices", role: "status", "aria-live": "polite"});
+      document.body.append(box);
+    }
+    const href = admin ? `/console/supervisor?chat=${event.chat_id}` : `/console/operator?chat=${event.chat_id}`;
+    const item = el("div", {class: "banner info notice", dataset: {chatId: event.chat_id}},
+      el("span", {}, event.text), " ", el("a", {href}, `Open chat ${event.chat_id}`), " ",
+      el("button", {type: "button", class: "link", "aria-label": "Dismiss"}, "✕"));
+    item.querySelector("button").onclick = () => item.remove();
+    box.append(item);
+    return item;
+  }
+
+  // Connecting Facebook pages: the server starts a login run (a single-use state bound to this
+  // sign-in and a cookie binding it to this browser) and names Facebook's dialog to go to.
+  async function facebookLogin() {
+    const {url} = await api("POST", "/api/channels/facebook/login");
+    location.assign(url);
+  }
+
   function when(iso) {
     return iso ? new Date(iso).toLocaleString() : "";
   }
@@ -206,5 +230,5 @@ const CF = (() => {
   }
 
   return {ApiError, token, setToken, api, upload, fetchBlob, el, clearErrors, showError, pageError,
-          events, when, start, confirmed};
+          events, notice, when, start, confirmed, facebookLogin};
 })();

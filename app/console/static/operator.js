@@ -900,6 +900,10 @@
         }
         refresh();
         break;
+      case "notification":   // e.g. the escalation lifecycle telling supervisors
+        CF.notice(event, {admin: state.me && state.me.is_admin});
+        desktop.show("Chat escalated", event.text, event.chat_id);
+        break;
       case "status_changed":
         if (state.me) { state.me.status = event.status; renderMe(); }
         refresh();

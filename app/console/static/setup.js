@@ -21,6 +21,7 @@
     ServiceLevelSeconds: {label: "Service level target (seconds, reports)", kind: "number"},
     SiteUrl: {label: "Site URL", kind: "text"},
     SystemAdministratorsNotificationUrl: {label: "Administrators notification URL", kind: "text"},
+    FacebookAppId: {label: "Facebook app id", kind: "text"},
     FacebookAppSecret: {label: "Facebook app secret", kind: "secret"},
     FacebookVerifyToken: {label: "Facebook verify token", kind: "secret"},
   };
@@ -48,14 +49,14 @@
   const roleName = (id) => (data.roles.find((r) => r.id === id) || {}).name || `role ${id}`;
   const minutes = (m) => m === null || m === undefined ? "never" : `${m} min`;
 
-  // Show an API error in a form. The Telegram form can fail because the SiteUrl setting is not set:
-  // that error also goes next to the SiteUrl setting, where it is fixed.
+  // Show an API error in a form. A form can fail because a setting is not set (Telegram needs
+  // SiteUrl, Facebook's login its app id): that error also goes next to the setting, where it is fixed.
   function formError(form, err) {
     const field = err.details && err.details.field;
-    if (field === "SiteUrl") {
+    const setting = field && root.querySelector(`form[data-code="${CSS.escape(field)}"]`);
+    if (setting) {
       CF.showError(form, {message: err.message + " (see Settings below)", details: {}});
-      const site = root.querySelector('form[data-code="SiteUrl"]');
-      if (site) CF.showError(site, {message: err.message, details: {field: "value"}});
+      CF.showError(setting, {message: err.message, details: {field: "value"}});
       return;
     }
     CF.showError(form, err);
@@ -176,9 +177,28 @@
     const who = c.provider === "telegram" ? (c.bot_username ? "@" + c.bot_username : "—")
       : c.provider === "web" ? el("code", {title: "paste this tag into the site's pages"}, c.snippet) : `page ${c.page_id}`;
     tr.append(el("td", {}, el("span", {class: "badge"}, c.provider)), el("td", {}, c.name), el("td", {class: "muted"}, who),
-      el("td", {}, active, " ", el("span", {class: `badge ${c.active ? "active" : "inactive"}`}, c.active ? "active" : "inactive")),
-      el("td", {}, queue), el("td", {}, remove));
+      el("td", {}, active, " ", el("span", {class: `badge ${c.active ? "active" : "inactive"}`}, c.active ? "active" : "inactive"),
+        channelStatus(c)),
+      el("td", {}, queue), el("td", {class: "row-buttons"}, reconnect(c, tr), remove));
     return tr;
+  }
+
+  // Why a channel does not work, in the provider's words: a page Facebook refused to subscribe,
+  // or a token that stopped working (the login flow again brings a fresh one).
+  function channelStatus(c) {
+    if (c.status === "ok") return null;
+    const label = c.status === "needs_reconnect" ? "needs reconnect" : c.status;
+    return el("div", {class: "channel-status", dataset: {testid: "channel-status"}},
+      el("span", {class: "badge error"}, label), " ", el("span", {class: "muted"}, c.status_reason || ""));
+  }
+
+  function reconnect(c, tr) {
+    if (c.provider !== "facebook" || c.status !== "needs_reconnect") return null;
+    return el("button", {type: "button", "aria-label": `Reconnect ${c.name}`, onclick: async (e) => {
+      rowError(tr, null);
+      e.currentTarget.disabled = true;
+      try { await CF.facebookLogin(); } catch (err) { e.target.disabled = false; rowError(tr, err); }
+    }}, "Reconnect");
   }
 
   const telegramForm = document.getElementById("add-telegram");
@@ -190,8 +210,14 @@
     await refresh();
   });
 
-  // Facebook: a user access token lists the user's pages; the checked ones become channels.
+  // Facebook: sign in at Facebook and pick the pages (facebook.js), or paste a user access token,
+  // which lists the user's pages; the checked ones become channels.
   const facebookForm = document.getElementById("add-facebook");
+  document.getElementById("facebook-login").addEventListener("click", async (e) => {
+    CF.clearErrors(facebookForm);
+    e.currentTarget.disabled = true;
+    try { await CF.facebookLogin(); } catch (err) { e.target.disabled = false; formError(facebookForm, err); }
+  });
   const fbPages = facebookForm.querySelector(".fb-pages");
   onSubmit(facebookForm, async (e) => {
     const f = facebookForm.elements;
@@ -513,4 +539,9 @@
   // Shown once the lists are in, so no form can be used before its selects are filled.
   await refresh();
   root.hidden = false;
+  // A channel that stops working (a page token Facebook refused) shows at once.
+  CF.events({onEvent: (event) => {
+    if (event.type === "channel_status") refresh();
+    if (event.type === "notification") CF.notice(event, {admin: true});   // e.g. a chat escalated
+  }});
 })();

@@ -1,6 +1,7 @@
 // The supervisor's view (admins): every operator's status and load against the limit, every chat
 // by state, queue, channel and operator, and any chat opened read-only to complete it. The page
-// reloads from /api every few seconds (and at once after an action): admins hear no per-chat events.
+// reloads from /api every few seconds (and at once after an action). The one live event it shows is
+// a lifecycle's notice to supervisors (`notification`, e.g. a chat escalated to an overflow queue).
 "use strict";
 
 (async () => {
@@ -155,4 +156,9 @@
   await load();
   if (data.selected) select(data.selected);
   setInterval(() => { if (!document.hidden) load(); }, EVERY_MS);
+  CF.events({onEvent: (event) => {
+    if (event.type !== "notification") return;
+    CF.notice(event, {admin: true});
+    load();
+  }});
 })();
