@@ -50,6 +50,14 @@ def seed(app, processes_dir: Path) -> list[str]:
             setup.add_operator(queue, user.id, None, jobs)
         lines.append(f"operator {login} token: {token}")
     lines.append("operators start inactive: each signs in to the console and sets themselves active")
+    overflow = db.session.scalars(select(Queue).where(Queue.name == "Overflow")).first()
+    if overflow is None:  # where ChatLifecycleEscalation moves the chats nobody took (its OverflowQueue)
+        overflow = setup.create_queue({"name": "Overflow", "routing_rule": "all", "completion_timeout_minutes": 30})
+        for login, _ in DEMO_OPERATORS:
+            setup.add_operator(overflow, db.session.scalars(select(User).where(User.login == login)).one().id,
+                               None, jobs)
+    lines.append(f"queue 'Overflow' (id {overflow.id}): all; to try escalation, set Demo support's lifecycle to "
+                 "ChatLifecycleEscalation (processes/README.md, \"Escalation\")")
     if not db.session.scalars(select(ChatAction).where(ChatAction.queue_id == queue.id)).first():
         actions.create_action({"name": "Create case", "queue_id": queue.id, "process": "CreateCaseFromChat"})
     lines.append("chat action 'Create case' (process CreateCaseFromChat) on the queue")

@@ -36,8 +36,8 @@ SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # kept by CI as artifacts (REA
 # The unit tier is pure code with plain values: no database, app, Redis, server or browser, so it
 # runs in seconds (`pytest tests/unit`). A unit test asking for a fixture that builds one of those fails.
 UNIT = Path(__file__).parent / "unit"
-OUTSIDE = {"db_url", "make_app", "app", "api", "running_app", "redis_url", "start_worker", "start_web", "serve",
-           "browser", "console", "telegram_server", "telegram", "graph_server", "graph"}
+OUTSIDE = {"db_url", "make_app", "app", "api", "chat_app", "chat_api", "running_app", "redis_url", "start_worker",
+           "start_web", "serve", "browser", "console", "telegram_server", "telegram", "graph_server", "graph"}
 
 
 @pytest.fixture(autouse=True)
@@ -223,6 +223,24 @@ class Api:
 @pytest.fixture
 def api(app):
     return Api(app)
+
+
+@pytest.fixture
+def chat_app(make_app):
+    """The chat tests' app (routing, presence, transfer): always the embedded default, whose
+    in-process job thread runs jobs and fires timers (delivery through RQ workers is tests/e2e's)."""
+    return make_app()
+
+
+@pytest.fixture
+def chat_api(chat_app):
+    """The admin's API on `chat_app` with the shipped ChatLifecycle deployed and the default
+    settings (5 minutes to accept, 2 chats at once)."""
+    from chat_helpers import configure, deploy_lifecycle  # chat_helpers imports this module
+    api = Api(chat_app)
+    deploy_lifecycle(api)
+    configure(api, accept_timeout_minutes=5, simultaneous_chats=2)
+    return api
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):

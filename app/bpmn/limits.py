@@ -12,6 +12,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from app.bpmn import clock
+
 #: SpiffWorkflow walks task trees at most 1000 levels deep (TaskIterator's max_depth) and then
 #: silently stops finding ready tasks; a deeper tree is stopped here, before that happens.
 TREE_DEPTH_LIMIT = 900
@@ -149,9 +151,11 @@ def tick() -> None:
 
 
 def run_steps(workflow) -> None:
-    """SpiffWorkflow's do_engine_steps, counted and timed by the current budget."""
+    """SpiffWorkflow's do_engine_steps, counted and timed by the current budget, its timers
+    reading one instant (app.bpmn.clock)."""
     budget = _current.get() or Budget(Limits())
-    workflow.do_engine_steps(will_complete_task=budget.enter, did_complete_task=budget.step)
+    with clock.one_instant():
+        workflow.do_engine_steps(will_complete_task=budget.enter, did_complete_task=budget.step)
 
 
 def find(error: BaseException | None) -> BudgetExceeded | None:

@@ -124,6 +124,32 @@ class _Checker:
                         self.add(flow.get("id", ""), f"sequence flow {end} {ref!r} names no element of "
                                                      f"process {process.get('id')!r}", flow.sourceline)
 
+    # What SpiffWorkflow 3.2 throws from an end event; it parses any other definition there as a
+    # plain end, so a signal end event would end its branch without a word.
+    END_EVENT_THROWS = ("messageEventDefinition", "errorEventDefinition", "escalationEventDefinition",
+                        "cancelEventDefinition", "terminateEventDefinition")
+
+    def check_events(self):
+        """Events SpiffWorkflow would drop silently: a boundary event attached to no activity of its
+        process, an end event throwing what it cannot throw."""
+        for process in self.tree.iterfind(".//bpmn:process", NS):
+            activities = {el.get("id") for el in process.iter() if isinstance(el.tag, str) and el.get("id")
+                          and etree.QName(el).localname.endswith(("Task", "task", "subProcess", "callActivity",
+                                                                  "transaction"))}
+            for event in process.iter(f"{{{BPMN_NS}}}boundaryEvent"):
+                if event.get("attachedToRef") not in activities:
+                    self.add(event.get("id", ""), f"boundary event is attached to {event.get('attachedToRef')!r}, "
+                                                  f"which is no activity of process {process.get('id')!r}",
+                             event.sourceline)
+            for event in process.iter(f"{{{BPMN_NS}}}endEvent"):
+                for definition in event:
+                    kind = etree.QName(definition).localname if isinstance(definition.tag, str) else ""
+                    if kind.endswith("EventDefinition") and kind not in self.END_EVENT_THROWS:
+                        self.add(event.get("id", ""), f"an end event cannot throw a {kind[:-len('EventDefinition')]} "
+                                                      "event here (SpiffWorkflow would end the branch without "
+                                                      "throwing it): throw it with an intermediate throw event "
+                                                      "before a plain end event", definition.sourceline)
+
     def check_conditions(self):
         for condition in self.tree.iterfind(".//bpmn:conditionExpression", NS):
             text = (condition.text or "").strip()
@@ -294,6 +320,7 @@ def load(xml: bytes, filename: str, operations: set[str] | None = None, check_sc
     checker = _Checker(tree, filename, operations, check_scripts)
     checker.normalise_timers()
     checker.check_flows()
+    checker.check_events()
     checker.check_conditions()
     checker.check_call_activities()
     if checker.problems:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from conftest import CORPUS, DATA, ROOT, Api
 from app.catalogue import operation_names
@@ -146,6 +146,7 @@ def test_demo_restart_keeps_a_changed_lifecycle_the_latest(app, run, tmp_path, d
     first = _serve_demo(db_url)
     assert "process ChatLifecycle version 1 (new)" in first
     assert "process ChatLifecycleEscalation version 1 (new)" in first      # every shipped process
+    (overflow,) = [line for line in first if line.startswith("queue 'Overflow'")]  # the variant's OverflowQueue
 
     changed = tmp_path / "ChatLifecycle.bpmn"
     changed.write_text((ROOT / "processes" / "ChatLifecycle.bpmn").read_text().replace(
@@ -156,11 +157,12 @@ def test_demo_restart_keeps_a_changed_lifecycle_the_latest(app, run, tmp_path, d
     second = _serve_demo(db_url)
     assert "process ChatLifecycle version 2 (already deployed, kept)" in second
     assert "process CreateCaseFromChat version 1 (already deployed, kept)" in second
+    assert overflow in second                                              # seeded once, kept
     with app.app_context():
         from app.bpmn.store import latest_version
         latest = latest_version("ChatLifecycle")
         assert (latest.version, latest.xml) == (2, changed.read_text())
-        assert db.session.scalar(select(func.count()).select_from(Queue)) == 1  # the demo queue, once
+        assert sorted(db.session.scalars(select(Queue.name))) == ["Demo support", "Overflow"]  # each once
         # The website chat demo: one web channel on the demo queue, whose widget /demo shows.
         web = db.session.scalars(select(Channel).where(Channel.provider == "web")).one()
         assert web.queue.name == "Demo support" and web.active and web.widget_key

@@ -272,3 +272,23 @@ def test_invalid_timer_expression_is_refused_with_event_id_and_line(text):
     p = only(refused(timer_process(text)))
     assert (p.line, p.element_id) == (BODY_LINE, "work")
     assert p.problem.startswith(f"timer text {text!r} is neither ISO 8601 nor a valid expression")
+
+
+# --- events SpiffWorkflow would drop silently ------------------------------------------------------------
+
+def test_boundary_event_attached_to_no_activity_is_refused():
+    xml = process('    <bpmn:task id="work" />\n'
+                  '    <bpmn:boundaryEvent id="late" attachedToRef="wrok">\n'
+                  '      <bpmn:timerEventDefinition><bpmn:timeDuration>"PT1M"</bpmn:timeDuration></bpmn:timerEventDefinition>\n'
+                  '    </bpmn:boundaryEvent>')
+    p = only(refused(xml))
+    assert (p.line, p.element_id) == (BODY_LINE + 1, "late")
+    assert p.problem == "boundary event is attached to 'wrok', which is no activity of process 'p'"
+
+
+def test_signal_end_event_is_refused_with_the_way_to_throw_it():
+    xml = (process('    <bpmn:task id="work" />\n    <bpmn:endEvent id="shout">\n'
+                   '      <bpmn:signalEventDefinition id="shout_def" signalRef="sig" />\n    </bpmn:endEvent>').replace("<bpmn:process ", '<bpmn:signal id="sig" name="escalate" />\n<bpmn:process ', 1))
+    p = only(refused(xml))
+    assert p.element_id == "shout"
+    assert "cannot throw a signal event" in p.problem and "intermediate throw event" in p.problem

@@ -69,3 +69,27 @@ def test_every_element_and_flow_is_drawn(diagram):
              and el.tag.startswith(f"{{{NS['bpmn']}}}") and not el.tag.endswith(("}sequenceFlow", "EventDefinition"))}
     assert nodes and flows
     assert (nodes - set(shapes), flows - edges) == (set(), set())
+
+
+def test_the_escalation_variant_is_the_default_plus_its_path():
+    """ChatLifecycleEscalation.bpmn handles what ChatLifecycle.bpmn handles: it keeps every element,
+    flow and operation of the default, and reroutes only the two flows its path starts from. When
+    the default changes, the variant is redrawn from it (processes/README.md, "Escalation")."""
+    default, variant = (ET.parse(ROOT / "processes" / name).getroot().find("bpmn:process", NS)
+                        for name in ("ChatLifecycle.bpmn", "ChatLifecycleEscalation.bpmn"))
+
+    def elements(process):
+        return {el.get("id"): el.tag for el in process.iter() if el is not process and el.get("id")}
+
+    def flows(process):
+        return {f.get("id"): (f.get("sourceRef"), f.get("targetRef"), "".join(f.itertext()).strip())
+                for f in process.iter(f"{{{NS['bpmn']}}}sequenceFlow")}
+
+    def operations(process):
+        return {task.get("id"): op.get("id") for task in process.iter(f"{{{NS['bpmn']}}}serviceTask")
+                for op in task.iter() if op.tag.endswith("}serviceTaskOperator")}
+
+    assert elements(default).items() <= elements(variant).items()
+    ours = flows(variant)
+    assert {f for f, ends in flows(default).items() if ours.get(f) != ends} == {"to_route", "to_passed_on"}
+    assert operations(default).items() <= operations(variant).items()
