@@ -36,6 +36,8 @@ def from_env(env=os.environ) -> dict:
         # even while RQ's scheduler is gone with a dead worker (its lock lives on for 61 s).
         "TIMER_SWEEP_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_SECONDS", 1)),
         "TIMER_SWEEP_GRACE_SECONDS": float(env.get("CHATFLOW_TIMER_SWEEP_GRACE_SECONDS", 0.5)),
+        # How long one alarm job fires due timers before it hands the rest to a new job.
+        "TIMER_BATCH_SECONDS": float(env.get("CHATFLOW_TIMER_BATCH_SECONDS", 2)),
         # What one advance of a process instance may do before it is stopped as a runaway and
         # undone to its last wait: engine steps, seconds, operations (loop passes and calls) of
         # one script or expression, instances of one multi-instance activity.

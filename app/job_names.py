@@ -3,7 +3,8 @@
 Domain and engine code enqueue by these names, so they never import app.jobs (which imports
 them): a unit test checks that each names a function there.
 """
-FIRE_TIMERS = "app.jobs.fire_timers"
+FIRE_TIMERS = "app.jobs.fire_timers"  # one instance's (wake-ups scheduled before the alarms)
+FIRE_DUE_TIMERS = "app.jobs.fire_due_timers"
 START_CHAT = "app.jobs.start_chat_lifecycle"
 DRAIN_OPERATOR = "app.jobs.drain_operator"
 WITHDRAW_OFFERS = "app.jobs.withdraw_offers"

@@ -5,14 +5,17 @@ embedded thread likewise) and commits at its own edge.
 """
 import logging
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial, wraps
 
 from flask import current_app
 
 from app import job_names, metrics
+from app.engine import alarms
 from app.engine.tx import after_commit
 from app.extensions import db
+from app.models import ProcessInstance
 from app.models.states import ChatState
 from app.models.types import utcnow
 from app.outages import is_transient, retrying
@@ -21,6 +24,7 @@ from app.services import services
 log = logging.getLogger(__name__)
 LOST_JOB_SECONDS = 10  # a chat not started or a reply not tried for this long: its job was lost
 CATCH_UP_SECONDS = 1.0
+SWEEP_TIMER_SECONDS = 5.0  # a sweep's firing of overdue timers, at most, before the rest of its work
 
 
 def _app():
@@ -42,23 +46,60 @@ def _rides_out_outages(job):
 
 @_rides_out_outages
 def fire_timers(instance_id: int) -> bool:
-    """Wake an instance at its timer's due time; a stale wake-up does nothing."""
+    """Wake one instance at its timer's due time (the wake-ups scheduled before the alarms)."""
     app = _app()
-    with app.app_context():
-        try:
-            fired = _fire_timers(_engine(app), instance_id)
-            db.session.commit()
-            return fired
-        except Exception:
-            db.session.rollback()
-            raise
+    with app.app_context(), _session_ends():
+        due_at = db.session.scalar(db.select(ProcessInstance.next_timer_at).where(ProcessInstance.id == instance_id))
+        return _committed(lambda: _measured(_engine(app).fire_timers(instance_id), due_at))
 
 
-def _fire_timers(engine, instance_id: int, **kw) -> bool:
-    """Fire an instance's due timers; once committed, how late they fired is measured."""
-    from app.models import ProcessInstance
-    due_at = db.session.scalar(db.select(ProcessInstance.next_timer_at).where(ProcessInstance.id == instance_id))
-    fired = engine.fire_timers(instance_id, **kw)
+@_rides_out_outages
+def fire_due_timers() -> int:
+    """An alarm (app.engine.alarms): fire the timers due now (on RQ also those falling due within
+    the next second: its alarms ring at whole seconds), for at most TIMER_BATCH_SECONDS; what is left is handed to a new job, so that
+    other jobs do not wait behind a backlog. Returns how many instances fired."""
+    app = _app()
+    fired, more = _fire_due(app, grace=0.0, seconds=app.config["TIMER_BATCH_SECONDS"],
+                            wait_ahead=services(app).jobs.whole_seconds)
+    if more:
+        services(app).jobs.enqueue(job_names.FIRE_DUE_TIMERS)
+    return fired
+
+
+def _fire_due(app, grace: float, seconds: float, wait_ahead: bool, between=lambda: None,
+              clock=None) -> tuple[int, bool]:
+    """Claim and fire due instances one by one, each in its own transaction, for about `seconds`:
+    workers doing this at once each claim another instance (SKIP LOCKED). An instance whose firing
+    fails is passed over for the rest of the run. Returns (fired, whether due timers are left)."""
+    engine, until, clock = _engine(app), time.monotonic() + seconds, clock or utcnow
+    fired, passed_over = 0, set()
+    with app.app_context(), _session_ends():
+        while True:
+            now = clock()
+            instance = engine.claim_due(now - timedelta(seconds=grace), passed_over)
+            if instance is None:
+                wait = alarms.wait_before(engine.next_due(now), now, until - time.monotonic()) if wait_ahead \
+                    else None
+                db.session.rollback()
+                if wait is None:
+                    return fired, False
+                time.sleep(wait)
+                continue
+            instance_id, due_at = instance.id, instance.next_timer_at
+            try:
+                fired += _committed(lambda: _measured(engine.fire(instance, now), due_at))
+            except Exception as e:
+                if is_transient(e):
+                    raise
+                log.exception("could not fire the timers of instance %s", instance_id)
+                passed_over.add(instance_id)
+            between()
+            if time.monotonic() >= until:
+                return fired, True
+
+
+def _measured(fired: bool, due_at) -> bool:
+    """Once a firing is committed, how late it fired is measured."""
     if fired and due_at is not None:
         after_commit(db.session, lambda: metrics.timer_fired(due_at, utcnow()))
     return fired
@@ -73,17 +114,11 @@ def sweep(grace_seconds: float | None = None, between=None) -> dict:
     """
     between = between or (lambda: None)
     app = _app()
-    with app.app_context():
-        grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
-        cutoff = utcnow() - timedelta(seconds=grace)
-        engine = _engine(app)
-        done = {"timers": 0, "chats": 0, "messages": 0, "files": 0, "offers": 0}
-        for instance_id in engine.due_instances(cutoff):
-            # An instance a worker is advancing right now is left to it, never waited for.
-            done["timers"] += _safely(lambda: _fire_timers(engine, instance_id, skip_locked=True),
-                                      "fire timers of instance", instance_id)
-            between()  # committed: no transaction of ours is open (SQLite has one writer)
-        db.session.remove()
+    grace = app.config["TIMER_SWEEP_GRACE_SECONDS"] if grace_seconds is None else grace_seconds
+    done = {"timers": 0, "chats": 0, "messages": 0, "files": 0, "offers": 0}
+    # Timers overdue by more than the grace: their alarm was lost, or every worker is busy (then
+    # this claims alongside them, never the same instance).
+    done["timers"], _ = _fire_due(app, grace, SWEEP_TIMER_SECONDS, wait_ahead=False, between=between)
     from app.chats import delivery, files, presence, service
     with app.app_context():
         # A chat's start, a reply's delivery or a file's fetch is not late as a timer is: its job may
@@ -167,26 +202,20 @@ def drain_operator(user_id: int) -> int:
     from app.models import User
     app = _app()
     offered = 0
-    with app.app_context():
-        try:
-            for _ in range(100):  # bounded: the operator's capacity ends it far sooner
-                user = db.session.get(User, user_id)
-                chat = service.waiting_chat_for(user_id) if user and routing.may_take(user) else None
-                if chat is None:
-                    break
-                # With the queue's timeouts as they are now: the restarted acceptance timer reads them.
-                _engine(app).deliver_message(chat.process_instance_id, "operator_available",
-                                             {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
-                db.session.commit()
-                db.session.refresh(chat)
-                if chat.state != ChatState.OFFERED:
-                    break
-                offered += 1
-        except Exception:
-            db.session.rollback()
-            raise
-        finally:
-            db.session.remove()
+    with app.app_context(), _session_ends():
+        for _ in range(100):  # bounded: the operator's capacity ends it far sooner
+            user = db.session.get(User, user_id)
+            chat = service.waiting_chat_for(user_id) if user and routing.may_take(user) else None
+            if chat is None:
+                break
+            # With the queue's timeouts as they are now: the restarted acceptance timer reads them.
+            _engine(app).deliver_message(chat.process_instance_id, "operator_available",
+                                         {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
+            db.session.commit()
+            db.session.refresh(chat)
+            if chat.state != ChatState.OFFERED:
+                break
+            offered += 1
     return offered
 
 
@@ -205,33 +234,27 @@ def withdraw_offers(user_id: int) -> int:
     app = _app()
     engine = _engine(app)
     withdrawn = 0
-    with app.app_context():
-        try:
-            chat_ids = db.session.scalars(select(Chat.id).where(Chat.offered_to_id == user_id,
-                                                                Chat.state == "offered").order_by(Chat.id)).all()
-            for chat_id in chat_ids:
-                chat = lifecycle.lock_chat_and_process(chat_id, engine)
-                user = db.session.get(User, user_id)
-                if chat.state != "offered" or chat.offered_to_id != user_id or user is None:
-                    db.session.rollback()
-                    continue
-                lapsed = decisions.presence_lapsed(user.connected_until, utcnow(), presence.grace_seconds())
-                reason = decisions.offer_lost_because(
-                    routing.view(user, serves_queue=routing.serves(user_id, chat.queue_id)), lapsed)
-                if reason is None:
-                    db.session.rollback()
-                    continue
-                lifecycle.withdraw_offer(chat, reason)
-                if chat.process_instance_id is not None:
-                    engine.deliver_message(chat.process_instance_id, "operator_available",
-                                           {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
-                db.session.commit()
-                withdrawn += 1
-        except Exception:
-            db.session.rollback()
-            raise
-        finally:
-            db.session.remove()
+    with app.app_context(), _session_ends():
+        chat_ids = db.session.scalars(select(Chat.id).where(Chat.offered_to_id == user_id,
+                                                            Chat.state == "offered").order_by(Chat.id)).all()
+        for chat_id in chat_ids:
+            chat = lifecycle.lock_chat_and_process(chat_id, engine)
+            user = db.session.get(User, user_id)
+            if chat.state != "offered" or chat.offered_to_id != user_id or user is None:
+                db.session.rollback()
+                continue
+            lapsed = decisions.presence_lapsed(user.connected_until, utcnow(), presence.grace_seconds())
+            reason = decisions.offer_lost_because(
+                routing.view(user, serves_queue=routing.serves(user_id, chat.queue_id)), lapsed)
+            if reason is None:
+                db.session.rollback()
+                continue
+            lifecycle.withdraw_offer(chat, reason)
+            if chat.process_instance_id is not None:
+                engine.deliver_message(chat.process_instance_id, "operator_available",
+                                       {"routing": lifecycle.timeouts(chat)}, if_waiting=True)
+            db.session.commit()
+            withdrawn += 1
     return withdrawn
 
 
@@ -285,6 +308,18 @@ def _committed(work):
     except Exception:
         db.session.rollback()
         raise
+
+
+@contextmanager
+def _session_ends():
+    """A job's run of transactions: an error rolls back the open one; the session ends with it."""
+    try:
+        yield
+    except Exception:
+        db.session.rollback()
+        raise
+    finally:
+        db.session.remove()
 
 
 def _sender(app, message):

@@ -202,7 +202,7 @@ def main() -> int:
                   f"to {dues[-1]:%H:%M:%S.%f} ({(dues[-1] - dues[0]).total_seconds():.1f} s apart); "
                   f"first due {dues[0].timestamp() - time.time():.1f} s from now")
             scheduled = s.red.zcard("rq:scheduled:chatflow")
-            print(f"RQ wake-ups scheduled: {scheduled}")
+            print(f"RQ alarms scheduled: {scheduled} (one per second holding a due time)")
 
             # -- watch
             from rq import Queue, Worker
@@ -256,7 +256,6 @@ def main() -> int:
             bad_state = q("""select count(*) from chats where (state = 'offered') <> (offered_to_id is not null)
                              or state not in ('queued', 'offered')""")[0][0]
             lags = sorted((timed_out[c][0][0] - d).total_seconds() for c, d in due.items() if c in timed_out)
-            ceil_part = [math.ceil(d.timestamp()) - d.timestamp() for d in dues]
             errors = q("select count(*) from process_instances where state = 'error'")[0][0]
             inactive = q("select count(*) from users where login like 'op%%' and status = 'inactive'")[0][0]
         first_change = min(v[0][0] for v in timed_out.values()) if timed_out else None
@@ -274,8 +273,6 @@ def main() -> int:
         span = (last_change - first_change).total_seconds()
         print(f"   state changes from {first_change:%H:%M:%S.%f} to {last_change:%H:%M:%S.%f}: {span:.1f} s, "
               f"{len(timed_out) / max(span, 1e-9):.0f} changes/s sustained")
-    print(f"   part of the lag from RQ's whole-second schedule (enqueue_at rounded up): mean "
-          f"{sum(ceil_part) / len(ceil_part):.2f} s, max {max(ceil_part):.2f} s; the scheduler then polls every 1 s")
     for name, (jobs, busy) in sorted(jobs_run.items()):
         print(f"   worker {name[:12]}: {jobs} RQ jobs run, {busy:.1f} s busy in jobs"
               f" ({1000 * busy / max(jobs, 1):.1f} ms per job)")
@@ -285,7 +282,8 @@ def main() -> int:
         busy = used.pop("machine_busy")
         print(f"   CPU from the first due time to the last change: machine {100 * busy / max(total, 1e-9):.0f} % busy "
               f"of {os.cpu_count()} CPUs; CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(used.items()))
-              + f" (of {busy:.1f} busy)")
+              + f" (of {busy:.1f} busy); {1000 * busy / max(len(timed_out), 1):.1f} CPU-s per 1,000 firings, "
+              f"all processes")
     print(f"   lost (no offer_timed_out): {len(lost)}; fired twice: {len(twice)}; offer_timed_out for another operator "
           f"than the first offer's: {len(wrong_op)}; not re-offered/queued exactly once after it: {len(not_once)}")
     print(f"   chats now {final}; inconsistent state {bad_state}; operators now inactive {inactive}/{n_ops}; "

@@ -89,7 +89,8 @@ class InProcessJobQueue(JobQueue):
         ran = 0
         while True:
             with self._cond:
-                if not self._heap or self._heap[0][0] > datetime.now(timezone.utc).timestamp():
+                # Stopped: no job starts any more (a stopped app's jobs would act on what comes after it).
+                if self._stopping or not self._heap or self._heap[0][0] > datetime.now(timezone.utc).timestamp():
                     return ran
                 _, _, func, args, context = heapq.heappop(self._heap)
                 self._busy += 1  # with the pop: idle() never sees a job neither waiting nor running

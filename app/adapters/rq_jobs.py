@@ -10,6 +10,8 @@ from app.engine.ports import JobQueue
 
 
 class RQJobQueue(JobQueue):
+    whole_seconds = True
+
     def __init__(self, redis_url: str, queue_name: str, observer=None):
         """`observer` (optional): `enqueued(func)` is told of each job, `context()` answers what the
         job carries in its meta (the request id its logs name)."""

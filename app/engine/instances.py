@@ -10,7 +10,7 @@ from uuid import UUID
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
@@ -18,7 +18,7 @@ from SpiffWorkflow.util.task import TaskState
 from app import job_names
 from app.bpmn import limits, store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
-from app.engine import state, tree, tx
+from app.engine import alarms, state, tree, tx
 from app.engine.errors import Conflict, NotFound
 from app.engine.operations import Operations
 from app.engine.ports import JobQueue
@@ -68,6 +68,7 @@ class Engine:
         self.operations = operations
         self.limits = budget or limits.Limits()
         self.specs = store.SpecCache()
+        self.alarms = alarms.Scheduled()
         self.script_engine = ScriptEngine(RestrictedEnvironment(operations.call))
 
     # -- deployment -------------------------------------------------------------------
@@ -169,14 +170,36 @@ class Engine:
     def fire_timers(self, instance_id: int, now: datetime | None = None, skip_locked: bool = False) -> bool:
         """Advance an instance whose timers are due. Does nothing (returns False) if none is.
 
-        With `skip_locked` (the sweep) an instance another process is advancing is left to it.
+        With `skip_locked` an instance another process is advancing is left to it.
         """
         now = now or utcnow()
         due_at = db.session.scalar(select(ProcessInstance.next_timer_at).where(ProcessInstance.id == instance_id))
         if due_at is None or due_at > now:
             return False  # a stale wake-up: the instance moved on; not even its state is loaded
         instance = self._lock(instance_id, skip_locked)
-        if instance is None or instance.state in FINISHED or instance.state == InstanceState.ERROR:
+        return instance is not None and self.fire(instance, now)
+
+    def claim_due(self, cutoff: datetime, passed_over=()) -> ProcessInstance | None:
+        """Lock the most overdue instance with a timer due by `cutoff` that no other process is
+        advancing (SKIP LOCKED: workers claiming at once each get another), row loaded; None when
+        there is none. The row lock is the claim: it ends with the transaction, or with its holder."""
+        query = select(ProcessInstance).where(ProcessInstance.next_timer_at <= cutoff)
+        if passed_over:  # instances whose firing failed in this run: not retried at once
+            query = query.where(ProcessInstance.id.not_in(passed_over))
+        instance = db.session.execute(query.order_by(ProcessInstance.next_timer_at).limit(1)
+                                      .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+                                      ).scalar_one_or_none()
+        return instance and self._hold(instance)
+
+    def next_due(self, after: datetime) -> datetime | None:
+        """The earliest timer due after `after` (one read of the index)."""
+        return db.session.scalar(select(func.min(ProcessInstance.next_timer_at))
+                                 .where(ProcessInstance.next_timer_at > after))
+
+    def fire(self, instance: ProcessInstance, now: datetime) -> bool:
+        """Fire the due timers of a locked instance; False (and its index corrected) when none is."""
+        if instance.state in FINISHED or instance.state == InstanceState.ERROR:
+            instance.next_timer_at = None  # nothing of it fires (set by hand: saves clear it)
             return False
         workflow = self._restore(instance)
         waits = tree.timer_waits(workflow)
@@ -225,11 +248,6 @@ class Engine:
         workflow = self._restore(instance)
         return {"xml": instance.version.xml, **tree.element_states(workflow)}
 
-    def due_instances(self, cutoff: datetime, limit: int = 500) -> list[int]:
-        """Instances with a timer due at or before `cutoff`, most overdue first."""
-        return list(db.session.scalars(select(ProcessInstance.id).where(ProcessInstance.next_timer_at <= cutoff)
-                                       .order_by(ProcessInstance.next_timer_at).limit(limit)))
-
     def lock(self, instance_id: int) -> None:
         """Hold the instance's row lock until commit (a caller that must lock it before other rows)."""
         self._lock(instance_id)
@@ -243,10 +261,15 @@ class Engine:
                                           .with_for_update(skip_locked=skip_locked)
                                           .execution_options(populate_existing=True)
                                           ).scalar_one_or_none()
-            if instance is not None:
-                held[("instance", instance_id)] = instance
-        if instance is not None:
-            instance._pending_events = []  # nothing left over from a step that rolled back
+            if instance is None:
+                return None
+        return self._hold(instance)
+
+    @staticmethod
+    def _hold(instance: ProcessInstance) -> ProcessInstance:
+        """Note a locked instance as held until commit, with nothing left over from a step rolled back."""
+        tx.locked_rows(db.session)[("instance", instance.id)] = instance
+        instance._pending_events = []
         return instance
 
     def _open(self, instance_id: int):
@@ -344,7 +367,7 @@ class Engine:
         if instance.id is None:  # a new instance: one INSERT of the whole row
             db.session.add(instance)
             db.session.flush()
-        self._schedule_timers(instance, waits, timers_before)
+        self._schedule_timers(waits, timers_before)
         self._write_events(instance)  # its autoflush writes the row in one UPDATE
 
     @staticmethod
@@ -358,17 +381,21 @@ class Engine:
                 data.update(task.data)
         return data
 
-    def _schedule_timers(self, instance: ProcessInstance, waits: list, before: dict | None) -> None:
-        """Schedule the RQ wake-up of each new or moved timer, after commit.
+    def _schedule_timers(self, waits: list, before: dict | None) -> None:
+        """Make sure a worker wakes when each new or moved timer is due: an alarm (on RQ the one of
+        its whole second), scheduled after commit, unless this process did already (app.engine.alarms).
 
         `before`: the timers of the state as loaded (already scheduled); None for a new instance.
         """
-        for wait in waits:
-            if before and wait.task_id in before and before[wait.task_id].due_at == wait.due_at:
-                continue
-            job_id = f"timer-{instance.id}-{wait.task_id}-{int(wait.due_at.timestamp() * 1000)}"
-            after_commit(db.session, partial(self.jobs.enqueue_at, wait.due_at, job_names.FIRE_TIMERS, instance.id,
-                                             job_id=job_id))
+        now, ring = utcnow(), alarms.alarm_at if self.jobs.whole_seconds else (lambda due: due)
+        for alarm in {ring(w.due_at) for w in waits
+                      if not (before and w.task_id in before and before[w.task_id].due_at == w.due_at)}:
+            if self.alarms.needed(alarm, now):
+                after_commit(db.session, partial(self._wake_at, alarm))
+
+    def _wake_at(self, alarm: datetime) -> None:
+        self.jobs.enqueue_at(alarm, job_names.FIRE_DUE_TIMERS, job_id=alarms.alarm_id(alarm))
+        self.alarms.add(alarm, utcnow())
 
     def _record(self, instance, element, event, details, at=None) -> None:
         """Buffer a history row; _save writes the step's rows in one INSERT (no RETURNING)."""

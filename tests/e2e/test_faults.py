@@ -162,7 +162,7 @@ def test_worker_killed_mid_step_the_timer_fires_again_exactly_once(make_app, db_
     wait_for(lambda: row_lock_held(db_url, instance_id), timeout=20, interval=0.02,
              message="the worker to lock the instance inside its timer job")
     started = StartedJobRegistry("chatflow", connection=Redis.from_url(redis_url)).get_job_ids()
-    assert any(job.startswith(f"timer-{instance_id}-") for job in started), started
+    assert any(job.startswith("timers-at-") for job in started), started
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
 
@@ -195,7 +195,7 @@ def test_every_waiting_timer_fires_after_redis_is_emptied(make_app, redis_url, s
     assert api.deploy(DATA / "user_task_timeout.bpmn").status_code == 201  # a 2 s boundary timer
     ids = [ok(api.post("/api/processes/UserTaskTimeout/instances", {"data": {}}), 201)["id"] for _ in range(6)]
     redis = Redis.from_url(redis_url)
-    assert redis.zcard("rq:scheduled:chatflow") == len(ids)  # each wake-up job waits in RQ
+    assert 1 <= redis.zcard("rq:scheduled:chatflow") <= len(ids)  # the alarms of their due seconds wait in RQ
     redis.flushdb()  # Redis restarted empty: every wake-up job, the worker's registration, all gone
 
     def all_done():

@@ -52,3 +52,19 @@ def test_sweep_fires_timer_after_redis_lost_its_job(make_app, redis_url, start_w
     done = wait_for(lambda: (i := instance(api, started["id"]))["state"] == "completed" and i, timeout=15,
                     message="the sweep to fire the timer")
     assert done["data"]["timed_out"] is True
+
+
+def test_two_workers_fire_many_timers_due_together_each_exactly_once(make_app, redis_url, start_worker):
+    api = Api(make_app(redis_url=redis_url))
+    for _ in range(2):
+        start_worker(grace_seconds=30)  # the alarms fire them, not the sweep
+    assert api.deploy(DATA / "user_task_timeout.bpmn").status_code == 201  # a 2 s boundary timer
+    ids = [api.post("/api/processes/UserTaskTimeout/instances", {"data": {}}).get_json()["id"] for _ in range(40)]
+    done = wait_for(lambda: all((i := instance(api, n))["state"] == "completed" for n in ids) and ids, timeout=30,
+                    message="every timer to fire")
+    redis = Redis.from_url(redis_url)
+    wait_for(lambda: redis.zcard("rq:scheduled:chatflow") == 0 and redis.llen("rq:queue:chatflow") == 0,
+             timeout=10, message="every alarm to have rung")
+    for instance_id in done:
+        history = instance(api, instance_id)["history"]
+        assert [e["task"] for e in history if e["event"] == "timer_fired"] == ["too_late"], instance_id

@@ -97,7 +97,7 @@ def test_embedded_sweep_fires_timer_whose_job_was_lost(make_app):
     jobs = services(first).jobs
     jobs.stop()  # the process died: its in-memory wake-up job is gone with it
     with jobs._cond:
-        assert [job[2] for job in jobs._heap] == ["app.jobs.fire_timers"]
+        assert [job[2] for job in jobs._heap] == ["app.jobs.fire_due_timers"]
         jobs._heap.clear()
     ((_, due),) = snapshot(first, instance_id)["timers"]
     time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.5)
@@ -176,29 +176,38 @@ def test_fire_timers_twice_when_due_fires_once(make_app, clock):
     assert after["timers"] == []
 
 
+def in_two_threads_at_once(work) -> list:
+    """What `work()` answered in each of two threads started together; fails on any error."""
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def run():
+        try:
+            barrier.wait()
+            results.append(work())
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    return results
+
+
 def test_fire_timers_from_two_threads_at_once_fires_once(make_app, clock):
     app = quiet_app(make_app)
     deploy(app, "hour_timer.bpmn")
     instance_id = start(app, "HourTimer")
     clock.advance(hours=1, seconds=1)
-    barrier, results, errors = threading.Barrier(2), [], []
-
     def fire():
-        try:
-            with app.app_context():  # a session (and connection) of its own
-                barrier.wait()
-                results.append(services(app).engine.fire_timers(instance_id, now=clock.now()))
-                db.session.commit()
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
+        with app.app_context():  # a session (and connection) of its own
+            fired_now = services(app).engine.fire_timers(instance_id, now=clock.now())
+            db.session.commit()
+            return fired_now
 
-    threads = [threading.Thread(target=fire) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
-    assert sorted(results) == [False, True]
+    assert sorted(in_two_threads_at_once(fire)) == [False, True]
     after = snapshot(app, instance_id)
     assert [task for task, _ in fired(after)] == ["hour_passed"]
     assert [w["task"] for w in after["waiting_for"]] == ["supervisor"]
@@ -237,3 +246,70 @@ def test_cycle_timer_fires_each_cycle_and_reschedules_its_row(make_app, clock):
     done = snapshot(app, instance_id)
     assert done["state"] == "completed"
     assert len(fired(done)) == 3
+
+
+# -- workers claim due instances (app.jobs.fire_due_timers) ------------------------------------
+
+def test_two_workers_claiming_at_once_fire_every_due_instance_exactly_once(make_app, clock):
+    from app import jobs
+    app = quiet_app(make_app)
+    deploy(app, "hour_timer.bpmn")
+    ids = [start(app, "HourTimer") for _ in range(30)]
+    clock.advance(hours=1, seconds=1)
+    counts = in_two_threads_at_once(
+        lambda: jobs._fire_due(app, grace=0, seconds=60, wait_ahead=False, clock=clock.now))
+    assert sum(count for count, _ in counts) == 30
+    assert all(more is False for _, more in counts)
+    for instance_id in ids:
+        after = snapshot(app, instance_id)
+        assert [task for task, _ in fired(after)] == ["hour_passed"], instance_id
+        assert after["revision"] == 2 and after["timers"] == []
+
+
+def test_an_instance_whose_firing_fails_is_passed_over_and_the_others_fire(make_app, clock, monkeypatch):
+    from app import jobs
+    app = quiet_app(make_app)
+    deploy(app, "hour_timer.bpmn")
+    broken, *others = [start(app, "HourTimer") for _ in range(3)]
+    clock.advance(hours=1, seconds=1)
+    engine = services(app).engine
+    fire = engine.fire
+
+    def fire_but_one(instance, now):
+        if instance.id == broken:
+            raise RuntimeError("a bug in firing")
+        return fire(instance, now)
+
+    monkeypatch.setattr(engine, "fire", fire_but_one)
+    assert jobs._fire_due(app, grace=0, seconds=60, wait_ahead=False, clock=clock.now) == (2, False)
+    assert [task for task, _ in fired(snapshot(app, broken))] == []  # still due, for the next run
+    assert snapshot(app, broken)["timers"]
+    for instance_id in others:
+        assert [task for task, _ in fired(snapshot(app, instance_id))] == ["hour_passed"]
+
+
+def test_an_alarm_past_its_time_hands_the_rest_to_a_new_job(make_app, clock, monkeypatch):
+    from app import jobs
+    app = quiet_app(make_app)
+    app.config["TIMER_BATCH_SECONDS"] = 0
+    deploy(app, "hour_timer.bpmn")
+    ids = [start(app, "HourTimer") for _ in range(2)]
+    clock.advance(hours=1, seconds=1)
+    monkeypatch.setattr(jobs, "utcnow", clock.now)
+    queue = services(app).jobs
+    with queue._cond:
+        queue._heap.clear()
+    with app.app_context():
+        assert jobs.fire_due_timers() == 1
+    assert queue.waiting() == ["app.jobs.fire_due_timers"]  # the other is left to the next job
+    assert sum(len(fired(snapshot(app, i))) for i in ids) == 1
+
+
+def test_timers_due_in_one_second_share_one_alarm(make_app):
+    app = quiet_app(make_app)
+    services(app).jobs.whole_seconds = True  # as RQ's: alarms ring at whole seconds
+    deploy(app, "hour_timer.bpmn")
+    ids = [start(app, "HourTimer") for _ in range(20)]
+    seconds = {due.replace(microsecond=0) for i in ids for _, due in snapshot(app, i)["timers"]}
+    alarms = [job for job in services(app).jobs.waiting() if job == "app.jobs.fire_due_timers"]
+    assert len(alarms) == len(seconds) < len(ids)
