@@ -237,11 +237,11 @@ def withdraw_offers(user_id: int) -> int:
     withdrawn = 0
     with app.app_context(), _session_ends():
         chat_ids = db.session.scalars(select(Chat.id).where(Chat.offered_to_id == user_id,
-                                                            Chat.state == "offered").order_by(Chat.id)).all()
+                                                            Chat.state == ChatState.OFFERED).order_by(Chat.id)).all()
         for chat_id in chat_ids:
             chat = lifecycle.lock_chat_and_process(chat_id, engine)
             user = db.session.get(User, user_id)
-            if chat.state != "offered" or chat.offered_to_id != user_id or user is None:
+            if chat.state != ChatState.OFFERED or chat.offered_to_id != user_id or user is None:
                 db.session.rollback()
                 continue
             lapsed = decisions.presence_lapsed(user.connected_until, utcnow(), presence.grace_seconds())
