@@ -56,8 +56,9 @@ def fire_timers(instance_id: int) -> bool:
 @_rides_out_outages
 def fire_due_timers() -> int:
     """An alarm (app.engine.alarms): fire the timers due now (on RQ also those falling due within
-    the next second: its alarms ring at whole seconds), for at most TIMER_BATCH_SECONDS; what is left is handed to a new job, so that
-    other jobs do not wait behind a backlog. Returns how many instances fired."""
+    the next second: its alarms ring at whole seconds), for at most TIMER_BATCH_SECONDS; what is
+    left is handed to a new job, so that other jobs do not wait behind a backlog. Returns how many
+    instances fired."""
     app = _app()
     fired, more = _fire_due(app, grace=0.0, seconds=app.config["TIMER_BATCH_SECONDS"],
                             wait_ahead=services(app).jobs.whole_seconds)
@@ -236,11 +237,11 @@ def withdraw_offers(user_id: int) -> int:
     withdrawn = 0
     with app.app_context(), _session_ends():
         chat_ids = db.session.scalars(select(Chat.id).where(Chat.offered_to_id == user_id,
-                                                            Chat.state == "offered").order_by(Chat.id)).all()
+                                                            Chat.state == ChatState.OFFERED).order_by(Chat.id)).all()
         for chat_id in chat_ids:
             chat = lifecycle.lock_chat_and_process(chat_id, engine)
             user = db.session.get(User, user_id)
-            if chat.state != "offered" or chat.offered_to_id != user_id or user is None:
+            if chat.state != ChatState.OFFERED or chat.offered_to_id != user_id or user is None:
                 db.session.rollback()
                 continue
             lapsed = decisions.presence_lapsed(user.connected_until, utcnow(), presence.grace_seconds())

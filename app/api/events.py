@@ -4,11 +4,12 @@ import logging
 import time
 
 from flask import Blueprint, Response, current_app, g
+from pydantic import Field
 from redis import RedisError
 
 from app import accounts
 from app.api.auth import authenticate, bearer_token
-from app.api.contract import contract
+from app.api.contract import Query, contract
 from app.chats import presence
 from app.models.types import utcnow
 from app.api.errors import ApiError
@@ -20,11 +21,17 @@ bp = Blueprint("events", __name__, url_prefix="/api")
 bp.before_request(authenticate)
 
 
+class EventsQuery(Query):
+    presence: bool = Field(True, description="false: only watch (an admin page); the open stream does not "
+                                             "count as your presence as an operator")
+
+
 @bp.get("/events")
-@contract(media_type="text/event-stream")
-def events():
+@contract(query=EventsQuery, media_type="text/event-stream")
+def events(query: EventsQuery):
     """Your live events (Server-Sent Events): offers, chats taken, client messages, completions, status."""
     user_id, status, token = g.user.id, g.user.status, bearer_token()
+    present = query.presence
     app = current_app._get_current_object()
     try:
         subscription = services(app).events.subscribe(user_id)
@@ -34,8 +41,9 @@ def events():
     jobs = services(app).jobs
     # An open stream is the console's presence: renewed at each keep-alive, with one to spare.
     presence_seconds = 2 * keepalive + 1
-    presence.seen(user_id, presence_seconds, jobs, check=False)
-    db.session.commit()
+    if present:
+        presence.seen(user_id, presence_seconds, jobs, check=False)
+        db.session.commit()
     db.session.close()  # a stream may last hours; it must not hold a database connection
 
     def still_valid() -> bool:
@@ -45,13 +53,16 @@ def events():
             user = accounts.user_for_token(token)
             if user is None or user.id != user_id:
                 return False
-            presence.seen(user_id, presence_seconds, jobs, check=False)
-            db.session.commit()
+            if present:
+                presence.seen(user_id, presence_seconds, jobs, check=False)
+                db.session.commit()
             return True
 
     written = [None]  # when the client last took a frame: it was there until then
 
     def closed():
+        if not present:
+            return
         try:
             with app.app_context():
                 presence.stream_closed(user_id, jobs, written[0])
@@ -60,7 +71,8 @@ def events():
             log.exception("could not record that user %s disconnected", user_id)
 
     def stream():
-        presence.stream_opened(user_id)
+        if present:
+            presence.stream_opened(user_id)
         try:
             # Subscribed before `ready`: a client that reloads its lists on `ready` misses nothing.
             yield "retry: 2000\n" + _frame("ready", {"type": "ready", "user_id": user_id, "status": status})

@@ -126,6 +126,7 @@ class ChatView:
     rule: str
     started: bool  # its lifecycle process is running
     offered_to_id: int | None = None
+    operator_id: int | None = None  # who has it in work
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,23 @@ def accept_refusal(chat: ChatView, op: OperatorView, limit: int) -> Refusal | No
         return Refusal("limit_reached", f"you hold {op.holds} chats ({op.chats_in_work} in work, "
                                         f"{op.chats_offered} offered), the limit is {limit}")
     return None
+
+
+# -- working a chat: reply, transfer, complete -------------------------------------------
+def work_refusal(chat: ChatView, user_id: int, admin: bool = False) -> Refusal | None:
+    """Why `user_id` may not reply to or transfer `chat` now: only a chat in work, by them (or
+    by anyone, for an admin)."""
+    if chat.state != "in_work" or not (admin or chat.operator_id == user_id):
+        return Refusal("chat_not_in_work", f"chat {chat.id} is not in work by you")
+    return None
+
+
+def complete_refusal(chat: ChatView, user_id: int, admin: bool = False) -> Refusal | None:
+    """Why `user_id` may not complete `chat` now: its operator completes it in work; an admin
+    completes any chat that is not completed yet."""
+    if chat.state == "completed":
+        return Refusal("chat_completed", f"chat {chat.id} is already completed")
+    return None if admin else work_refusal(chat, user_id)
 
 
 # -- timers --------------------------------------------------------------------------------

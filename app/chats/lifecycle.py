@@ -9,18 +9,26 @@ from sqlalchemy import func, select
 
 from app import job_names
 from app.chats import decisions, live, routing, settings
+from app.engine import tx
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
 from app.models.chat import Chat, ChatEvent, Queue
+from app.models.states import WAITING, ChatState, OperatorStatus
 from app.models.types import utcnow
 
 
 def lock_chat(chat_id: int) -> Chat:
-    chat = db.session.execute(select(Chat).where(Chat.id == chat_id).with_for_update()
-                              .execution_options(populate_existing=True)).scalar_one_or_none()
+    """The chat's row, locked until commit. Locked once per transaction: the operations a message
+    runs reuse the lock (and the row) the action took before delivering it."""
+    held = tx.locked_rows(db.session)
+    chat = held.get(("chat", chat_id))
     if chat is None:
-        raise NotFound(f"no chat {chat_id}", code="chat_not_found")
+        chat = db.session.execute(select(Chat).where(Chat.id == chat_id).with_for_update()
+                                  .execution_options(populate_existing=True)).scalar_one_or_none()
+        if chat is None:
+            raise NotFound(f"no chat {chat_id}", code="chat_not_found")
+        held[("chat", chat_id)] = chat
     return chat
 
 
@@ -52,12 +60,12 @@ def route_chat(chat_id: int) -> dict:
     """First routing of a new chat: `all` makes it visible, `least_busy` offers it."""
     chat = lock_chat(chat_id)
     result = timeouts(chat)
-    if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == decisions.LEAST_BUSY:
         result["offered_to"] = _offer(chat)
     else:
         record(chat, "queued", rule=chat.queue.routing_rule)
         result["offered_to"] = chat.offered_to_id
-        if chat.state == "queued":
+        if chat.state == ChatState.QUEUED:
             live.chat_visible(chat)
     return result
 
@@ -65,7 +73,7 @@ def route_chat(chat_id: int) -> dict:
 def offer_chat(chat_id: int) -> dict:
     """Offer a waiting least_busy chat to the best eligible operator, if there is one."""
     chat = lock_chat(chat_id)
-    if chat.state == "queued" and chat.queue.routing_rule == "least_busy":
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == decisions.LEAST_BUSY:
         return {"offered_to": _offer(chat)}
     return {"offered_to": chat.offered_to_id}
 
@@ -77,15 +85,15 @@ def offer_timed_out(chat_id: int, stop_after: int | None = None, *, jobs=None) -
     `stop_after`, once that many are missed the chat is not offered again (the diagram escalates).
     """
     chat = lock_chat(chat_id)
-    if chat.state == "offered" and chat.offered_to_id is not None:
+    if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         missed = routing.lock_user(chat.offered_to_id)
-        missed.status = "inactive"
+        missed.status = OperatorStatus.INACTIVE
         missed.chats_offered = max(0, missed.chats_offered - 1)
         record(chat, "offer_timed_out", operator_id=missed.id, offered_at=chat.offered_at.isoformat(),
-               operator_now="inactive")
-        chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+               operator_now=OperatorStatus.INACTIVE)
+        chat.state, chat.offered_to_id, chat.offered_at = ChatState.QUEUED, None, None
         live.chat_withdrawn(chat, missed.id, "accept_timeout")
-        live.status_changed(missed.id, "inactive")
+        live.status_changed(missed.id, OperatorStatus.INACTIVE)
         if jobs is not None and missed.chats_offered:  # their other offers go to others too
             after_commit(db.session, jobs.enqueue, job_names.WITHDRAW_OFFERS, missed.id)
         count = missed_offers(chat.id)
@@ -94,7 +102,7 @@ def offer_timed_out(chat_id: int, stop_after: int | None = None, *, jobs=None) -
         # A chat transferred to one operator of an `all` queue becomes visible to all again.
         return {"offered_to": _route(chat, exclude=(missed.id,)), "missed_offers": count}
     count = missed_offers(chat.id)
-    if chat.state == "queued" and chat.queue.routing_rule == "least_busy" \
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == decisions.LEAST_BUSY \
             and decisions.keeps_offering(count, stop_after):
         return {"offered_to": _offer(chat), "missed_offers": count}
     return {"offered_to": chat.offered_to_id, "missed_offers": count}
@@ -109,11 +117,37 @@ def missed_offers(chat_id: int) -> int:
         ChatEvent.id > accepted.scalar_subquery()))
 
 
+def accept_chat(chat_id: int, operator_id: int) -> dict:
+    """The operator accepted (`service.accept` allowed it under the locks): the chat is theirs, in work."""
+    chat = lock_chat(chat_id)
+    if chat.state not in WAITING:
+        return {"accepted": False, "state": chat.state}
+    operator = routing.lock_user(operator_id)
+    if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
+        offered = routing.lock_user(chat.offered_to_id)
+        offered.chats_offered = max(0, offered.chats_offered - 1)
+    now = utcnow()
+    operator.chats_in_work += 1
+    operator.last_accepted_at = now
+    chat.state, chat.operator_id, chat.accepted_at, chat.offered_to_id = ChatState.IN_WORK, operator.id, now, None
+    record(chat, "accepted", operator_id=operator.id)
+    live.chat_taken(chat)
+    return {"accepted": True, "operator_id": operator.id}
+
+
+def note_reply(chat_id: int) -> dict:
+    """The operator replied (the reply is stored; a worker sends it): the chat's last outgoing
+    message is now, which the completion timeout counts from."""
+    chat = lock_chat(chat_id)
+    chat.last_outgoing_at = utcnow()
+    return {"replied_at": chat.last_outgoing_at.isoformat()}
+
+
 def transfer_chat(chat_id: int, transfer: dict) -> dict:
     """Hand a chat in work to another operator of its queue (offered to them, with the acceptance
     timeout) or to another queue (routed by that queue's rule). Answers like `route_chat`."""
     chat = lock_chat(chat_id)
-    if chat.state != "in_work":
+    if chat.state != ChatState.IN_WORK:
         return {**timeouts(chat), "offered_to": chat.offered_to_id}
     previous = routing.lock_user(chat.operator_id)
     previous.chats_in_work = max(0, previous.chats_in_work - 1)
@@ -121,7 +155,7 @@ def transfer_chat(chat_id: int, transfer: dict) -> dict:
     record(chat, "transferred", from_operator_id=previous.id, to_operator_id=target_id,
            from_queue_id=chat.queue_id, to_queue_id=queue_id, note=transfer.get("note"), by=transfer.get("by"))
     live.chat_withdrawn(chat, previous.id, "transferred")
-    chat.state, chat.operator_id, chat.accepted_at, chat.last_outgoing_at = "queued", None, None, None
+    chat.state, chat.operator_id, chat.accepted_at, chat.last_outgoing_at = ChatState.QUEUED, None, None, None
     if queue_id is not None:
         chat.queue_id = queue_id
         db.session.flush()
@@ -133,7 +167,7 @@ def transfer_chat(chat_id: int, transfer: dict) -> dict:
         why_not = decisions.ineligible_because(routing.view(target, routing.serves(target.id, chat.queue_id)), limit)
         if why_not is None:  # still available (checked when asked, and again under the lock)
             target.chats_offered += 1
-            chat.state, chat.offered_to_id, chat.offered_at = "offered", target.id, utcnow()
+            chat.state, chat.offered_to_id, chat.offered_at = ChatState.OFFERED, target.id, utcnow()
             record(chat, "offered", operator_id=target.id, rule="transfer", why="transferred to them")
             live.chat_offered(chat)
             return {**result, "offered_to": target.id}
@@ -149,11 +183,11 @@ def move_to_queue(chat_id: int, queue, reason: str | None = None) -> dict:
     target = _queue(queue)
     facts = {"missed_offers": missed_offers(chat.id),
              "waited_minutes": round((utcnow() - chat.created_at).total_seconds() / 60, 1)}
-    if chat.state not in ("queued", "offered") or target.id == chat.queue_id:
+    if chat.state not in WAITING or target.id == chat.queue_id:
         return {**timeouts(chat), "offered_to": chat.offered_to_id, "queue_id": chat.queue_id, "moved": False,
                 **facts}
     withdraw_offer(chat, "moved_to_queue", to_queue_id=target.id)
-    if chat.queue.routing_rule == "all":  # every operator who saw it in the old queue drops it
+    if chat.queue.routing_rule == decisions.ALL:  # every operator who saw it in the old queue drops it
         live.tell(live.queue_operators(chat.queue_id), "chat_withdrawn", chat_id=chat.id, reason="moved_to_queue")
     record(chat, "moved_to_queue", from_queue_id=chat.queue_id, to_queue_id=target.id, reason=reason, **facts)
     chat.queue_id = target.id
@@ -174,7 +208,7 @@ def _queue(ref) -> Queue:
 def _route(chat: Chat, exclude=()) -> int | None:
     """Route a queued chat by its queue's rule: `least_busy` offers it, `all` shows it to every eligible
     operator. Returns the operator it was offered to."""
-    if chat.queue.routing_rule == "least_busy":
+    if chat.queue.routing_rule == decisions.LEAST_BUSY:
         return _offer(chat, exclude)
     record(chat, "queued", rule="all")
     live.chat_visible(chat)
@@ -184,21 +218,21 @@ def _route(chat: Chat, exclude=()) -> int | None:
 def complete_chat(chat_id: int, reason: str = "operator", *, jobs=None) -> dict:
     """Complete the chat and free its operator's capacity (which may take a waiting chat)."""
     chat = lock_chat(chat_id)
-    if chat.state == "completed":
+    if chat.state == ChatState.COMPLETED:
         return {"completed": False, "reason": chat.completion_reason}
     freed = []
     concerned = [chat.operator_id, chat.offered_to_id]
-    if chat.state == "queued" and chat.queue.routing_rule == "all":
+    if chat.state == ChatState.QUEUED and chat.queue.routing_rule == decisions.ALL:
         concerned += live.queue_operators(chat.queue_id)
-    if chat.operator_id is not None and chat.state == "in_work":
+    if chat.operator_id is not None and chat.state == ChatState.IN_WORK:
         operator = routing.lock_user(chat.operator_id)
         operator.chats_in_work = max(0, operator.chats_in_work - 1)
         freed.append(operator.id)
-    if chat.offered_to_id is not None and chat.state == "offered":
+    if chat.offered_to_id is not None and chat.state == ChatState.OFFERED:
         offered = routing.lock_user(chat.offered_to_id)
         offered.chats_offered = max(0, offered.chats_offered - 1)
         freed.append(offered.id)
-    chat.state, chat.completion_reason, chat.completed_at = "completed", reason, utcnow()
+    chat.state, chat.completion_reason, chat.completed_at = ChatState.COMPLETED, reason, utcnow()
     chat.offered_to_id = None
     record(chat, "completed", reason=reason)
     live.chat_completed(chat, concerned)
@@ -218,7 +252,7 @@ def _offer(chat: Chat, exclude=()) -> int | None:
         chosen = routing.lock_user(decision.chosen)
         if decisions.ineligible_because(routing.view(chosen), limit, exclude) is None:
             chosen.chats_offered += 1
-            chat.state, chat.offered_to_id, chat.offered_at = "offered", chosen.id, utcnow()
+            chat.state, chat.offered_to_id, chat.offered_at = ChatState.OFFERED, chosen.id, utcnow()
             record(chat, "offered", operator_id=chosen.id, rule="least_busy",
                    candidates=[_candidate(a.operator) for a in decision.assessments[:routing.CANDIDATES_RECORDED]
                                if a.eligible],
@@ -235,7 +269,7 @@ def _candidate(op: decisions.OperatorView) -> dict:
 
 def _wait(chat: Chat, reason: str) -> None:
     """Nobody can take the chat now: it waits queued. Its history says so once, not at every re-check."""
-    chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+    chat.state, chat.offered_to_id, chat.offered_at = ChatState.QUEUED, None, None
     last = db.session.scalars(select(ChatEvent).where(ChatEvent.chat_id == chat.id)
                               .order_by(ChatEvent.id.desc()).limit(1)).first()
     if last is None or last.event != "waiting_for_operator" or (last.details or {}).get("reason") != reason:
@@ -248,13 +282,13 @@ def withdraw_offer(chat: Chat, reason: str, **details) -> int | None:
 
     Returns the operator it was offered to. The caller routes it again.
     """
-    if chat.state != "offered" or chat.offered_to_id is None:
+    if chat.state != ChatState.OFFERED or chat.offered_to_id is None:
         return None
     operator = routing.lock_user(chat.offered_to_id)
     operator.chats_offered = max(0, operator.chats_offered - 1)
     record(chat, "offer_withdrawn", operator_id=operator.id, reason=reason,
            offered_at=chat.offered_at.isoformat() if chat.offered_at else None, **details)
-    chat.state, chat.offered_to_id, chat.offered_at = "queued", None, None
+    chat.state, chat.offered_to_id, chat.offered_at = ChatState.QUEUED, None, None
     live.chat_withdrawn(chat, operator.id, reason)
     return operator.id
 
@@ -278,6 +312,13 @@ def register(operations, jobs) -> None:
                          "reason": "optional, recorded in the chat's history"},
                         "{rule, offered_to, accept_timeout_seconds, completion_timeout_seconds, queue_id, moved, "
                         "missed_offers, waited_minutes}")(move_to_queue)
+    operations.register("accept_chat", "The operator accepted the chat (Chatflow checked they may): it is "
+                        "in work by them.", {"chat_id": "the chat (ChatId)",
+                                             "operator_id": "who accepted (OperatorId, from chat_accepted)"},
+                        "{accepted, operator_id}")(accept_chat)
+    operations.register("note_reply", "The operator replied: the chat's last outgoing message is now (the "
+                        "completion timeout counts from it).", {"chat_id": "the chat (ChatId)"},
+                        "{replied_at}")(note_reply)
     operations.register("transfer_chat", "Hand a chat in work to another operator of its queue (offered to "
                         "them) or to another queue (routed by its rule).",
                         {"chat_id": "the chat (ChatId)",

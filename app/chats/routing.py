@@ -9,9 +9,11 @@ the function ranks them.
 from sqlalchemy import bindparam, select, union
 
 from app.chats import decisions, settings
+from app.engine import tx
 from app.extensions import db
 from app.models import RoleMember, User
 from app.models.chat import Queue, QueueOperator
+from app.models.states import OperatorStatus
 from app.models.types import utcnow
 
 CANDIDATES_RECORDED = 5
@@ -45,7 +47,7 @@ def view(user: User, serves_queue: bool = True, now=None, connected: bool | None
     """A user row as the decisions see it (`connected` overrides presence: a request is a sign of life)."""
     if connected is None:
         connected = decisions.is_connected(user.connected_until, now or utcnow())
-    status = user.status if user.active else "inactive"  # a deactivated user takes nothing
+    status = user.status if user.active else OperatorStatus.INACTIVE  # a deactivated user takes nothing
     return decisions.OperatorView(user.id, status, connected, serves_queue, user.chats_in_work,
                                   user.chats_offered, user.last_accepted_at)
 
@@ -55,8 +57,9 @@ def view(user: User, serves_queue: bool = True, now=None, connected: bool | None
 _COLUMNS = (User.id, User.status, User.connected_until, User.chats_in_work, User.chats_offered,
             User.last_accepted_at)
 CANDIDATES = select(*_COLUMNS).where(
-    User.id.in_(select(operator_ids(bindparam("queue_id")).c[0])), User.status == "active", User.active.is_(True),
-    User.connected_until > bindparam("now"), User.chats_in_work + User.chats_offered < bindparam("limit"))
+    User.id.in_(select(operator_ids(bindparam("queue_id")).c[0])), User.status == OperatorStatus.ACTIVE,
+    User.active.is_(True), User.connected_until > bindparam("now"),
+    User.chats_in_work + User.chats_offered < bindparam("limit"))
 
 
 def _views(rows, now, serving=None) -> list[decisions.OperatorView]:
@@ -90,8 +93,14 @@ def eligible_operators(queue_id: int) -> list[int]:
 
 
 def lock_user(user_id: int) -> User:
-    return db.session.execute(select(User).where(User.id == user_id).with_for_update()
-                              .execution_options(populate_existing=True)).scalar_one()
+    """The user's row, locked until commit (once per transaction, like `lifecycle.lock_chat`)."""
+    held = tx.locked_rows(db.session)
+    user = held.get(("user", user_id))
+    if user is None:
+        user = held[("user", user_id)] = db.session.execute(
+            select(User).where(User.id == user_id).with_for_update()
+            .execution_options(populate_existing=True)).scalar_one()
+    return user
 
 
 def may_take(user: User, limit: int | None = None, connected: bool | None = None) -> bool:

@@ -14,8 +14,9 @@ from app.chats.lifecycle import lock_chat_and_process, record
 from app.engine.errors import Conflict, Invalid
 from app.engine.tx import after_commit
 from app.extensions import db
-from app.models import User
+from app.models import ProcessInstance, ProcessVersion, User
 from app.models.chat import Channel, Chat, ChatEvent, Contact, ContactIdentity, Message, Queue
+from app.models.states import ChatState, MessageStatus, OperatorStatus
 from app.models.types import utcnow
 
 MAX_TEXT = 4096  # Telegram's limit for one message
@@ -37,21 +38,21 @@ def receive(channel: Channel, inbound: InboundMessage, jobs, bot_holds: bool = F
     contact = _contact(channel, inbound)
     # Locked: a chat completing at this moment must not take the message with it.
     chat = db.session.scalars(select(Chat).where(Chat.channel_id == channel.id, Chat.contact_id == contact.id,
-                                                 Chat.state != "completed").with_for_update()
+                                                 Chat.state != ChatState.COMPLETED).with_for_update()
                               .execution_options(populate_existing=True)).first()
-    if chat is not None and chat.state == "completed":
+    if chat is not None and chat.state == ChatState.COMPLETED:
         chat = None
     if chat is None:
-        state = "bot" if bot_holds else "queued" if channel.active else "unrouted"
+        state = ChatState.BOT if bot_holds else ChatState.QUEUED if channel.active else ChatState.UNROUTED
         chat = Chat(channel_id=channel.id, contact_id=contact.id, queue_id=channel.queue_id, state=state,
                     address=inbound.address)
         db.session.add(chat)
         db.session.flush()
         record(chat, "created", channel_id=channel.id, queue_id=channel.queue_id, bot=bot_holds,
                **({} if channel.active else {"unrouted": "the channel is inactive"}))
-        if state == "queued":
+        if state == ChatState.QUEUED:
             after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
-    elif chat.state == "bot" and not bot_holds and channel.active:
+    elif chat.state == ChatState.BOT and not bot_holds and channel.active:
         bots.hand_to_queue(chat, jobs, "the client wrote to Chatflow directly")
     message = messages.store(channel, contact.id, chat, inbound, jobs)
     live.chat_message(chat, message)
@@ -61,11 +62,11 @@ def receive(channel: Channel, inbound: InboundMessage, jobs, bot_holds: bool = F
 def route_now(chat_id: int, jobs) -> Chat:
     """An admin routes a chat that opened while its channel was inactive (its lifecycle starts now)."""
     chat = lifecycle.lock_chat(chat_id)
-    if chat.state != "unrouted":
+    if chat.state != ChatState.UNROUTED:
         raise Conflict(f"chat {chat_id} is {chat.state}, not unrouted", code="chat_not_unrouted")
     if not chat.channel.active:
         raise Conflict(f"channel {chat.channel_id} is inactive: activate it first", code="channel_inactive")
-    chat.state, chat.queue_id = "queued", chat.channel.queue_id
+    chat.state, chat.queue_id = ChatState.QUEUED, chat.channel.queue_id
     record(chat, "routed_by_admin", queue_id=chat.queue_id)
     after_commit(db.session, partial(jobs.enqueue, job_names.START_CHAT, chat.id))
     return chat
@@ -90,12 +91,12 @@ def _contact(channel: Channel, inbound: InboundMessage) -> Contact:
 # -- operators ----------------------------------------------------------------------------
 def visible_chats(user: User, state: str | None = None, limit: int = 100, offset: int = 0) -> list[Chat]:
     """Offered to them, queued in their `all` queues while they are eligible, in work by them."""
-    conditions = [(Chat.offered_to_id == user.id) & (Chat.state == "offered"),
-                  (Chat.operator_id == user.id) & (Chat.state == "in_work")]
+    conditions = [(Chat.offered_to_id == user.id) & (Chat.state == ChatState.OFFERED),
+                  (Chat.operator_id == user.id) & (Chat.state == ChatState.IN_WORK)]
     if routing.may_take(user, connected=True):  # asking is a sign of life
         all_queues = routing.queues_of(user.id, rule="all")
         if all_queues:
-            conditions.append((Chat.state == "queued") & Chat.queue_id.in_(all_queues)
+            conditions.append((Chat.state == ChatState.QUEUED) & Chat.queue_id.in_(all_queues)
                               & Chat.process_instance_id.is_not(None))
     query = select(Chat).where(or_(*conditions))
     if state:
@@ -105,68 +106,59 @@ def visible_chats(user: User, state: str | None = None, limit: int = 100, offset
 
 def accept(chat_id: int, user: User, engine) -> Chat:
     """First to accept wins; the others get 409 (chat_taken, not_offered_to_you, operator_inactive,
-    limit_reached)."""
+    limit_reached). Allowed, it is the message `chat_accepted` to the lifecycle, whose diagram
+    makes the chat theirs (operation `accept_chat`)."""
     chat = lock_chat_and_process(chat_id, engine)
-    serves = chat.state == "queued" and routing.serves(user.id, chat.queue_id)
+    serves = chat.state == ChatState.QUEUED and routing.serves(user.id, chat.queue_id)
     operator = routing.lock_user(user.id)
-    limit = settings.get("SimultaneousChats")
-    refusal = decisions.accept_refusal(
-        decisions.ChatView(chat.id, chat.state, chat.queue.routing_rule, chat.process_instance_id is not None,
-                           chat.offered_to_id),
-        routing.view(operator, serves_queue=serves, connected=True), limit)
-    if refusal is not None:
-        raise Conflict(refusal.message, code=refusal.code)
-    if chat.state == "offered":
-        operator.chats_offered = max(0, operator.chats_offered - 1)
-    operator.chats_in_work += 1
-    operator.last_accepted_at = utcnow()
-    chat.state, chat.operator_id, chat.accepted_at, chat.offered_to_id = "in_work", operator.id, utcnow(), None
-    record(chat, "accepted", operator_id=operator.id)
-    live.chat_taken(chat)
-    engine.deliver_message(chat.process_instance_id, "chat_accepted", {"OperatorId": operator.id})
+    _refuse(decisions.accept_refusal(_view(chat), routing.view(operator, serves_queue=serves, connected=True),
+                                     settings.get("SimultaneousChats")))
+    _tell_lifecycle(chat, engine, "chat_accepted", {"OperatorId": operator.id}, "accepting the chat")
     return chat
 
 
 def reply(chat_id: int, user: User, text: str, engine, jobs, file: OutboundFile | None = None) -> Message:
     """Store the reply (text, a file, or a file with its caption) as pending (a worker delivers
-    it) and restart the completion timer."""
+    it) and tell the lifecycle (`operator_replied`: its diagram notes the reply and restarts the
+    completion timer)."""
     if not text.strip() and file is None:
         raise Invalid("text: must not be empty", details={"field": "text"})
     if len(text) > MAX_TEXT:
         raise Invalid(f"text: at most {MAX_TEXT} characters", details={"field": "text"})
     chat = lock_chat_and_process(chat_id, engine)
-    if chat.state != "in_work" or chat.operator_id != user.id:
-        raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
+    _refuse(decisions.work_refusal(_view(chat), user.id))
     message = Message(channel_id=chat.channel_id, contact_id=chat.contact_id, chat_id=chat.id, direction="out",
-                      text=text, status="pending", author_id=user.id, next_attempt_at=utcnow())
+                      text=text, status=MessageStatus.PENDING, author_id=user.id, next_attempt_at=utcnow())
     if file is not None:
         messages.attach(message, file)
     db.session.add(message)
-    chat.last_outgoing_at = utcnow()
     db.session.flush()
     # The queue's timeouts as they are now: the completion timer re-armed by this reply reads them.
     timeouts = lifecycle.timeouts(chat)
     fresh = {"routing": timeouts} if timeouts["completion_timeout_seconds"] is not None else {}
-    engine.deliver_message(chat.process_instance_id, "operator_replied", fresh, if_waiting=True)
+    _tell_lifecycle(chat, engine, "operator_replied", fresh, "replies")
     after_commit(db.session, partial(jobs.enqueue, job_names.DELIVER_MESSAGE, message.id, job_id=f"send-{message.id}-1"))
     return message
 
 
 def complete(chat_id: int, user: User, reason: str, engine, jobs) -> Chat:
-    """Complete through the lifecycle; an admin can also end a chat whose process is stuck."""
+    """Complete through the lifecycle (`chat_completed`: its diagram calls `complete_chat`).
+
+    An admin (reason `admin`) can also end a chat whose process is stuck or never started: the
+    process is cancelled and the chat completed here, recorded as `completed_outside_process`.
+    """
     chat = lock_chat_and_process(chat_id, engine)
-    if chat.state == "completed":
-        raise Conflict(f"chat {chat_id} is already completed", code="chat_completed")
-    if reason == "operator" and (chat.state != "in_work" or chat.operator_id != user.id):
-        raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
+    admin = reason == "admin"
+    _refuse(decisions.complete_refusal(_view(chat), user.id, admin))
+    if not admin:
+        _tell_lifecycle(chat, engine, "chat_completed", {"Reason": reason, "By": user.id}, "completing the chat")
+        return chat
     if chat.process_instance_id is not None:
         try:
             engine.deliver_message(chat.process_instance_id, "chat_completed", {"Reason": reason, "By": user.id})
         except Conflict:
-            if reason != "admin":
-                raise
-    db.session.refresh(chat)
-    if chat.state != "completed":  # the process did not complete it (stuck, or not started yet)
+            pass  # not waiting for it, or stopped: forced below
+    if chat.state != ChatState.COMPLETED:  # the process did not complete it (stuck, or not started yet)
         if chat.process_instance_id is not None:
             try:
                 engine.cancel(chat.process_instance_id)
@@ -181,8 +173,7 @@ def transfer(chat_id: int, user: User, admin: bool, target: dict, engine) -> Cha
     """Hand a chat in work to another operator of its queue or to another queue, through the
     lifecycle (message `chat_transferred`): the diagram decides what a transfer does."""
     chat = lock_chat_and_process(chat_id, engine)
-    if chat.state != "in_work" or not (admin or chat.operator_id == user.id):
-        raise Conflict(f"chat {chat_id} is not in work by you", code="chat_not_in_work")
+    _refuse(decisions.work_refusal(_view(chat), user.id, admin))
     operator_id, queue_id = target.get("operator_id"), target.get("queue_id")
     if (operator_id is None) == (queue_id is None):
         raise Invalid("give exactly one of operator_id and queue_id", details={"field": "operator_id"})
@@ -199,16 +190,43 @@ def transfer(chat_id: int, user: User, admin: bool, target: dict, engine) -> Cha
     elif queue_id == chat.queue_id or db.session.get(Queue, queue_id) is None:
         raise Invalid("queue_id: another existing queue, please", details={"field": "queue_id"})
     payload = {"operator_id": operator_id, "queue_id": queue_id, "note": target.get("note"), "by": user.id}
-    try:
-        engine.deliver_message(chat.process_instance_id, "chat_transferred", {"transfer": payload})
-    except Conflict as e:
-        if e.code != "not_waiting_for_message":
-            raise
-        raise Conflict(f"this chat's lifecycle ({chat.queue.lifecycle_process}, as it was when the chat started) "
-                       "does not handle transfers: it does not wait for the message chat_transferred",
-                       code="action_not_in_lifecycle") from None
-    db.session.refresh(chat)
+    _tell_lifecycle(chat, engine, "chat_transferred", {"transfer": payload}, "transfers")
     return chat
+
+
+def _view(chat: Chat) -> decisions.ChatView:
+    return decisions.ChatView(chat.id, chat.state, chat.queue.routing_rule, chat.process_instance_id is not None,
+                              chat.offered_to_id, chat.operator_id)
+
+
+def _refuse(refusal: decisions.Refusal | None) -> None:
+    if refusal is not None:
+        raise Conflict(refusal.message, code=refusal.code)
+
+
+def _tell_lifecycle(chat: Chat, engine, message: str, data: dict, action: str) -> None:
+    """Deliver an operator's action to the chat's lifecycle, whose diagram changes the chat (the
+    caller's `chat` shows the state after the step). A lifecycle that does not wait for the
+    message now answers 409 action_not_in_lifecycle, naming the process and the message, and the
+    chat stays as it was."""
+    if chat.process_instance_id is not None:
+        try:
+            engine.deliver_message(chat.process_instance_id, message, data)
+            return
+        except Conflict as e:
+            if e.code != "not_waiting_for_message":
+                raise
+    raise Conflict(f"this chat's lifecycle ({_lifecycle_of(chat, engine)}) does not handle {action} at this "
+                   f"point: it does not wait for the message {message}", code="action_not_in_lifecycle")
+
+
+def _lifecycle_of(chat: Chat, engine) -> str:
+    """The process a chat's lifecycle runs, for people: key and version (running chats keep theirs)."""
+    instance = db.session.get(ProcessInstance, chat.process_instance_id) if chat.process_instance_id else None
+    if instance is None:
+        return "none is running"
+    return (f"{instance.process_key} version {engine.specs.version_number(instance.process_version_id)}, "
+            "as deployed when the chat started")
 
 
 def transfer_targets(chat: Chat) -> dict:
@@ -233,7 +251,7 @@ def set_status(user: User, status: str, jobs) -> User:
     if operator.status != status:
         operator.status = status
         live.status_changed(operator.id, status)
-        if status == "active":
+        if status == OperatorStatus.ACTIVE:
             after_commit(db.session, partial(jobs.enqueue, job_names.DRAIN_OPERATOR, operator.id))
         elif operator.chats_offered:
             after_commit(db.session, partial(jobs.enqueue, job_names.WITHDRAW_OFFERS, operator.id))
@@ -245,7 +263,7 @@ def waiting_chat_for(user_id: int) -> Chat | None:
     queues = routing.queues_of(user_id, rule="least_busy")
     if not queues:
         return None
-    return db.session.scalars(select(Chat).where(Chat.queue_id.in_(queues), Chat.state == "queued",
+    return db.session.scalars(select(Chat).where(Chat.queue_id.in_(queues), Chat.state == ChatState.QUEUED,
                                                  Chat.process_instance_id.is_not(None))
                               .order_by(Chat.created_at, Chat.id).limit(1)).first()
 
@@ -253,19 +271,18 @@ def waiting_chat_for(user_id: int) -> Chat | None:
 def unstarted_chats(cutoff, limit: int = 200) -> list[int]:
     """Chats older than `cutoff` whose lifecycle never started: the start job was lost, or the
     queue's process was not deployed then and is now (one that is still missing is not retried)."""
-    from app.models import ProcessVersion
     failed = select(ChatEvent.chat_id).where(ChatEvent.event == "lifecycle_not_started")
     deployed = select(Queue.id).where(Queue.lifecycle_process.in_(select(ProcessVersion.key)))
     lost = (Chat.created_at <= cutoff) & Chat.id.not_in(failed)
     now_startable = Chat.id.in_(failed) & Chat.queue_id.in_(deployed)  # at once, whatever its age
     return list(db.session.scalars(select(Chat.id).where(
-        Chat.process_instance_id.is_(None), Chat.state == "queued", lost | now_startable)
+        Chat.process_instance_id.is_(None), Chat.state == ChatState.QUEUED, lost | now_startable)
         .order_by(Chat.id).limit(limit)))
 
 
 def lifecycle_problems(chats) -> dict[int, str]:
     """Why these chats' lifecycles did not start (the last failure of each chat still without one)."""
-    ids = [c.id for c in chats if c.process_instance_id is None and c.state not in ("bot", "completed")]
+    ids = [c.id for c in chats if c.process_instance_id is None and c.state not in (ChatState.BOT, ChatState.COMPLETED)]
     if not ids:
         return {}
     rows = db.session.execute(select(ChatEvent.chat_id, ChatEvent.details).where(

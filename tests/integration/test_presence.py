@@ -28,6 +28,22 @@ def test_active_but_not_connected_gets_no_offer_until_connected(chat_api):
     assert wait_chat(chat_api, chat["id"], lambda c: c["state"] == "offered")["offered_to_id"] == ann.id
 
 
+def test_a_watch_only_stream_is_no_presence_but_a_console_stream_is(chat_api):
+    """Chat setup watches the admins' events with ?presence=false: an admin who also serves a
+    queue is not offered chats because that page is open; the operator panel's stream counts."""
+    queue = make_queue(chat_api, "least_busy")
+    ann = make_operator(chat_api, "ann", queue["id"], connected=False)
+    watching = ann.api.call("GET", "/api/events?presence=false", buffered=False)
+    assert watching.status_code == 200 and watching.mimetype == "text/event-stream"
+    assert (ann.me()["connected"], ann.me()["presence"]) == (False, "away")
+    watching.close()
+    working = ann.api.call("GET", "/api/events", buffered=False)
+    assert working.status_code == 200
+    assert (ann.me()["connected"], ann.me()["presence"]) == (True, "available")
+    working.close()
+    assert error_code(ann.api.get("/api/events?presence=maybe")) == "bad_query"
+
+
 def test_going_inactive_withdraws_the_offer_and_routes_it_again_at_once(chat_api):
     queue = make_queue(chat_api, "least_busy")
     ann, bob = make_operator(chat_api, "ann", queue["id"]), make_operator(chat_api, "bob", queue["id"])

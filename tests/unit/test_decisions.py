@@ -5,8 +5,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from app.chats.decisions import (ALL, LEAST_BUSY, ChatView, OperatorView, accept_refusal, acceptance_due,
-                                 completion_due, decide, ineligible_because, is_connected, keeps_offering,
-                                 offer_lost_because, presence, presence_lapsed, recipients, seconds)
+                                 complete_refusal, completion_due, decide, ineligible_because, is_connected,
+                                 keeps_offering, offer_lost_because, presence, presence_lapsed, recipients, seconds,
+                                 work_refusal)
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)
 
@@ -119,6 +120,37 @@ def test_an_inactive_operator_is_told_so_not_that_they_are_at_the_limit():
     assert refusal.code == "operator_inactive" and "active" in refusal.message
     full = accept_refusal(QUEUED_ALL, op(1, chats_in_work=2), limit=2)
     assert full.message == "you hold 2 chats (2 in work, 0 offered), the limit is 2"
+
+
+# -- working a chat: reply, transfer, complete -------------------------------------------------
+def in_work_by(operator_id):
+    return ChatView(10, "in_work", ALL, True, operator_id=operator_id)
+
+
+@pytest.mark.parametrize("chat, user_id, admin, code", [
+    (in_work_by(1), 1, False, None),
+    (in_work_by(1), 2, False, "chat_not_in_work"),       # a colleague's chat
+    (in_work_by(1), 2, True, None),                      # an admin may transfer any chat in work
+    (offered_to(1), 1, False, "chat_not_in_work"),       # not accepted yet
+    (ChatView(10, "completed", ALL, True, operator_id=1), 1, True, "chat_not_in_work"),
+])
+def test_reply_and_transfer_need_the_chat_in_work_by_you(chat, user_id, admin, code):
+    refusal = work_refusal(chat, user_id, admin)
+    assert (refusal.code if refusal else None) == code
+
+
+@pytest.mark.parametrize("chat, user_id, admin, code", [
+    (in_work_by(1), 1, False, None),
+    (in_work_by(1), 2, False, "chat_not_in_work"),
+    (offered_to(1), 1, False, "chat_not_in_work"),
+    (QUEUED_ALL, 2, True, None),                          # an admin ends a chat in any state but completed
+    (ChatView(10, "queued", ALL, False), 2, True, None),  # also one whose lifecycle never started
+    (ChatView(10, "completed", ALL, True, operator_id=1), 1, False, "chat_completed"),
+    (ChatView(10, "completed", ALL, True), 2, True, "chat_completed"),
+])
+def test_complete_by_the_operator_in_work_or_by_an_admin(chat, user_id, admin, code):
+    refusal = complete_refusal(chat, user_id, admin)
+    assert (refusal.code if refusal else None) == code
 
 
 # -- presence ----------------------------------------------------------------------------------

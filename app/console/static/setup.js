@@ -539,8 +539,9 @@
   // Shown once the lists are in, so no form can be used before its selects are filled.
   await refresh();
   root.hidden = false;
-  // A channel that stops working (a page token Facebook refused) shows at once.
-  CF.events({onEvent: (event) => {
+  // A channel that stops working (a page token Facebook refused) shows at once. Only watching:
+  // an admin with Chat setup open is not thereby at work as an operator.
+  CF.events({path: "/api/events?presence=false", onEvent: (event) => {
     if (event.type === "channel_status") refresh();
     if (event.type === "notification") CF.notice(event, {admin: true});   // e.g. a chat escalated
   }});
