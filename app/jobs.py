@@ -56,8 +56,9 @@ def fire_timers(instance_id: int) -> bool:
 @_rides_out_outages
 def fire_due_timers() -> int:
     """An alarm (app.engine.alarms): fire the timers due now (on RQ also those falling due within
-    the next second: its alarms ring at whole seconds), for at most TIMER_BATCH_SECONDS; what is left is handed to a new job, so that
-    other jobs do not wait behind a backlog. Returns how many instances fired."""
+    the next second: its alarms ring at whole seconds), for at most TIMER_BATCH_SECONDS; what is
+    left is handed to a new job, so that other jobs do not wait behind a backlog. Returns how many
+    instances fired."""
     app = _app()
     fired, more = _fire_due(app, grace=0.0, seconds=app.config["TIMER_BATCH_SECONDS"],
                             wait_ahead=services(app).jobs.whole_seconds)
