@@ -156,9 +156,11 @@
   await load();
   if (data.selected) select(data.selected);
   setInterval(() => { if (!document.hidden) load(); }, EVERY_MS);
-  CF.events({onEvent: (event) => {
-    if (event.type !== "notification") return;
-    CF.notice(event, {admin: true});
-    load();
-  }});
+  // Only watching: an admin who also serves a queue is not made present by this page.
+  CF.events({path: "/api/events?presence=false", onState: (live) => { document.body.dataset.live = live; },
+             onEvent: (event) => {
+               if (event.type !== "notification") return;
+               CF.notice(event, {admin: true});
+               load();
+             }});
 })();
