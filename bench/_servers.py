@@ -66,6 +66,8 @@ def stack(database: str, redis_db: int, web_workers: int = 2, job_workers: int =
         env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": redis_url,
                "CHATFLOW_BOOTSTRAP_ADMIN_TOKEN": admin_token, "TELEGRAM_API_BASE": fake.url,
                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1",
+               # The benches' operators announce their presence once (setup_queue): it lasts the run.
+               "CHATFLOW_PRESENCE_HEARTBEAT_SECONDS": "3600",
                **(extra_env or {})}
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
                     "CHATFLOW_RQ_QUEUE"):
@@ -99,7 +101,7 @@ def stack(database: str, redis_db: int, web_workers: int = 2, job_workers: int =
 
 def setup_queue(s: Stack, *, rule: str, operators: int, simultaneous: int, accept_timeout_minutes: float,
                 completion_timeout_minutes: float | None) -> dict:
-    """Settings, one queue with `operators` operators, one Telegram channel, over the API."""
+    """Settings, one queue with `operators` operators (active and present), one Telegram channel, over the API."""
     api = s.api
     for code, value in (("SiteUrl", "https://chat.example.com"), ("SimultaneousChats", simultaneous),
                         ("OmniChatOperatorAcceptChatTimeout", accept_timeout_minutes)):
@@ -110,6 +112,9 @@ def setup_queue(s: Stack, *, rule: str, operators: int, simultaneous: int, accep
     for i in range(operators):
         user = api.call("POST", "/api/users", {"login": f"op{i + 1:04d}", "name": f"Operator {i + 1}"}).json()
         api.call("POST", f"/api/queues/{queue['id']}/operators", {"user_id": user["id"]})
+        operator = Api(s.base, user["token"])  # new users start inactive and absent: only the present get chats
+        operator.call("PUT", "/api/me/status", {"status": "active"})
+        operator.call("PUT", "/api/me/presence")
         ops.append((user["id"], user["token"]))
     channel = api.call("POST", "/api/channels", {"provider": "telegram", "name": "Bench bot", "token": BOT_TOKEN,
                                                  "queue_id": queue["id"], "active": True}).json()

@@ -148,10 +148,14 @@ class Timed:
 
 
 def setup(app, args):
+    from datetime import timedelta
+
     from app.chats import settings
     from app.extensions import db
     from app.models import User
     from app.models.chat import Channel, Queue, QueueOperator
+    from app.models.states import OperatorStatus
+    from app.models.types import utcnow
     with app.app_context():
         engine = services(app).engine
         settings.put("SimultaneousChats", 100)
@@ -164,7 +168,9 @@ def setup(app, args):
         db.session.add(channel)
         ops = []
         for i in range(args.operators):
-            user = User(login=f"op{i}", name=f"Op {i}", permissions=[])
+            # Active and present for the run (new users start inactive and absent, and get no chats).
+            user = User(login=f"op{i}", name=f"Op {i}", permissions=[], status=OperatorStatus.ACTIVE,
+                        connected_until=utcnow() + timedelta(hours=1))
             db.session.add(user)
             db.session.flush()
             db.session.add(QueueOperator(queue_id=queue.id, user_id=user.id))
