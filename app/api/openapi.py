@@ -81,6 +81,9 @@ def _responses(spec: Contract, answer_schema: dict | None) -> dict:
         if spec.also and status < 300:
             response["content"] = {**response.get("content", {}), **_strings(spec.also)}
         out[str(status)] = response
+    if spec.media_type == "text/html":  # a page a browser lands on explains a refusal as a page too
+        page_error = {**_ERROR, "content": {**_ERROR["content"], **_strings(["text/html"])}}
+        return {**out, "4XX": page_error, "5XX": _ERROR}
     return {**out, "4XX": _ERROR, "5XX": _ERROR}
 
 

@@ -127,12 +127,15 @@ def test_job_thread_fires_cycle_timer_repeatedly(make_app):
     done = wait_for(three_fires, timeout=8, interval=0.02, message="three reminders")
     assert [task for task, _ in fired(done)] == ["remind"] * 3
     assert len(dues) == 3  # one timer row, rescheduled after each fire
-    # Each next firing is one period after the previous one actually fired (never sooner).
+    # Each next firing is one period after the previous one actually fired: never sooner than a
+    # period after the previous due time, and counted from the firing's instant (which the history
+    # row, written within the same step, follows). How late a firing is is a timing goal (bench/).
     fire_times = [at for _, at in fired(done)]
-    for fired_at, next_due in zip(fire_times, dues[1:]):
-        assert abs((next_due - fired_at).total_seconds() - 0.6) < 0.05
+    for fired_at, previous_due, next_due in zip(fire_times, dues, dues[1:]):
+        assert (next_due - previous_due).total_seconds() >= 0.6 - 0.001
+        assert (next_due - fired_at).total_seconds() <= 0.6 + 0.001
     for (_, at), due in zip(fired(done), dues):
-        assert 0 <= (at - due).total_seconds() <= 1.0
+        assert at >= due  # never early
     assert done["timers"] == []  # the cycles are used up
     assert done["state"] == "waiting"
     assert [w["task"] for w in done["waiting_for"]] == ["answer"]
