@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from app.engine.instances import current_instance
 from app.extensions import db
 from app.models import InstanceEvent, ProcessInstance, User
+from app.models.types import utcnow
 from app.models.chat import Chat, ChatEvent, Contact, Message
 from chat_helpers import (configure, deploy_lifecycle, error_code, make_channel, make_operator, make_queue,
                           new_chat, ok, pending_jobs, settled)
@@ -80,7 +81,12 @@ def instance_row(app, instance_id) -> dict:
 
 
 def row_lock_held(db_url, instance_id) -> bool:
-    """Is someone else inside a transaction that locked this instance? (SQLite: any writer.)"""
+    """Is someone else inside a transaction that locked this instance? (SQLite: any writer.)
+
+    On PostgreSQL the probe itself locks nothing: a probe taking the row lock, however briefly,
+    makes a worker claiming at that moment skip the row (SKIP LOCKED), and its alarm then fires
+    nothing. A locked row names its locker's transaction in `xmax`; that transaction is running
+    while it holds its own transaction-id lock."""
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite":
         conn = sqlite3.connect(url.database, timeout=0, isolation_level=None)
@@ -96,13 +102,9 @@ def row_lock_held(db_url, instance_id) -> bool:
     engine = create_engine(db_url, poolclass=None)
     try:
         with engine.connect() as conn:
-            try:
-                conn.execute(text("SELECT id FROM process_instances WHERE id = :id FOR UPDATE NOWAIT"),
-                             {"id": instance_id})
-                return False
-            except OperationalError as e:
-                assert "lock" in str(e.orig), e
-                return True
+            return bool(conn.scalar(text(
+                "SELECT EXISTS (SELECT 1 FROM process_instances p JOIN pg_locks l ON l.locktype = 'transactionid'"
+                " AND l.transactionid = p.xmax AND l.granted WHERE p.id = :id)"), {"id": instance_id}))
     finally:
         engine.dispose()
 
@@ -157,9 +159,14 @@ def test_worker_killed_mid_step_the_timer_fires_again_exactly_once(make_app, db_
     assert api.deploy(("slow_after_timer.bpmn", SLOW_AFTER_TIMER)).status_code == 201
     first = start_worker(sweep_seconds=600, grace_seconds=600)  # only its RQ timer job advances the instance
     instance_id = ok(api.post("/api/processes/SlowAfterTimer/instances", {"data": {}}), 201)["id"]
+    with app.app_context():
+        due_at = db.session.get(ProcessInstance, instance_id).next_timer_at
+        db.session.remove()
 
     # The timer job runs the slow script while holding the instance's row lock: kill it there.
-    wait_for(lambda: row_lock_held(db_url, instance_id), timeout=20, interval=0.02,
+    # Its alarm may wake it up to a second early, and on SQLite a look for the due timer then
+    # writes too: only a lock held once the timer is due is the firing's.
+    wait_for(lambda: utcnow() >= due_at and row_lock_held(db_url, instance_id), timeout=20, interval=0.02,
              message="the worker to lock the instance inside its timer job")
     started = StartedJobRegistry("chatflow", connection=Redis.from_url(redis_url)).get_job_ids()
     assert any(job.startswith("timers-at-") for job in started), started
