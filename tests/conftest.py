@@ -10,11 +10,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 from redis import Redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app import create_app
@@ -24,6 +26,29 @@ from app.extensions import db
 from app.services import services
 from fakes.facebook import FakeGraph
 from fakes.telegram import FakeTelegram
+
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/14"  # the RQ tests' Redis on the embedded default
+
+
+def _per_worker_environment(worker: str | None) -> None:
+    """Under pytest-xdist (pyproject's addopts) worker n > 0 gets database `<name>_gw<n>` and
+    Redis database <N>+n: workers never share a table, a queue or an event channel. Set in the
+    environment, so the workers and web processes the tests start inherit it too."""
+    n = int(worker.removeprefix("gw")) if worker else 0
+    if n == 0:
+        return
+    if raw := os.environ.get("DATABASE_URL"):
+        url = urlsplit(raw)
+        os.environ["DATABASE_URL"] = urlunsplit(url._replace(path=f"{url.path}_gw{n}"))
+    os.environ.setdefault("CHATFLOW_TEST_REDIS_URL", LOCAL_REDIS)
+    for name in ("REDIS_URL", "CHATFLOW_TEST_REDIS_URL"):
+        if raw := os.environ.get(name):
+            url = urlsplit(raw)
+            os.environ[name] = urlunsplit(url._replace(path=f"/{(int(url.path.strip('/') or 0) + n) % 16}"))
+
+
+_per_worker_environment(os.environ.get("PYTEST_XDIST_WORKER"))
 
 ADMIN_TOKEN = "test-admin-token"
 DATA = Path(__file__).parent / "data"
@@ -53,6 +78,7 @@ def db_url():
     raw = os.environ.get("DATABASE_URL")
     if raw:
         url = database_url(raw)
+        _create_database(url)
         engine = create_engine(url)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -62,6 +88,16 @@ def db_url():
         url = f"sqlite:///{tempfile.mkdtemp(prefix='chatflow-test-')}/test.sqlite3"
     upgrade(url)
     return url
+
+
+def _create_database(url) -> None:
+    """A worker's own database (see _per_worker_environment) is created on first use."""
+    name = make_url(url).database
+    engine = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}):
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
 
 
 def _empty_tables(url):
@@ -86,7 +122,7 @@ def _redis_reachable(url) -> bool:
 @pytest.fixture(scope="session")
 def redis_url():
     """Real Redis for tests that prove RQ delivery; CI sets CHATFLOW_REQUIRE_REDIS=1 so it never skips."""
-    url = os.environ.get("REDIS_URL") or os.environ.get("CHATFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+    url = os.environ.get("REDIS_URL") or os.environ.get("CHATFLOW_TEST_REDIS_URL", LOCAL_REDIS)
     if not _redis_reachable(url):
         if os.environ.get("CHATFLOW_REQUIRE_REDIS"):
             pytest.fail(f"Redis at {url} is required but not reachable")
