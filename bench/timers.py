@@ -36,6 +36,7 @@ import argparse
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -62,6 +63,9 @@ def parse_args():
     p.add_argument("--database", default="chatflow_bench_timers")
     p.add_argument("--redis-db", type=int, default=8)
     p.add_argument("--keep-database", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="no workers: this process fires the due timers itself (app.jobs' claiming loop) under "
+                        "cProfile, then prints the statements of one firing, CPU per firing and the top functions")
     return p.parse_args()
 
 
@@ -215,6 +219,42 @@ def cpu_snapshot(groups: dict, pg_pids: set[int]) -> dict:
     return out
 
 
+def profile(s, first_due: float, last_due: float) -> None:
+    """Fire the due timers in this process with the workers' own loop (`app.jobs._fire_due`, as
+    `fire_due_timers` runs it), under cProfile; print what one firing costs."""
+    import cProfile
+    import pstats
+
+    from sqlalchemy import event
+
+    from app import jobs as app_jobs
+    from app.extensions import db
+
+    app = _app(s.dsn, s.redis_url)
+    statements = []
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", lambda c, cur, sql, *a: statements.append(sql))
+    time.sleep(max(0.0, first_due - time.time()))
+    prof, fired, cpu = cProfile.Profile(), 0, time.process_time()
+    prof.enable()
+    one = 0
+    while time.time() < last_due + 1 or one:  # until none is due (under cProfile it falls behind)
+        before = len(statements)
+        one, _ = app_jobs._fire_due(app, grace=0.0, seconds=1.0, wait_ahead=True)
+        if one and fired == 0:
+            print(f"\nstatements of the first claiming run ({one} firings, {len(statements) - before} statements):")
+            for sql in statements[before:before + 40]:
+                print("   " + " ".join(sql.split())[:160])
+        fired += one
+    prof.disable()
+    cpu = time.process_time() - cpu
+    print(f"\nfired {fired} in this process: {1000 * cpu / max(fired, 1):.2f} ms of CPU per firing (under cProfile), "
+          f"{len(statements) / max(fired, 1):.1f} statements per firing (claims and waits included)")
+    stats = pstats.Stats(prof)
+    stats.sort_stats("cumulative").print_stats(45)
+    stats.sort_stats("tottime").print_stats(25)
+
+
 STEP_SECONDS = 5.0  # events of one firing's step are written within this of its offer_timed_out
 
 
@@ -229,10 +269,16 @@ def main() -> int:
     print(f"machine: {machine()}")
     failures = []
     started = time.monotonic()
-    with _servers.stack(args.database, args.redis_db, web_workers=1, job_workers=args.job_workers,
+    with _servers.stack(args.database, args.redis_db, web_workers=1, job_workers=1 if args.profile else args.job_workers,
                         extra_env=extra_env, keep_database=args.keep_database, label="bench_timers") as s:
         queue_ids, channel_ids = setup(s, n, args.per_queue)
         run_parts(make_operators, args.creators, (n, s.dsn, s.redis_url, queue_ids), timeout=600)
+        if args.profile:  # the worker was there for /healthz only: this process fires the timers
+            for entry in [c for c in s.procs.children if c[0].startswith("worker")]:
+                os.killpg(entry[1].pid, signal.SIGTERM)
+                entry[1].wait(30)
+                entry[2].close()
+                s.procs.children.remove(entry)
         print(f"setup ({n_queues} queues and channels over the API, {n} operators in-process) done in "
               f"{time.monotonic() - started:.1f} s; logs in {s.logdir}")
 
@@ -264,6 +310,9 @@ def main() -> int:
                   f"first due {dues[0].timestamp() - time.time():.1f} s from now")
             scheduled = s.red.zcard("rq:scheduled:chatflow")
             print(f"RQ alarms scheduled: {scheduled} (one per second holding a due time)")
+
+            if args.profile:
+                profile(s, dues[0].timestamp(), dues[-1].timestamp())
 
             # -- watch
             from rq import Queue, Worker
