@@ -6,6 +6,7 @@ history, and returns plain data the diagram can branch and time on.
 from functools import partial
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from app import job_names
 from app.chats import decisions, live, routing, settings
@@ -13,9 +14,16 @@ from app.engine import tx
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
+from app.models import User
 from app.models.chat import Chat, ChatEvent, Queue
 from app.models.states import WAITING, ChatState, OperatorStatus
 from app.models.types import utcnow
+
+
+def _chat_row(chat_id: int):
+    """The chat with its queue and channel (its operations read both): one statement."""
+    return (select(Chat).where(Chat.id == chat_id)
+            .options(joinedload(Chat.queue, innerjoin=True), joinedload(Chat.channel, innerjoin=True)))
 
 
 def lock_chat(chat_id: int) -> Chat:
@@ -24,7 +32,7 @@ def lock_chat(chat_id: int) -> Chat:
     held = tx.locked_rows(db.session)
     chat = held.get(("chat", chat_id))
     if chat is None:
-        chat = db.session.execute(select(Chat).where(Chat.id == chat_id).with_for_update()
+        chat = db.session.execute(_chat_row(chat_id).with_for_update(of=Chat)
                                   .execution_options(populate_existing=True)).scalar_one_or_none()
         if chat is None:
             raise NotFound(f"no chat {chat_id}", code="chat_not_found")
@@ -32,17 +40,30 @@ def lock_chat(chat_id: int) -> Chat:
     return chat
 
 
-def lock_chat_and_process(chat_id: int, engine) -> Chat:
-    """Lock the chat's lifecycle instance first, then the chat (operators' rows after that).
+def lock_chat_and_process(chat_id: int, engine, operator_id: int | None = None) -> Chat:
+    """Lock the chat's lifecycle instance first, then the chat, then (with `operator_id`) that
+    operator's row: in one statement, each row loaded.
 
     The order the engine's own steps take them in: a firing timer holds its instance when its
     operations lock the chat and users, so an operator's action locking the chat first could
     deadlock with it.
     """
-    instance_id = db.session.scalar(select(Chat.process_instance_id).where(Chat.id == chat_id))
-    if instance_id is not None:
-        engine.lock(instance_id)
-    return lock_chat(chat_id)
+    held = tx.locked_rows(db.session)
+    chat = held.get(("chat", chat_id))
+    if chat is not None:
+        if chat.process_instance_id is not None:
+            engine.lock(chat.process_instance_id)
+        return chat
+    query = _chat_row(chat_id)
+    if operator_id is not None:
+        query = query.add_columns(User).join_from(Chat, User, User.id == operator_id)
+    row = engine.lock_with(query, Chat.process_instance_id)
+    if row is None:  # no lifecycle yet (or no such chat): the chat alone
+        return lock_chat(chat_id)
+    held[("chat", chat_id)] = chat = row[0]
+    if operator_id is not None:
+        held[("user", operator_id)] = row[1]
+    return chat
 
 
 def record(chat: Chat, event: str, **details) -> None:

@@ -252,6 +252,19 @@ class Engine:
         """Hold the instance's row lock until commit (a caller that must lock it before other rows)."""
         self._lock(instance_id)
 
+    def lock_with(self, query, link):
+        """Lock, in one statement, the instance `link` names (a column of `query`'s rows) and the rows
+        of `query`'s entities, the instance first (the order the engine's own steps lock in), rows
+        loaded. Returns `query`'s row, or None when there is none or it names no instance."""
+        entities = [d["entity"] for d in query.column_descriptions if d["entity"] is not None]
+        row = db.session.execute(query.add_columns(ProcessInstance).join_from(entities[0], ProcessInstance, ProcessInstance.id == link)
+                                 .with_for_update(of=[ProcessInstance, *entities])
+                                 .execution_options(populate_existing=True)).first()
+        if row is None:
+            return None
+        self._hold(row[-1])
+        return row[:-1]
+
     # -- internals --------------------------------------------------------------------
     def _lock(self, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
         held = tx.locked_rows(db.session)
