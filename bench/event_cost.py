@@ -90,7 +90,7 @@ class NaiveEngine:
         workflow.get_next_task(state=TaskState.READY).set_data(**(data or {}))
         workflow.do_engine_steps()
         dumped = self.serializer.serialize_json(workflow)
-        db.session.flush()  # text() does not autoflush: the operations' ORM row changes go first, as ours
+        # As ours: the operations' ORM row changes are written at commit, the chat's with its link.
         new_id = db.session.execute(text("INSERT INTO naive_workflows (workflow_json) VALUES (:j) RETURNING id"),
                                     {"j": dumped}).scalar_one()
         return self.Row(new_id)

@@ -21,8 +21,9 @@ from app.models.types import utcnow
 
 
 def _chat_row(chat_id: int):
-    """The chat with its queue and channel (its operations read both): one statement."""
-    return (select(Chat).where(Chat.id == chat_id)
+    """The chat with its queue and channel (its operations read both) and the settings' revision
+    (so that the cached settings are checked without a statement of their own): one statement."""
+    return (select(Chat, settings.REVISION).where(Chat.id == chat_id)
             .options(joinedload(Chat.queue, innerjoin=True), joinedload(Chat.channel, innerjoin=True)))
 
 
@@ -32,11 +33,12 @@ def lock_chat(chat_id: int) -> Chat:
     held = tx.locked_rows(db.session)
     chat = held.get(("chat", chat_id))
     if chat is None:
-        chat = db.session.execute(_chat_row(chat_id).with_for_update(of=Chat)
-                                  .execution_options(populate_existing=True)).scalar_one_or_none()
-        if chat is None:
+        row = db.session.execute(_chat_row(chat_id).with_for_update(of=Chat)
+                                 .execution_options(populate_existing=True)).first()
+        if row is None:
             raise NotFound(f"no chat {chat_id}", code="chat_not_found")
-        held[("chat", chat_id)] = chat
+        chat = held[("chat", chat_id)] = row[0]
+        settings.seen(row[1])
     return chat
 
 
@@ -61,8 +63,9 @@ def lock_chat_and_process(chat_id: int, engine, operator_id: int | None = None) 
     if row is None:  # no lifecycle yet (or no such chat): the chat alone
         return lock_chat(chat_id)
     held[("chat", chat_id)] = chat = row[0]
+    settings.seen(row[1])
     if operator_id is not None:
-        held[("user", operator_id)] = row[1]
+        held[("user", operator_id)] = row[2]
     return chat
 
 
@@ -143,6 +146,8 @@ def accept_chat(chat_id: int, operator_id: int) -> dict:
     chat = lock_chat(chat_id)
     if chat.state not in WAITING:
         return {"accepted": False, "state": chat.state}
+    # Read before the writes: a query after them would flush them first, in the step's own savepoint.
+    concerned = live.queue_operators(chat.queue_id)
     operator = routing.lock_user(operator_id)
     if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         offered = routing.lock_user(chat.offered_to_id)
@@ -152,7 +157,7 @@ def accept_chat(chat_id: int, operator_id: int) -> dict:
     operator.last_accepted_at = now
     chat.state, chat.operator_id, chat.accepted_at, chat.offered_to_id = ChatState.IN_WORK, operator.id, now, None
     record(chat, "accepted", operator_id=operator.id)
-    live.chat_taken(chat)
+    live.chat_taken(chat, concerned)
     return {"accepted": True, "operator_id": operator.id}
 
 

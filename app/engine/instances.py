@@ -377,11 +377,11 @@ class Engine:
             setattr(instance, key, value)
         waits = [] if new_state in (*FINISHED, InstanceState.ERROR) else timers
         instance.next_timer_at = _next_due(waits)
-        if instance.id is None:  # a new instance: one INSERT of the whole row
-            db.session.add(instance)
-            db.session.flush()
+        if instance.id is None:  # a new instance: one INSERT of the whole row, and only it: the caller's
+            db.session.add(instance)  # pending changes (the row that will name it) are written with that link
+            db.session.flush([instance])
         self._schedule_timers(waits, timers_before)
-        self._write_events(instance)  # its autoflush writes the row in one UPDATE
+        self._write_events(instance)
 
     @staticmethod
     def _current_data(workflow) -> dict:
@@ -422,6 +422,7 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending:
             instance._pending_events = []
-            # render_nulls: one INSERT for all rows, not one per pattern of NULL columns.
-            db.session.execute(insert(InstanceEvent).execution_options(render_nulls=True),
+            # render_nulls: one INSERT for all rows, not one per pattern of NULL columns. No autoflush: the
+            # pending row changes go at the next flush, each row in one UPDATE with what follows.
+            db.session.execute(insert(InstanceEvent).execution_options(render_nulls=True, autoflush=False),
                                [{"instance_id": instance.id, **row} for row in pending])

@@ -24,15 +24,20 @@ def _begun(session) -> Session:
     return session
 
 
-def locked_rows(session) -> dict:
-    """Rows this transaction holds a lock on (key -> loaded object); a new transaction starts empty."""
+def scoped(session, key: str) -> dict:
+    """A dict kept under `key` as long as the current transaction lasts (a new one starts empty)."""
     session = _begun(session)
     transaction = session.get_transaction()
-    owner, rows = session.info.get(_LOCKED, (None, None))
+    owner, values = session.info.get(key, (None, None))
     if owner is not transaction:
-        rows = {}
-        session.info[_LOCKED] = (transaction, rows)
-    return rows
+        values = {}
+        session.info[key] = (transaction, values)
+    return values
+
+
+def locked_rows(session) -> dict:
+    """Rows this transaction holds a lock on (key -> loaded object); a new transaction starts empty."""
+    return scoped(session, _LOCKED)
 
 
 def commit_keeping_rows(session) -> None:
