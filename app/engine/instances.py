@@ -255,6 +255,19 @@ class Engine:
         """Hold the instance's row lock until commit (a caller that must lock it before other rows)."""
         self._lock(instance_id)
 
+    def lock_with(self, query, link):
+        """Lock, in one statement, the instance `link` names (a column of `query`'s rows) and the rows
+        of `query`'s entities, the instance first (the order the engine's own steps lock in), rows
+        loaded. Returns `query`'s row, or None when there is none or it names no instance."""
+        entities = [d["entity"] for d in query.column_descriptions if d["entity"] is not None]
+        row = db.session.execute(query.add_columns(ProcessInstance).join_from(entities[0], ProcessInstance, ProcessInstance.id == link)
+                                 .with_for_update(of=[ProcessInstance, *entities])
+                                 .execution_options(populate_existing=True)).first()
+        if row is None:
+            return None
+        self._hold(row[-1])
+        return row[:-1]
+
     # -- internals --------------------------------------------------------------------
     def _lock(self, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
         held = tx.locked_rows(db.session)
@@ -367,11 +380,11 @@ class Engine:
             setattr(instance, key, value)
         waits = [] if new_state in (*FINISHED, InstanceState.ERROR) else timers
         instance.next_timer_at = _next_due(waits)
-        if instance.id is None:  # a new instance: one INSERT of the whole row
-            db.session.add(instance)
-            db.session.flush()
+        if instance.id is None:  # a new instance: one INSERT of the whole row, and only it: the caller's
+            db.session.add(instance)  # pending changes (the row that will name it) are written with that link
+            db.session.flush([instance])
         self._schedule_timers(waits, timers_before)
-        self._write_events(instance)  # its autoflush writes the row in one UPDATE
+        self._write_events(instance)
 
     @staticmethod
     def _current_data(workflow) -> dict:
@@ -412,6 +425,7 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending:
             instance._pending_events = []
-            # render_nulls: one INSERT for all rows, not one per pattern of NULL columns.
-            db.session.execute(insert(InstanceEvent).execution_options(render_nulls=True),
+            # render_nulls: one INSERT for all rows, not one per pattern of NULL columns. No autoflush: the
+            # pending row changes go at the next flush, each row in one UPDATE with what follows.
+            db.session.execute(insert(InstanceEvent).execution_options(render_nulls=True, autoflush=False),
                                [{"instance_id": instance.id, **row} for row in pending])
