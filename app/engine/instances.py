@@ -18,7 +18,7 @@ from SpiffWorkflow.util.task import TaskState
 from app import job_names
 from app.bpmn import limits, store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
-from app.engine import alarms, state, tree, tx
+from app.engine import alarms, deployed, state, tree, tx
 from app.engine.errors import Conflict, NotFound
 from app.engine.operations import Operations
 from app.engine.ports import JobQueue
@@ -68,17 +68,19 @@ class Engine:
         self.operations = operations
         self.limits = budget or limits.Limits()
         self.specs = store.SpecCache()
+        self.latest = deployed.Latest()
         self.alarms = alarms.Scheduled()
         self.script_engine = ScriptEngine(RestrictedEnvironment(operations.call))
 
     # -- deployment -------------------------------------------------------------------
     def deploy(self, files: list[tuple[str, bytes]], missing_only: bool = False) -> list[dict]:
+        deployed.changed()
         return store.deploy(files, self.operations.names(), self.specs, missing_only)
 
     # -- instances --------------------------------------------------------------------
     def start(self, key: str, data: dict | None = None, business_key: str | None = None) -> ProcessInstance:
         """Start the latest version of `key` with `data` and run it until it waits."""
-        version = store.latest_version_ref(key)  # id and number only: the XML is read only on a cache miss
+        version = self.latest.ref(key)  # id and number only: the XML is read only on a cache miss
         if version is None:
             raise NotFound(f"no process {key!r} is deployed", code="process_not_found")
         parsed = self.specs.get(version.id)
