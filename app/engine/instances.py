@@ -88,6 +88,7 @@ class Engine:
                                    business_key=business_key, state=InstanceState.RUNNING, workflow_state="", data={},
                                    waiting_for=[], revision=0, created_at=utcnow())
         # Not added to the session yet: _save INSERTs it once, whole, after its first step.
+        instance._written_events = []  # all its history is this transaction's (history_written)
         self._record(instance, None, "started", {"version": version.version})
         self._advance(instance, workflow, partial(limits.run_steps, workflow))
         return instance
@@ -409,6 +410,17 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending:
             instance._pending_events = []
-            # render_nulls: one INSERT for all rows, not one per pattern of NULL columns.
-            db.session.execute(insert(InstanceEvent).execution_options(render_nulls=True),
-                               [{"instance_id": instance.id, **row} for row in pending])
+            # One INSERT of every row: with RETURNING, SQLAlchemy sends one multi-row VALUES statement
+            # (compiled once and cached), not the driver's executemany (a pipeline); render_nulls keeps
+            # rows with and without NULLs in one statement.
+            db.session.execute(insert(InstanceEvent).returning(InstanceEvent.id).execution_options(render_nulls=True),
+                               [{"instance_id": instance.id, **row} for row in pending]).all()
+            written = getattr(instance, "_written_events", None)
+            if written is not None:
+                written.extend(pending)
+
+
+def history_written(instance: ProcessInstance) -> list[dict] | None:
+    """The whole history of an instance started in this transaction, as written (oldest first), so
+    its answer needs no read; None for an instance started before, whose history is the database's."""
+    return getattr(instance, "_written_events", None)
