@@ -4,8 +4,9 @@ the standard `http` package for every script run from bench/, load.py included.)
 
     .venv/bin/python bench/http_load.py            # --help for the knobs
 
-gunicorn (2 sync workers) + 2 `chatflow worker` on PostgreSQL and Redis (DB 7), the fake Telegram
-Bot API in this process (bench/_servers.py, built on bench/load.py). Each of C virtual clients runs
+gunicorn (2 gthread workers × 4 threads, which keep each client's connection open) + 2 `chatflow
+worker` on PostgreSQL and Redis (DB 7), the fake Telegram Bot API in this process
+(bench/_servers.py, built on bench/load.py). Each of C virtual clients runs
 conversations back to back, with no think time (a closed loop: the load the machine sustains):
 
     client_message  POST /webhooks/telegram/{channel}  (first message of a new contact: new chat)
@@ -52,12 +53,17 @@ def parse_args():
     p.add_argument("--completion-timeout", type=float, default=60,
                    help="queue completion timeout in minutes (each reply re-arms it); 0 = none")
     p.add_argument("--web-workers", type=int, default=2)
+    p.add_argument("--web-threads", type=int, default=4, help="gunicorn gthread threads per worker; 0 = sync workers")
     p.add_argument("--job-workers", type=int, default=2)
     p.add_argument("--goal-ms", type=float, default=50)
     p.add_argument("--database", default="chatflow_bench_http")
     p.add_argument("--redis-db", type=int, default=7)
     p.add_argument("--keep-database", action="store_true")
     return p.parse_args()
+
+
+def web_args(args) -> tuple:
+    return ("-k", "gthread", "--threads", str(args.web_threads)) if args.web_threads else ()
 
 
 class Level:
@@ -166,7 +172,7 @@ def main() -> int:
     print(f"chatflow HTTP bench: levels {levels} concurrent clients, ≤ {args.seconds:.0f} s and "
           f"≤ {args.conversations} conversations per client per level, {args.replies} replies per conversation, "
           f"rule {args.rule}, {args.operators} operators × SimultaneousChats {args.simultaneous_chats}, "
-          f"gunicorn -w {args.web_workers}, {args.job_workers} chatflow workers")
+          f"gunicorn -w {args.web_workers} {' '.join(web_args(args)) or '(sync)'}, {args.job_workers} chatflow workers")
     print(f"machine: {machine()}")
     results = []
     failures = []
@@ -180,7 +186,7 @@ def main() -> int:
             return counter["user"], counter["update"]
 
     with _servers.stack(args.database, args.redis_db, web_workers=args.web_workers, job_workers=args.job_workers,
-                        keep_database=args.keep_database, label="bench_http") as s:
+                        keep_database=args.keep_database, label="bench_http", web_args=web_args(args)) as s:
         cfg = _servers.setup_queue(s, rule=args.rule, operators=args.operators,
                                    simultaneous=args.simultaneous_chats, accept_timeout_minutes=60,
                                    completion_timeout_minutes=args.completion_timeout or None)
