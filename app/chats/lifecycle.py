@@ -6,6 +6,7 @@ history, and returns plain data the diagram can branch and time on.
 from functools import partial
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from app import job_names
 from app.chats import decisions, live, routing, settings
@@ -13,9 +14,17 @@ from app.engine import tx
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
+from app.models import User
 from app.models.chat import Chat, ChatEvent, Queue
 from app.models.states import WAITING, ChatState, OperatorStatus
 from app.models.types import utcnow
+
+
+def _chat_row(chat_id: int):
+    """The chat with its queue and channel (its operations read both) and the settings' revision
+    (so that the cached settings are checked without a statement of their own): one statement."""
+    return (select(Chat, settings.REVISION).where(Chat.id == chat_id)
+            .options(joinedload(Chat.queue, innerjoin=True), joinedload(Chat.channel, innerjoin=True)))
 
 
 def lock_chat(chat_id: int) -> Chat:
@@ -24,25 +33,40 @@ def lock_chat(chat_id: int) -> Chat:
     held = tx.locked_rows(db.session)
     chat = held.get(("chat", chat_id))
     if chat is None:
-        chat = db.session.execute(select(Chat).where(Chat.id == chat_id).with_for_update()
-                                  .execution_options(populate_existing=True)).scalar_one_or_none()
-        if chat is None:
+        row = db.session.execute(_chat_row(chat_id).with_for_update(of=Chat)
+                                 .execution_options(populate_existing=True)).first()
+        if row is None:
             raise NotFound(f"no chat {chat_id}", code="chat_not_found")
-        held[("chat", chat_id)] = chat
+        chat = held[("chat", chat_id)] = row[0]
+        settings.seen(row[1])
     return chat
 
 
-def lock_chat_and_process(chat_id: int, engine) -> Chat:
-    """Lock the chat's lifecycle instance first, then the chat (operators' rows after that).
+def lock_chat_and_process(chat_id: int, engine, operator_id: int | None = None) -> Chat:
+    """Lock the chat's lifecycle instance first, then the chat, then (with `operator_id`) that
+    operator's row: in one statement, each row loaded.
 
     The order the engine's own steps take them in: a firing timer holds its instance when its
     operations lock the chat and users, so an operator's action locking the chat first could
     deadlock with it.
     """
-    instance_id = db.session.scalar(select(Chat.process_instance_id).where(Chat.id == chat_id))
-    if instance_id is not None:
-        engine.lock(instance_id)
-    return lock_chat(chat_id)
+    held = tx.locked_rows(db.session)
+    chat = held.get(("chat", chat_id))
+    if chat is not None:
+        if chat.process_instance_id is not None:
+            engine.lock(chat.process_instance_id)
+        return chat
+    query = _chat_row(chat_id)
+    if operator_id is not None:
+        query = query.add_columns(User).join_from(Chat, User, User.id == operator_id)
+    row = engine.lock_with(query, Chat.process_instance_id)
+    if row is None:  # no lifecycle yet (or no such chat): the chat alone
+        return lock_chat(chat_id)
+    held[("chat", chat_id)] = chat = row[0]
+    settings.seen(row[1])
+    if operator_id is not None:
+        held[("user", operator_id)] = row[2]
+    return chat
 
 
 def record(chat: Chat, event: str, **details) -> None:
@@ -122,6 +146,8 @@ def accept_chat(chat_id: int, operator_id: int) -> dict:
     chat = lock_chat(chat_id)
     if chat.state not in WAITING:
         return {"accepted": False, "state": chat.state}
+    # Read before the writes: a query after them would flush them first, in the step's own savepoint.
+    concerned = live.queue_operators(chat.queue_id)
     operator = routing.lock_user(operator_id)
     if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         offered = routing.lock_user(chat.offered_to_id)
@@ -131,7 +157,7 @@ def accept_chat(chat_id: int, operator_id: int) -> dict:
     operator.last_accepted_at = now
     chat.state, chat.operator_id, chat.accepted_at, chat.offered_to_id = ChatState.IN_WORK, operator.id, now, None
     record(chat, "accepted", operator_id=operator.id)
-    live.chat_taken(chat)
+    live.chat_taken(chat, concerned)
     return {"accepted": True, "operator_id": operator.id}
 
 

@@ -253,6 +253,19 @@ class Engine:
         """Hold the instance's row lock until commit (a caller that must lock it before other rows)."""
         self._lock(instance_id)
 
+    def lock_with(self, query, link):
+        """Lock, in one statement, the instance `link` names (a column of `query`'s rows) and the rows
+        of `query`'s entities, the instance first (the order the engine's own steps lock in), rows
+        loaded. Returns `query`'s row, or None when there is none or it names no instance."""
+        entities = [d["entity"] for d in query.column_descriptions if d["entity"] is not None]
+        row = db.session.execute(query.add_columns(ProcessInstance).join_from(entities[0], ProcessInstance, ProcessInstance.id == link)
+                                 .with_for_update(of=[ProcessInstance, *entities])
+                                 .execution_options(populate_existing=True)).first()
+        if row is None:
+            return None
+        self._hold(row[-1])
+        return row[:-1]
+
     # -- internals --------------------------------------------------------------------
     def _lock(self, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
         held = tx.locked_rows(db.session)
@@ -365,9 +378,9 @@ class Engine:
             setattr(instance, key, value)
         waits = [] if new_state in (*FINISHED, InstanceState.ERROR) else timers
         instance.next_timer_at = _next_due(waits)
-        if instance.id is None:  # a new instance: one INSERT of the whole row
-            db.session.add(instance)
-            db.session.flush()
+        if instance.id is None:  # a new instance: one INSERT of the whole row, and only it: the caller's
+            db.session.add(instance)  # pending changes (the row that will name it) are written with that link
+            db.session.flush([instance])
         self._schedule_timers(waits, timers_before)
         self._write_events(instance)
 
@@ -410,11 +423,12 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending:
             instance._pending_events = []
-            db.session.flush()  # the instance's row first (one UPDATE)
-            # Core, not the ORM's bulk insert: the rows are never loaded back as objects, and the
-            # ORM's bookkeeping of them doubled the CPU of this statement.
-            db.session.connection().execute(insert(InstanceEvent.__table__),
-                                            [{"instance_id": instance.id, **row} for row in pending])
+            # The table's INSERT, not the ORM's bulk insert (the rows are never loaded back as objects,
+            # and its bookkeeping of them doubled this statement's CPU). A Core statement does not
+            # autoflush: the pending row changes go at the next flush, each row in one UPDATE with what
+            # follows. Through the session all the same, so a savepoint block's first write opens it.
+            db.session.execute(insert(InstanceEvent.__table__),
+                               [{"instance_id": instance.id, **row} for row in pending])
             written = getattr(instance, "_written_events", None)
             if written is not None:
                 written.extend(pending)
