@@ -192,10 +192,13 @@ class Engine:
                                       ).scalar_one_or_none()
         return instance and self._hold(instance)
 
-    def next_due(self, after: datetime) -> datetime | None:
-        """The earliest timer due after `after` (one read of the index)."""
-        return db.session.scalar(select(func.min(ProcessInstance.next_timer_at))
-                                 .where(ProcessInstance.next_timer_at > after))
+    def next_due(self, passed_over=()) -> datetime | None:
+        """The earliest timer of any instance but those `passed_over` (one read of the index): after a
+        claim found nothing, one due already is held by someone else."""
+        query = select(func.min(ProcessInstance.next_timer_at))
+        if passed_over:
+            query = query.where(ProcessInstance.id.not_in(passed_over))
+        return db.session.scalar(query)
 
     def fire(self, instance: ProcessInstance, now: datetime) -> bool:
         """Fire the due timers of a locked instance; False (and its index corrected) when none is."""
