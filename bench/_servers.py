@@ -46,7 +46,7 @@ class Stack:
 
 @contextmanager
 def stack(database: str, redis_db: int, web_workers: int = 2, job_workers: int = 2, extra_env: dict | None = None,
-          keep_database: bool = False, label: str = "bench"):
+          keep_database: bool = False, label: str = "bench", web_args: tuple = ()):
     assert database.startswith("chatflow_bench") and database != "test"
     logdir = Path(tempfile.mkdtemp(prefix=f"chatflow_{label}_"))
     procs = Processes(logdir)
@@ -81,7 +81,7 @@ def stack(database: str, redis_db: int, web_workers: int = 2, job_workers: int =
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             procs.start("gunicorn", [str(BIN / "gunicorn"), "-w", str(web_workers), "-b", f"127.0.0.1:{port}",
-                                     "--timeout", "60", "app:create_app()"], env)
+                                     "--timeout", "60", *web_args, "app:create_app()"], env)
             wait_until(lambda: session().get(base + "/healthz", timeout=5).status_code == 200, 60,
                        "/healthz to answer 200", procs)
             api = Api(base, admin_token)

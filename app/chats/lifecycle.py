@@ -76,7 +76,10 @@ def _seen(row) -> None:
 
 
 def record(chat: Chat, event: str, **details) -> None:
-    db.session.add(ChatEvent(chat_id=chat.id, event=event, details=details or None))
+    recorded = ChatEvent(chat_id=chat.id, event=event, details=details or None)
+    db.session.add(recorded)
+    # Its latest event, while the chat's lock is held (_wait need not read it back).
+    tx.locked_rows(db.session)[("last_event", chat.id)] = recorded
 
 
 def timeouts(chat: Chat) -> dict:
@@ -302,8 +305,10 @@ def _candidate(op: decisions.OperatorView) -> dict:
 def _wait(chat: Chat, reason: str) -> None:
     """Nobody can take the chat now: it waits queued. Its history says so once, not at every re-check."""
     chat.state, chat.offered_to_id, chat.offered_at = ChatState.QUEUED, None, None
-    last = db.session.scalars(select(ChatEvent).where(ChatEvent.chat_id == chat.id)
-                              .order_by(ChatEvent.id.desc()).limit(1)).first()
+    last = tx.locked_rows(db.session).get(("last_event", chat.id))
+    if last is None or last not in db.session:  # none recorded in this transaction (or undone with a savepoint)
+        last = db.session.scalars(select(ChatEvent).where(ChatEvent.chat_id == chat.id)
+                                  .order_by(ChatEvent.id.desc()).limit(1)).first()
     if last is None or last.event != "waiting_for_operator" or (last.details or {}).get("reason") != reason:
         record(chat, "waiting_for_operator", rule="least_busy", reason=reason)
     return None

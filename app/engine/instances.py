@@ -90,6 +90,7 @@ class Engine:
                                    business_key=business_key, state=InstanceState.RUNNING, workflow_state="", data={},
                                    waiting_for=[], revision=0, created_at=utcnow())
         # Not added to the session yet: _save INSERTs it once, whole, after its first step.
+        instance._written_events = []  # all its history is this transaction's (history_written)
         self._record(instance, None, "started", {"version": version.version})
         self._advance(instance, workflow, partial(limits.run_steps, workflow))
         return instance
@@ -193,10 +194,13 @@ class Engine:
                                       ).scalar_one_or_none()
         return instance and self._hold(instance)
 
-    def next_due(self, after: datetime) -> datetime | None:
-        """The earliest timer due after `after` (one read of the index)."""
-        return db.session.scalar(select(func.min(ProcessInstance.next_timer_at))
-                                 .where(ProcessInstance.next_timer_at > after))
+    def next_due(self, passed_over=()) -> datetime | None:
+        """The earliest timer of any instance but those `passed_over` (one read of the index): after a
+        claim found nothing, one due already is held by someone else."""
+        query = select(func.min(ProcessInstance.next_timer_at))
+        if passed_over:
+            query = query.where(ProcessInstance.id.not_in(passed_over))
+        return db.session.scalar(query)
 
     def fire(self, instance: ProcessInstance, now: datetime) -> bool:
         """Fire the due timers of a locked instance; False (and its index corrected) when none is."""
@@ -424,7 +428,18 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending:
             instance._pending_events = []
-            # render_nulls: one INSERT for all rows, not one per pattern of NULL columns. No autoflush: the
-            # pending row changes go at the next flush, each row in one UPDATE with what follows.
-            db.session.execute(insert(InstanceEvent).execution_options(render_nulls=True, autoflush=False),
+            # The table's INSERT, not the ORM's bulk insert (the rows are never loaded back as objects,
+            # and its bookkeeping of them doubled this statement's CPU). A Core statement does not
+            # autoflush: the pending row changes go at the next flush, each row in one UPDATE with what
+            # follows. Through the session all the same, so a savepoint block's first write opens it.
+            db.session.execute(insert(InstanceEvent.__table__),
                                [{"instance_id": instance.id, **row} for row in pending])
+            written = getattr(instance, "_written_events", None)
+            if written is not None:
+                written.extend(pending)
+
+
+def history_written(instance: ProcessInstance) -> list[dict] | None:
+    """The whole history of an instance started in this transaction, as written (oldest first), so
+    its answer needs no read; None for an instance started before, whose history is the database's."""
+    return getattr(instance, "_written_events", None)
