@@ -11,8 +11,10 @@ engine object passed in differs:
 
   ours   app.engine.instances.Engine: spec parsed once per version (SpecCache), state-only JSON
          in process_instances.workflow_state (+ data, waiting_for), history rows
-         (instance_events), timer rows synced, row lock (SELECT ... FOR UPDATE).
-  naive  SpiffWorkflow's own loop: SELECT the row FOR UPDATE, deserialize_json of the WHOLE
+         (instance_events), timer rows synced, row lock (SELECT ... FOR UPDATE; an action locks
+         the instance with the chat in one statement, `Engine.lock_with`).
+  naive  SpiffWorkflow's own loop: SELECT the row FOR UPDATE (with the chat, as ours, its JSON
+         read by that statement), deserialize_json of the WHOLE
          workflow (spec included), the same step, serialize_json of the whole workflow, UPDATE
          the row (table naive_workflows). No history, no timer rows. Start builds the workflow
          from the cached parsed spec (no parse: favourable to naive) and INSERTs the row.

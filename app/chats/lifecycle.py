@@ -10,7 +10,7 @@ from sqlalchemy.orm import joinedload
 
 from app import job_names
 from app.chats import decisions, live, routing, settings
-from app.engine import tx
+from app.engine import deployed, tx
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
@@ -21,9 +21,10 @@ from app.models.types import utcnow
 
 
 def _chat_row(chat_id: int):
-    """The chat with its queue and channel (its operations read both) and the settings' revision
-    (so that the cached settings are checked without a statement of their own): one statement."""
-    return (select(Chat, settings.REVISION).where(Chat.id == chat_id)
+    """The chat with its queue and channel (its operations read both), the settings' revision and
+    the number of deployed versions (so that the cached settings and latest versions are checked
+    without statements of their own): one statement."""
+    return (select(Chat, settings.REVISION, deployed.COUNT).where(Chat.id == chat_id)
             .options(joinedload(Chat.queue, innerjoin=True), joinedload(Chat.channel, innerjoin=True)))
 
 
@@ -38,7 +39,7 @@ def lock_chat(chat_id: int) -> Chat:
         if row is None:
             raise NotFound(f"no chat {chat_id}", code="chat_not_found")
         chat = held[("chat", chat_id)] = row[0]
-        settings.seen(row[1])
+        _seen(row)
     return chat
 
 
@@ -63,10 +64,15 @@ def lock_chat_and_process(chat_id: int, engine, operator_id: int | None = None) 
     if row is None:  # no lifecycle yet (or no such chat): the chat alone
         return lock_chat(chat_id)
     held[("chat", chat_id)] = chat = row[0]
-    settings.seen(row[1])
+    _seen(row)
     if operator_id is not None:
-        held[("user", operator_id)] = row[2]
+        held[("user", operator_id)] = row[3]
     return chat
+
+
+def _seen(row) -> None:
+    settings.seen(row[1])
+    deployed.seen(row[2])
 
 
 def record(chat: Chat, event: str, **details) -> None:

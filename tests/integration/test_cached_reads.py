@@ -1,5 +1,6 @@
-"""Settings are cached per process and hold only while they are the database's: a change made
-by another process holds here at once, checked by the chat lock's own statement."""
+"""What a process caches between transactions (the settings, the latest version of each
+process) holds only while it is the database's: a change made by another process holds here at
+once, checked by the chat lock's own statement."""
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ from sqlalchemy import event
 
 from app.chats import lifecycle, settings
 from app.extensions import db
+from app.services import services
 from app.models.chat import Channel, Chat, Contact, Queue
 from conftest import ROOT
 
@@ -27,6 +29,37 @@ with app.app_context():
 
 def change_elsewhere(db_url, code, value):
     subprocess.run([sys.executable, "-c", CHANGE, db_url, code, str(value)], cwd=ROOT, check=True, timeout=120)
+
+
+DEPLOY = r'''
+import sys
+from app import create_app
+from app.extensions import db
+from app.services import services
+
+app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1], "AUTO_MIGRATE": False, "REDIS_URL": None,
+                  "BOOTSTRAP_ADMIN_TOKEN": None}, start_jobs=False)
+with app.app_context():
+    services(app).engine.deploy([("cached.bpmn", sys.argv[2].encode())])
+    db.session.commit()
+'''
+
+PROCESS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="Cached" name="NAME" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="look" />
+    <bpmn:userTask id="look" />
+    <bpmn:sequenceFlow id="f2" sourceRef="look" targetRef="done" />
+    <bpmn:endEvent id="done" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def deploy_elsewhere(db_url, name):
+    subprocess.run([sys.executable, "-c", DEPLOY, db_url, PROCESS.replace("NAME", name)], cwd=ROOT, check=True,
+                   timeout=120)
 
 
 def a_chat() -> int:
@@ -109,3 +142,31 @@ def test_settings_are_read_once_per_transaction_without_a_chat_lock(make_app):
             assert settings.get("OmniChatOperatorAcceptChatTimeout") == 5  # its default
             db.session.rollback()
         assert len(statements(twice)) == 1
+
+
+def version_started_under_chat_lock(app, chat_id) -> int:
+    lifecycle.lock_chat(chat_id)
+    instance = services(app).engine.start("Cached")
+    db.session.rollback()
+    return services(app).engine.specs.version_number(instance.process_version_id)
+
+
+def test_a_version_deployed_by_another_process_is_the_one_started_here_at_once(make_app, db_url):
+    app = make_app()
+    engine = services(app).engine
+    with app.app_context():
+        chat_id = a_chat()
+        engine.deploy([("cached.bpmn", PROCESS.replace("NAME", "first").encode())])
+        db.session.commit()
+        assert version_started_under_chat_lock(app, chat_id) == 1
+        # cached: after the chat lock, the start reads no version row
+        sent = statements(lambda: version_started_under_chat_lock(app, chat_id))
+        assert not [s for s in sent if "FROM process_versions" in s and "count" not in s], sent
+
+        deploy_elsewhere(db_url, "second")
+        assert version_started_under_chat_lock(app, chat_id) == 2
+        # deployed in the same transaction, after the chat lock: started too
+        lifecycle.lock_chat(chat_id)
+        engine.deploy([("cached.bpmn", PROCESS.replace("NAME", "third").encode())])
+        assert engine.specs.version_number(engine.start("Cached").process_version_id) == 3
+        db.session.rollback()
