@@ -4,10 +4,12 @@
 Import rule: this module, `app.jobs` and `app.cli` are the entry points and may import anything;
 no other module imports them. Each package's docstring states its own rule.
 """
+import time
 from functools import partial
 
 from flask import Flask
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 
 from app import config, logs, outages
 from app.extensions import db
@@ -46,8 +48,10 @@ def create_app(test_config: dict | None = None, start_jobs: bool = True) -> Flas
 
 
 def _tune_database(app: Flask) -> None:
-    """SQLite: one writer at a time, taken at BEGIN, so read-modify-write never loses an update."""
+    """Pooled connections pinged only after an idle spell; SQLite: one writer at a time, taken at
+    BEGIN, so read-modify-write never loses an update."""
     engine = db.engine
+    _ping_when_idle(engine, app.config.get("DB_PING_IDLE_SECONDS", 1.0))
     if engine.dialect.name != "sqlite":
         return
 
@@ -63,6 +67,34 @@ def _tune_database(app: Flask) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def idle_too_long(idle_since: float | None, now: float, limit: float) -> bool:
+    """Whether a pooled connection must be pinged before use: it waited in the pool longer than
+    `limit` (a new one, never checked in, is fresh)."""
+    return idle_since is not None and now - idle_since > limit
+
+
+def _ping_when_idle(engine, idle_seconds: float) -> None:
+    """SQLAlchemy's pool_pre_ping costs a round trip on every checkout, i.e. every request. A
+    connection in steady use needs none: had the database restarted under it, its last use would
+    have failed, and a statement that finds a connection dead invalidates the whole pool. So only
+    a connection idle longer than `idle_seconds` is pinged; a dead one is replaced (the pool
+    retries the checkout with a fresh connection)."""
+    @event.listens_for(engine, "checkin")
+    def idle_from_now(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection, record, _proxy):
+        if not idle_too_long(record.info.pop("idle_since", None), time.monotonic(), idle_seconds):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as e:
+            if engine.dialect.is_disconnect(e, dbapi_connection, None):
+                raise DisconnectionError(str(e)) from e
+            raise
 
 
 def _wire_engine(app: Flask, start_jobs: bool) -> None:

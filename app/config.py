@@ -20,8 +20,9 @@ def database_url(raw: str | None) -> str:
 def from_env(env=os.environ) -> dict:
     return {
         "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL")),
-        # A pooled connection that died with a database restart is replaced before use.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A pooled connection idle longer than this is pinged before use, so one that died with a
+        # database restart is replaced (app/__init__.py); a busier one is not: a ping is a round trip.
+        "DB_PING_IDLE_SECONDS": float(env.get("CHATFLOW_DB_PING_IDLE_SECONDS", 1)),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "BOOTSTRAP_ADMIN_TOKEN": env.get("CHATFLOW_BOOTSTRAP_ADMIN_TOKEN") or None,
         # A single request body larger than this is refused with 413.

@@ -79,8 +79,8 @@ def _fire_due(app, grace: float, seconds: float, wait_ahead: bool, between=lambd
             now = clock()
             instance = engine.claim_due(now - timedelta(seconds=grace), passed_over)
             if instance is None:
-                wait = alarms.wait_before(engine.next_due(now), now, until - time.monotonic()) if wait_ahead \
-                    else None
+                wait = alarms.wait_before(engine.next_due(passed_over), now, until - time.monotonic()) \
+                    if wait_ahead else None
                 db.session.rollback()
                 if wait is None:
                     return fired, False

@@ -11,8 +11,10 @@ engine object passed in differs:
 
   ours   app.engine.instances.Engine: spec parsed once per version (SpecCache), state-only JSON
          in process_instances.workflow_state (+ data, waiting_for), history rows
-         (instance_events), timer rows synced, row lock (SELECT ... FOR UPDATE).
-  naive  SpiffWorkflow's own loop: SELECT the row FOR UPDATE, deserialize_json of the WHOLE
+         (instance_events), timer rows synced, row lock (SELECT ... FOR UPDATE; an action locks
+         the instance with the chat in one statement, `Engine.lock_with`).
+  naive  SpiffWorkflow's own loop: SELECT the row FOR UPDATE (with the chat, as ours, its JSON
+         read by that statement), deserialize_json of the WHOLE
          workflow (spec included), the same step, serialize_json of the whole workflow, UPDATE
          the row (table naive_workflows). No history, no timer rows. Start builds the workflow
          from the cached parsed spec (no parse: favourable to naive) and INSERTs the row.
@@ -41,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _pg  # noqa: E402
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import Column, BigInteger, MetaData, Table, Text, text  # noqa: E402
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # noqa: E402
@@ -49,6 +51,8 @@ from SpiffWorkflow.util.task import TaskState  # noqa: E402
 from app.services import services
 
 KINDS = ("client_message", "accept", "reply", "complete")
+NAIVE = Table("naive_workflows", MetaData(), Column("id", BigInteger, primary_key=True),
+              Column("workflow_json", Text, nullable=False))
 
 
 def parse_args():
@@ -72,6 +76,7 @@ class NaiveEngine:
         self.ours = ours  # only for the cached parsed spec at start and the same ScriptEngine
         self.serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
         self.restart_on = {}
+        self.loaded = {}  # workflow id -> its JSON, read with the lock in this transaction
 
     class Row:
         def __init__(self, id):
@@ -87,7 +92,7 @@ class NaiveEngine:
         workflow.get_next_task(state=TaskState.READY).set_data(**(data or {}))
         workflow.do_engine_steps()
         dumped = self.serializer.serialize_json(workflow)
-        db.session.flush()  # text() does not autoflush: the operations' ORM row changes go first, as ours
+        # As ours: the operations' ORM row changes are written at commit, the chat's with its link.
         new_id = db.session.execute(text("INSERT INTO naive_workflows (workflow_json) VALUES (:j) RETURNING id"),
                                     {"j": dumped}).scalar_one()
         return self.Row(new_id)
@@ -97,12 +102,25 @@ class NaiveEngine:
         from app.extensions import db
         db.session.execute(text("SELECT id FROM naive_workflows WHERE id = :id FOR UPDATE"), {"id": instance_id})
 
+    def lock_with(self, query, link):
+        """As ours: the workflow row and the query's rows locked in one statement, the workflow
+        first; its JSON kept for the step that follows (as ours keeps the loaded row)."""
+        from app.extensions import db
+        entities = [d["entity"] for d in query.column_descriptions if d["entity"] is not None]
+        row = db.session.execute(query.add_columns(NAIVE.c.id, NAIVE.c.workflow_json)
+                                 .join_from(entities[0], NAIVE, NAIVE.c.id == link).with_for_update(of=[NAIVE, *entities])
+                                 .execution_options(populate_existing=True)).first()
+        if row is None:
+            return None
+        self.loaded = {row[-2]: row[-1]}
+        return row[:-2]
+
     def deliver_message(self, instance_id, name, data=None, if_waiting=False):
         from app.engine import tree
         from app.engine.instances import Engine
         from app.extensions import db
-        dumped = db.session.execute(text("SELECT workflow_json FROM naive_workflows WHERE id = :id FOR UPDATE"),
-                                    {"id": instance_id}).scalar_one()
+        dumped = self.loaded.pop(instance_id, None) or db.session.execute(
+            text("SELECT workflow_json FROM naive_workflows WHERE id = :id FOR UPDATE"), {"id": instance_id}).scalar_one()
         workflow = self.serializer.deserialize_json(dumped)
         workflow.script_engine = self.ours.script_engine
         catchers = tree.message_catchers(workflow, name)

@@ -4,8 +4,9 @@ the standard `http` package for every script run from bench/, load.py included.)
 
     .venv/bin/python bench/http_load.py            # --help for the knobs
 
-gunicorn (2 sync workers) + 2 `chatflow worker` on PostgreSQL and Redis (DB 7), the fake Telegram
-Bot API in this process (bench/_servers.py, built on bench/load.py). Each of C virtual clients runs
+gunicorn (2 gthread workers × 4 threads, which keep each client's connection open) + 2 `chatflow
+worker` on PostgreSQL and Redis (DB 7), the fake Telegram Bot API in this process
+(bench/_servers.py, built on bench/load.py). Each of C virtual clients runs
 conversations back to back, with no think time (a closed loop: the load the machine sustains):
 
     client_message  POST /webhooks/telegram/{channel}  (first message of a new contact: new chat)
@@ -52,12 +53,17 @@ def parse_args():
     p.add_argument("--completion-timeout", type=float, default=60,
                    help="queue completion timeout in minutes (each reply re-arms it); 0 = none")
     p.add_argument("--web-workers", type=int, default=2)
+    p.add_argument("--web-threads", type=int, default=4, help="gunicorn gthread threads per worker; 0 = sync workers")
     p.add_argument("--job-workers", type=int, default=2)
     p.add_argument("--goal-ms", type=float, default=50)
     p.add_argument("--database", default="chatflow_bench_http")
     p.add_argument("--redis-db", type=int, default=7)
     p.add_argument("--keep-database", action="store_true")
     return p.parse_args()
+
+
+def web_args(args) -> tuple:
+    return ("-k", "gthread", "--threads", str(args.web_threads)) if args.web_threads else ()
 
 
 class Level:
@@ -100,7 +106,7 @@ def client(args, s, cfg, level: Level, index: int, deadline: float, next_user, s
     hook_headers = {"X-Telegram-Bot-Api-Secret-Token": cfg["secret"]}
     ops = cfg["operators"]
     op_by_id = dict(ops)
-    conn = psycopg.connect(s.dsn, autocommit=True)
+    conn = psycopg.connect(s.dsn, autocommit=True, application_name=_servers.BENCH_CLIENT)  # its CPU: the bench's
     try:
         for n in range(args.conversations):
             if time.monotonic() > deadline or stop_all.is_set():
@@ -166,7 +172,7 @@ def main() -> int:
     print(f"chatflow HTTP bench: levels {levels} concurrent clients, ≤ {args.seconds:.0f} s and "
           f"≤ {args.conversations} conversations per client per level, {args.replies} replies per conversation, "
           f"rule {args.rule}, {args.operators} operators × SimultaneousChats {args.simultaneous_chats}, "
-          f"gunicorn -w {args.web_workers}, {args.job_workers} chatflow workers")
+          f"gunicorn -w {args.web_workers} {' '.join(web_args(args)) or '(sync)'}, {args.job_workers} chatflow workers")
     print(f"machine: {machine()}")
     results = []
     failures = []
@@ -180,7 +186,7 @@ def main() -> int:
             return counter["user"], counter["update"]
 
     with _servers.stack(args.database, args.redis_db, web_workers=args.web_workers, job_workers=args.job_workers,
-                        keep_database=args.keep_database, label="bench_http") as s:
+                        keep_database=args.keep_database, label="bench_http", web_args=web_args(args)) as s:
         cfg = _servers.setup_queue(s, rule=args.rule, operators=args.operators,
                                    simultaneous=args.simultaneous_chats, accept_timeout_minutes=60,
                                    completion_timeout_minutes=args.completion_timeout or None)
@@ -202,6 +208,8 @@ def main() -> int:
         for c in levels:
             level = Level()
             stop_all = threading.Event()
+            meter = _servers.CpuMeter(s)
+            meter.start()
             t0 = time.perf_counter()
             deadline = time.monotonic() + args.seconds
             threads = [threading.Thread(target=client, args=(args, s, cfg, level, i, deadline, next_user, stop_all))
@@ -212,6 +220,7 @@ def main() -> int:
                 t.join()
             elapsed = time.perf_counter() - t0
             drain = _servers.wait_rq_idle(s, timeout=120)
+            cpu = meter.stop()
             replies_total += level.replies
             n_events = sum(len(v) for v in level.lat.values())
             every = [x for v in level.lat.values() for x in v]
@@ -219,7 +228,7 @@ def main() -> int:
                    "conversations": level.conversations, "p50": pct(every, 50), "p99": pct(every, 99),
                    "kinds": {k: (len(level.lat[k]), pct(level.lat[k], 50), pct(level.lat[k], 99)) for k in KINDS},
                    "start_lag": (pct(level.start_lag, 50), pct(level.start_lag, 99)), "drain": drain,
-                   "bad": dict(level.bad), "load": os.getloadavg()[0]}
+                   "bad": dict(level.bad), "load": os.getloadavg()[0], "cpu": cpu}
             results.append(row)
             if level.bad:
                 failures.append(f"{c} clients: {dict(level.bad)} e.g. {level.examples}")
@@ -230,6 +239,11 @@ def main() -> int:
                 print(f"   {k:15} n={len(level.lat[k]):5}  p50/p99 {fmt(level.lat[k])} ms  max "
                       f"{max(level.lat[k], default=0) * 1000:.1f} ms")
             print(f"   start lag (webhook answered -> lifecycle started by a worker): p50/p99 {fmt(level.start_lag)} ms")
+            per_event = {part: seconds * 1000 / max(n_events, 1) for part, seconds in cpu.items()}
+            total = sum(per_event.values())
+            print(f"   CPU per event (level and RQ drain): {total:.1f} ms = " + ", ".join(
+                f"{part} {ms:.1f}" for part, ms in per_event.items())
+                + f"; so {os.cpu_count()} idle CPUs would sustain ~{os.cpu_count() * 1000 / total:.0f} events/s")
             if level.bad:
                 print(f"   NOT AS EXPECTED: {dict(level.bad)}; e.g. {level.examples}")
         # every reply must reach the fake Bot API

@@ -8,12 +8,19 @@ complete its task (it runs to its end).
   naive  SpiffWorkflow alone, in memory, no database: the workflow is built from the parsed
          spec and stepped, or deserialize_json of the WHOLE workflow (spec included), the step,
          serialize_json of the whole workflow. The spec is parsed once, outside the timing.
-  http   the same two events through the API on gunicorn (2 sync workers) + PostgreSQL, one
-         client with a keep-alive session: POST /api/processes/{key}/instances, then
+  http   the same two events through the API on gunicorn (2 gthread workers, which keep the
+         client's connection open) + PostgreSQL, one client with a keep-alive session:
+         POST /api/processes/{key}/instances, then
          POST /api/process-instances/{id}/tasks/{task}/complete; request sent -> whole answer read.
+  floors what no event over HTTP on PostgreSQL can go below, measured beside them:
+         `GET /api/process-operations` over the same session (HTTP, gunicorn, Flask, the token's
+         one SELECT in its transaction, a fixed JSON answer) and, from this process, one INSERT +
+         COMMIT on PostgreSQL (the WAL flush a committed event waits for).
 
-The two sides alternate in rounds of 50 instances, so both see the same machine load. Prints
-median/p90 per event and side, and the ratio http / naive of the medians (goal <= 5).
+The sides alternate in rounds of 50 instances, so all see the same machine load. Prints
+median/p90 per event and side, and the ratio http / naive of the medians (goal <= 5); and the CPU
+each event costs the machine (naive: this process; http: gunicorn, PostgreSQL's backends and the
+client, read from /proc), which a machine shared with others blurs less than the wall clock.
 `--profile` then runs the HTTP side in this process (Flask test client, same PostgreSQL) under
 cProfile and prints where a request's time goes (HTTP and gunicorn excepted).
 """
@@ -26,8 +33,10 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _servers import dumps, finish, session, stack  # noqa: E402
+from _servers import BENCH_CLIENT, CpuMeter, dumps, finish, session, stack  # noqa: E402
 
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
@@ -56,6 +65,7 @@ def parse_args():
     p.add_argument("--instances", type=int, default=500, help="instances per side (2 events each)")
     p.add_argument("--warmup", type=int, default=30, help="instances per side before timing")
     p.add_argument("--web-workers", type=int, default=2)
+    p.add_argument("--web-threads", type=int, default=4, help="gunicorn gthread threads per worker; 0 = sync workers")
     p.add_argument("--database", default="chatflow_bench_probe")
     p.add_argument("--redis-db", type=int, default=6)
     p.add_argument("--profile", action="store_true", help="then cProfile the HTTP side in-process")
@@ -102,6 +112,23 @@ class Http:
         assert r.status_code == 200 and r.json()["state"] == "completed", r.text
 
 
+class Floors:
+    """What an event over HTTP on PostgreSQL cannot go below (see the module's docstring)."""
+
+    def __init__(self, http: Http, dsn: str):
+        self.http, self.db = http, psycopg.connect(dsn, application_name=BENCH_CLIENT)
+        self.db.execute("create table probe_floor (id serial primary key, n int)")
+        self.db.commit()
+
+    def api(self) -> None:
+        r = self.http.http.get(f"{self.http.base}/api/process-operations", headers=self.http.headers)
+        assert r.status_code == 200
+
+    def commit(self) -> None:
+        self.db.execute("insert into probe_floor (n) values (1)")
+        self.db.commit()
+
+
 def timed(work, out: list | None):
     t0 = time.perf_counter()
     result = work()
@@ -121,13 +148,18 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def report(results: dict) -> float:
+def report(results: dict, floors: dict) -> float:
     print(f"\n{'event':<10} {'naive median / p90 ms':>22} {'http median / p90 ms':>22} {'ratio median':>13}")
     for kind in ("start", "complete", "both"):
         nv, hv = results["naive"][kind], results["http"][kind]
         print(f"{kind:<10} {statistics.median(nv):>10.3f} / {pct(nv, .9):<9.3f} {statistics.median(hv):>10.2f} / "
               f"{pct(hv, .9):<9.2f} {statistics.median(hv) / statistics.median(nv):>13.2f}")
-    return statistics.median(results["http"]["both"]) / statistics.median(results["naive"]["both"])
+    naive = statistics.median(results["naive"]["both"])
+    print("\nfloors (median / p90 ms, and x naive per event):")
+    for name, label in (("api", "GET /api/process-operations"), ("commit", "INSERT + COMMIT")):
+        v = floors[name]
+        print(f"  {label:<42} {statistics.median(v):>7.3f} / {pct(v, .9):<7.3f} {statistics.median(v) / naive:>7.2f} x")
+    return statistics.median(results["http"]["both"]) / naive
 
 
 def profile(dsn: str, token: str, instances: int) -> None:
@@ -173,24 +205,48 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()}")
     naive = Naive()
     results = {side: {"start": [], "complete": [], "both": []} for side in ("naive", "http")}
+    web_args = ("-k", "gthread", "--threads", str(args.web_threads)) if args.web_threads else ()
+    print(f"gunicorn -w {args.web_workers} {' '.join(web_args) or '(sync)'}")
     with stack(args.database, redis_db=args.redis_db, web_workers=args.web_workers, job_workers=1,
-               label="probe") as s:
+               label="probe", web_args=web_args) as s:
         s.api.call("POST", "/api/processes", files={"file": ("probe.bpmn", BPMN, "application/xml")})
         http = Http(s.base, s.admin_token)
+        floors = Floors(http, s.dsn)
+        floor_times = {"api": [], "commit": []}
         for n in range(args.warmup):
             one(naive, n, None)
             one(http, n, None)
+            floors.api()
+            floors.commit()
         done = 0
+        meter, cpu = CpuMeter(s), {"naive": 0.0, "http": {}}
         while done < args.instances:
             for side_name, side in (("naive", naive), ("http", http)):
                 times = results[side_name]
+                meter.start()
+                cpu0 = time.process_time()
                 for n in range(done, min(done + 50, args.instances)):
                     one(side, n, times)
                     times["both"].append(times["start"][-1] + times["complete"][-1])
+                if side is naive:
+                    cpu["naive"] += time.process_time() - cpu0
+                else:
+                    for part, seconds in meter.stop().items():
+                        cpu["http"][part] = cpu["http"].get(part, 0) + seconds
+            for name, work in (("api", floors.api), ("commit", floors.commit)):
+                for _ in range(done, min(done + 50, args.instances)):
+                    timed(work, floor_times[name])
             done += 50
+        floors.db.close()
         for side in results.values():  # per event: the mean of the pair, so "both" compares like for like
             side["both"] = [v / 2 for v in side["both"]]
-        ratio = report(results)
+        ratio = report(results, floor_times)
+        events = 2 * args.instances
+        http_cpu = {part: 1000 * seconds / events for part, seconds in cpu["http"].items() if part != "workers"}
+        naive_cpu = 1000 * cpu["naive"] / events
+        print(f"\nCPU per event: naive {naive_cpu:.3f} ms; http {sum(http_cpu.values()):.2f} ms ("
+              + ", ".join(f"{part} {ms:.2f}" for part, ms in http_cpu.items())
+              + f"), {sum(http_cpu.values()) / naive_cpu:.1f} x")
         print(f"\nratio http / naive per event (median): {ratio:.2f}  (goal <= 5)")
         print(f"load average after: {os.getloadavg()}")
         if args.profile:

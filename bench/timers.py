@@ -2,33 +2,41 @@
 minute, 2 `chatflow worker` processes; lag between each timer's due time and the chat's state
 change, none lost, none fired twice.
 
-    .venv/bin/python bench/timers.py          # ~4 min; --help for the knobs
+    .venv/bin/python bench/timers.py          # ~6 min; --help for the knobs
 
 The production shape from bench/_servers.py (PostgreSQL database chatflow_bench_timers, Redis DB 8,
 2 `chatflow worker` = RQ SimpleWorker + scheduler + the database sweep; one gunicorn worker only
-for the setup over the API). One least_busy queue, N/100 operators × SimultaneousChats 100, so
-every chat is offered and its `acceptance_timeout` timer armed; no completion timeout.
+for the setup over the API). N operators, each active, present and SimultaneousChats 1, in queues
+of --per-queue (100) operators, each queue with its Telegram channel; least_busy, no completion
+timeout: every chat is offered to its own operator and its `acceptance_timeout` timer armed.
+One operator per chat because an operator who misses an offer becomes inactive and loses the
+other chats offered to them at once (app.chats.lifecycle.offer_timed_out): with several offers
+each, most timers would be moved by that withdrawal instead of firing.
 
-Creating 10,000 chats through 10,000 webhooks would take minutes, so --creators processes create
-them in-process on the same database and Redis: `service.receive` (the webhook's own code) stores
-contact, chat and message, then the body of the start job (`app.jobs.start_chat_lifecycle`) starts
-the lifecycle, which routes (offers) the chat and arms the timer; its RQ wake-up is scheduled
-(`enqueue_at`) after commit as always. Creation takes longer than a minute on a small machine, so
-to put every due time inside ONE minute, the creators give chat k the acceptance timeout that
-makes it due at T0 + window * k / N (`OmniChatOperatorAcceptChatTimeout` read per chat, as if an
-admin changed the setting before each chat; nothing else is changed): the due times are spread
-evenly over the window, T0 = creation start + --lead seconds.
+Creating 10,000 operators and chats through the API and webhooks would take many minutes, so
+--creators processes create them in-process on the same database and Redis with the app's own
+code: operators by `accounts.create_user`, `admin.add_operator`, `service.set_status` and
+`presence.seen` (what POST /api/users, POST /api/queues/{id}/operators, PUT /api/me/status and
+PUT /api/me/presence run); chats by `service.receive` (the webhook's own code: contact, chat,
+message), then the body of the start job (`app.jobs.start_chat_lifecycle`) starts the lifecycle,
+which routes (offers) the chat and arms the timer; its RQ wake-up is scheduled after commit as
+always. Creation takes longer than a minute on a small machine, so to put every due time inside
+ONE minute, the creators give chat k the acceptance timeout that makes it due at
+T0 + window * k / N (`OmniChatOperatorAcceptChatTimeout` read per chat, as if an admin changed
+the setting before each chat; nothing else is changed): the due times are spread evenly over the
+window, T0 = chat creation start + --lead seconds.
 
 Before anything is due, the due time of each chat's timer is read from each instance's `next_timer_at`. Lag =
 time of the chat's `offer_timed_out` chat event (written in the transaction that moves the chat)
 minus that due time. Checks: every chat has exactly one offer_timed_out (none lost, none fired
 twice) and was then re-offered to another operator or queued exactly once, and its state agrees.
-Every operator misses its offers (nobody accepts), so re-offers find nobody: chats end `queued`.
+Every operator misses their offer (nobody accepts) and the others are full: chats end `queued`.
 """
 import argparse
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -44,8 +52,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chats", type=int, default=10_000)
     p.add_argument("--window", type=float, default=60, help="seconds over which the due times are spread")
-    p.add_argument("--lead", type=float, default=120, help="first due time, seconds after creation starts")
-    p.add_argument("--creators", type=int, default=2, help="processes creating chats")
+    p.add_argument("--lead", type=float, default=180, help="first due time, seconds after creation starts")
+    p.add_argument("--per-queue", type=int, default=100, help="operators (and chats) per queue")
+    p.add_argument("--creators", type=int, default=2, help="processes creating operators and chats")
     p.add_argument("--job-workers", type=int, default=2)
     p.add_argument("--sweep-seconds", type=float, default=None,
                    help="CHATFLOW_TIMER_SWEEP_SECONDS for the workers (default: the app's, 5)")
@@ -54,29 +63,62 @@ def parse_args():
     p.add_argument("--database", default="chatflow_bench_timers")
     p.add_argument("--redis-db", type=int, default=8)
     p.add_argument("--keep-database", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="no workers: this process fires the due timers itself (app.jobs' claiming loop) under "
+                        "cProfile, then prints the statements of one firing, CPU per firing and the top functions")
     return p.parse_args()
 
 
 class _NoJobs:
-    """receive() schedules the start job after commit; the creator runs the start itself."""
+    """The creators run what the jobs would (start a chat) themselves, and nothing waits for an
+    operator yet: what the app schedules after commit is dropped."""
 
     def enqueue(self, *args, **kw):
         pass
 
+    def enqueue_at(self, *args, **kw):
+        pass
 
-def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel_id: int, t0: float,
-                window: float, done: "multiprocessing.Queue"):
-    """Create chats k = part, part + parts, ... with chat k due at t0 + window * k / n."""
+
+def _app(dsn: str, redis_url: str):
     from app import create_app
+    return create_app({"SQLALCHEMY_DATABASE_URI": dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+                       "REDIS_URL": redis_url, "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": None,
+                       "LOG_LEVEL": "WARNING"}, start_jobs=False)
+
+
+def make_operators(part: int, parts: int, n: int, dsn: str, redis_url: str, queue_ids: list[int],
+                   done: "multiprocessing.Queue"):
+    """Operators i = part, part + parts, ... in queue i % len(queue_ids): active and present for two hours."""
+    from app import accounts
+    from app.chats import admin, presence, service
+    from app.extensions import db
+    from app.models.chat import Queue
+
+    app = _app(dsn, redis_url)
+    ids = list(range(part, n, parts))
+    for i in range(0, len(ids), 100):
+        with app.app_context():
+            for k in ids[i:i + 100]:
+                user, _ = accounts.create_user(f"op{k + 1:05d}", f"Operator {k + 1}")
+                admin.add_operator(db.session.get(Queue, queue_ids[k % len(queue_ids)]), user.id, None, _NoJobs())
+                service.set_status(user, "active", _NoJobs())
+                presence.seen(user.id, 7200, _NoJobs(), check=False)
+            db.session.commit()
+            db.session.remove()
+    done.put((part, len(ids), 0))
+
+
+def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel_ids: list[int], t0: float,
+                window: float, done: "multiprocessing.Queue"):
+    """Create chats k = part, part + parts, ... (in channel k % len(channel_ids)), chat k due at t0 + window * k / n."""
     from app import jobs as app_jobs
     from app.channels.base import InboundMessage
     from app.chats import service, settings
     from app.extensions import db
     from app.models.chat import Channel
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": dsn.replace("postgresql://", "postgresql+psycopg://", 1),
-                      "REDIS_URL": redis_url, "AUTO_MIGRATE": False, "BOOTSTRAP_ADMIN_TOKEN": None,
-                      "LOG_LEVEL": "WARNING"}, start_jobs=False)
+    app = _app(dsn, redis_url)
     original = settings.get
     planned = {"seconds": None}
 
@@ -85,16 +127,16 @@ def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel
             return planned["seconds"] / 60
         return original(code)
 
-    settings.get = get  # read per chat by route_chat (lifecycle._timeouts)
+    settings.get = get  # read per chat by route_chat (lifecycle.timeouts)
     late, made = 0, 0
     ks = list(range(part, n, parts))
     batch = 50
     for i in range(0, len(ks), batch):
         chunk = ks[i:i + batch]
         with app.app_context():
-            channel = db.session.get(Channel, channel_id)
             chat_ids = []
             for k in chunk:
+                channel = db.session.get(Channel, channel_ids[k % len(channel_ids)])
                 user = str(7_000_000 + k)
                 message = service.receive(channel, InboundMessage(external_id=str(90_000_000 + k), user_id=user,
                                                                   address=user, name=f"Client {k}", text="hello"),
@@ -114,9 +156,45 @@ def create_part(part: int, parts: int, n: int, dsn: str, redis_url: str, channel
     done.put((part, made, late))
 
 
-def cpu_snapshot(groups: dict) -> dict:
-    """CPU seconds used so far: the whole machine (busy, total) and per named process group
-    (`groups`: name -> process group id) plus every postgres process, from /proc."""
+def run_parts(target, parts: int, args: tuple, timeout: float) -> list:
+    """Run target(part, parts, *args, done) in `parts` forked processes; their reports."""
+    ctx = multiprocessing.get_context("fork")
+    done = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(i, parts, *args, done)) for i in range(parts)]
+    try:
+        for p in procs:
+            p.start()
+        return [done.get(timeout=timeout) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
+def setup(s, n: int, per_queue: int) -> tuple[list[int], list[int]]:
+    """Settings and the queues with a channel each over the API; returns the ids of both."""
+    from load import BOT_TOKEN
+    for code, value in (("SiteUrl", "https://chat.example.com"), ("SimultaneousChats", 1),
+                        ("OmniChatOperatorAcceptChatTimeout", 60)):
+        s.api.call("PUT", f"/api/settings/{code}", {"value": value})
+    queue_ids, channel_ids = [], []
+    for q in range(math.ceil(n / per_queue)):
+        queue = s.api.call("POST", "/api/queues", {"name": f"Bench {q + 1}", "routing_rule": "least_busy",
+                                                   "completion_timeout_minutes": None}).json()
+        channel = s.api.call("POST", "/api/channels", {"provider": "telegram", "name": f"Bench bot {q + 1}",
+                                                       "token": BOT_TOKEN, "queue_id": queue["id"],
+                                                       "active": True}).json()
+        queue_ids.append(queue["id"])
+        channel_ids.append(channel["id"])
+    return queue_ids, channel_ids
+
+
+def cpu_snapshot(groups: dict, pg_pids: set[int]) -> dict:
+    """CPU seconds used so far: the whole machine (busy, total), per named process group
+    (`groups`: name -> process group id), the PostgreSQL backends serving the bench's database
+    (`pg_pids`; other databases' are other people's) and Redis (shared by every database), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
@@ -134,11 +212,47 @@ def cpu_snapshot(groups: dict) -> dict:
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         rest = stat[stat.rindex(")") + 2:].split()
         pgrp, cpu = int(rest[2]), (int(rest[11]) + int(rest[12])) / tick
-        name = by_group.get(pgrp) or ("postgres" if comm.startswith("postgres") else
-                                      "redis" if comm.startswith("redis") else None)
+        name = by_group.get(pgrp) or ("postgres" if int(pid) in pg_pids else
+                                      "redis (shared)" if comm.startswith("redis") else None)
         if name:
             out[name] = out.get(name, 0) + cpu
     return out
+
+
+def profile(s, first_due: float, last_due: float) -> None:
+    """Fire the due timers in this process with the workers' own loop (`app.jobs._fire_due`, as
+    `fire_due_timers` runs it), under cProfile; print what one firing costs."""
+    import cProfile
+    import pstats
+
+    from sqlalchemy import event
+
+    from app import jobs as app_jobs
+    from app.extensions import db
+
+    app = _app(s.dsn, s.redis_url)
+    statements = []
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", lambda c, cur, sql, *a: statements.append(sql))
+    time.sleep(max(0.0, first_due - time.time()))
+    prof, fired, cpu = cProfile.Profile(), 0, time.process_time()
+    prof.enable()
+    one = 0
+    while time.time() < last_due + 1 or one:  # until none is due (under cProfile it falls behind)
+        before = len(statements)
+        one, _ = app_jobs._fire_due(app, grace=0.0, seconds=1.0, wait_ahead=True)
+        if one and fired == 0:
+            print(f"\nstatements of the first claiming run ({one} firings, {len(statements) - before} statements):")
+            for sql in statements[before:before + 40]:
+                print("   " + " ".join(sql.split())[:160])
+        fired += one
+    prof.disable()
+    cpu = time.process_time() - cpu
+    print(f"\nfired {fired} in this process: {1000 * cpu / max(fired, 1):.2f} ms of CPU per firing (under cProfile), "
+          f"{len(statements) / max(fired, 1):.1f} statements per firing (claims and waits included)")
+    stats = pstats.Stats(prof)
+    stats.sort_stats("cumulative").print_stats(45)
+    stats.sort_stats("tottime").print_stats(25)
 
 
 STEP_SECONDS = 5.0  # events of one firing's step are written within this of its offer_timed_out
@@ -147,39 +261,32 @@ STEP_SECONDS = 5.0  # events of one firing's step are written within this of its
 def main() -> int:
     args = parse_args()
     n = args.chats
-    per_op = 100
-    n_ops = math.ceil(n / per_op)
+    n_queues = math.ceil(n / args.per_queue)
     extra_env = {} if args.sweep_seconds is None else {"CHATFLOW_TIMER_SWEEP_SECONDS": str(args.sweep_seconds)}
     print(f"chatflow timers bench: {n} chats, due evenly over {args.window:.0f} s starting {args.lead:.0f} s after "
-          f"creation starts; {n_ops} operators x SimultaneousChats {per_op}; {args.job_workers} chatflow workers; "
-          f"sweep every {args.sweep_seconds or '5 (default)'} s")
+          f"creation starts; {n} operators x SimultaneousChats 1 in {n_queues} queues; {args.job_workers} chatflow "
+          f"workers; sweep every {args.sweep_seconds or 'the default'} s")
     print(f"machine: {machine()}")
     failures = []
     started = time.monotonic()
-    with _servers.stack(args.database, args.redis_db, web_workers=1, job_workers=args.job_workers,
+    with _servers.stack(args.database, args.redis_db, web_workers=1, job_workers=1 if args.profile else args.job_workers,
                         extra_env=extra_env, keep_database=args.keep_database, label="bench_timers") as s:
-        cfg = _servers.setup_queue(s, rule="least_busy", operators=n_ops, simultaneous=per_op,
-                                   accept_timeout_minutes=60, completion_timeout_minutes=None)
-        print(f"setup done in {time.monotonic() - started:.1f} s; logs in {s.logdir}")
+        queue_ids, channel_ids = setup(s, n, args.per_queue)
+        run_parts(make_operators, args.creators, (n, s.dsn, s.redis_url, queue_ids), timeout=600)
+        if args.profile:  # the worker was there for /healthz only: this process fires the timers
+            for entry in [c for c in s.procs.children if c[0].startswith("worker")]:
+                os.killpg(entry[1].pid, signal.SIGTERM)
+                entry[1].wait(30)
+                entry[2].close()
+                s.procs.children.remove(entry)
+        print(f"setup ({n_queues} queues and channels over the API, {n} operators in-process) done in "
+              f"{time.monotonic() - started:.1f} s; logs in {s.logdir}")
 
         # -- create
         t_create = time.time()
         t0 = t_create + args.lead
-        ctx = multiprocessing.get_context("fork")
-        done = ctx.Queue()
-        creators = [ctx.Process(target=create_part, args=(i, args.creators, n, s.dsn, s.redis_url,
-                                                          cfg["channel"]["id"], t0, args.window, done))
-                    for i in range(args.creators)]
-        try:
-            for c in creators:
-                c.start()
-            reports = [done.get(timeout=args.lead + args.window) for _ in creators]
-        finally:
-            for c in creators:
-                c.join(10)
-                if c.is_alive():
-                    c.kill()
-                    c.join()
+        reports = run_parts(create_part, args.creators, (n, s.dsn, s.redis_url, channel_ids, t0, args.window),
+                            timeout=args.lead + args.window + 600)  # late chats are counted below
         create_seconds = time.time() - t_create
         made, late = sum(r[1] for r in reports), sum(r[2] for r in reports)
         print(f"created {made} chats in {create_seconds:.1f} s ({made / create_seconds:.0f}/s with "
@@ -204,6 +311,9 @@ def main() -> int:
             scheduled = s.red.zcard("rq:scheduled:chatflow")
             print(f"RQ alarms scheduled: {scheduled} (one per second holding a due time)")
 
+            if args.profile:
+                profile(s, dues[0].timestamp(), dues[-1].timestamp())
+
             # -- watch
             from rq import Queue, Worker
             rq_queue = Queue("chatflow", connection=s.red)
@@ -227,11 +337,13 @@ def main() -> int:
                     print(f"   {now - dues[0].timestamp():8.1f} | {due_so_far:6} | {fired:6} | "
                           f"{due_so_far - fired:6} | {queued:6} | {sched:6}")
                 if cpu_before is None and now >= dues[0].timestamp() - 1:
-                    cpu_before = cpu_snapshot(groups)
+                    pg_pids = set(r[0] for r in q("select pid from pg_stat_activity where datname = %s", args.database))
+                    cpu_before = cpu_snapshot(groups, pg_pids)
                 if fired >= n and now > last_due:
                     break
                 time.sleep(1 if now < dues[0].timestamp() - 5 else 0.5)
-            cpu_after = cpu_snapshot(groups)
+            pg_pids |= set(r[0] for r in q("select pid from pg_stat_activity where datname = %s", args.database))
+            cpu_after = cpu_snapshot(groups, pg_pids)  # a backend started since counts whole
             time.sleep(3)  # anything fired twice shows up now
             workers_after = {w.name: (w.successful_job_count, w.total_working_time)
                              for w in Worker.all(queue=rq_queue)}
@@ -280,13 +392,14 @@ def main() -> int:
         used = {k: cpu_after.get(k, 0) - cpu_before.get(k, 0) for k in cpu_after}
         total = used.pop("machine_total")
         busy = used.pop("machine_busy")
+        ours = sum(v for k, v in used.items() if k.startswith(("worker", "postgres")))
         print(f"   CPU from the first due time to the last change: machine {100 * busy / max(total, 1e-9):.0f} % busy "
-              f"of {os.cpu_count()} CPUs; CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(used.items()))
-              + f" (of {busy:.1f} busy); {1000 * busy / max(len(timed_out), 1):.1f} CPU-s per 1,000 firings, "
-              f"all processes")
+              f"of {os.cpu_count()} CPUs ({busy:.1f} CPU-s, everyone's); CPU seconds: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(used.items()))
+              + f"; workers + their PostgreSQL: {1000 * ours / max(len(timed_out), 1):.1f} CPU-s per 1,000 firings")
     print(f"   lost (no offer_timed_out): {len(lost)}; fired twice: {len(twice)}; offer_timed_out for another operator "
           f"than the first offer's: {len(wrong_op)}; not re-offered/queued exactly once after it: {len(not_once)}")
-    print(f"   chats now {final}; inconsistent state {bad_state}; operators now inactive {inactive}/{n_ops}; "
+    print(f"   chats now {final}; inconsistent state {bad_state}; operators now inactive {inactive}/{n}; "
           f"instances in error {errors}; failed RQ jobs {failed_jobs}; tracebacks {tracebacks or 'none'}")
     if lost:
         failures.append(f"{len(lost)} timers lost")

@@ -8,6 +8,7 @@ from app.api.auth import admin, authenticate
 from app.api.contract import Answer, Body, Filter, JsonObject, Name, Page, Text, Timestamp, contract, row_with
 from app.api.errors import ApiError
 from app.engine import queries, tx
+from app.engine.instances import history_written
 from app.extensions import db
 from app.models.states import InstanceState
 from app.services import services
@@ -131,8 +132,11 @@ def with_history(instance):
 
 def committed(instance):
     """Commit the step and answer the instance as committed, asking the database nothing more:
-    its history is read in the step's own transaction, and its row stays loaded through the commit."""
-    answer = with_history(instance)
+    its history is read in the step's own transaction (a new instance's is what the step wrote),
+    and its row stays loaded through the commit."""
+    written = history_written(instance)
+    answer = with_history(instance) if written is None else answered(instance,
+                                                                      history=written[:queries.HISTORY_LIMIT])
     tx.commit_keeping_rows(db.session)
     return answer
 

@@ -6,16 +6,26 @@ history, and returns plain data the diagram can branch and time on.
 from functools import partial
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from app import job_names
 from app.chats import decisions, live, routing, settings
-from app.engine import tx
+from app.engine import deployed, tx
 from app.engine.errors import NotFound
 from app.engine.tx import after_commit
 from app.extensions import db
+from app.models import User
 from app.models.chat import Chat, ChatEvent, Queue
 from app.models.states import WAITING, ChatState, OperatorStatus
 from app.models.types import utcnow
+
+
+def _chat_row(chat_id: int):
+    """The chat with its queue and channel (its operations read both), the settings' revision and
+    the number of deployed versions (so that the cached settings and latest versions are checked
+    without statements of their own): one statement."""
+    return (select(Chat, settings.REVISION, deployed.COUNT).where(Chat.id == chat_id)
+            .options(joinedload(Chat.queue, innerjoin=True), joinedload(Chat.channel, innerjoin=True)))
 
 
 def lock_chat(chat_id: int) -> Chat:
@@ -24,29 +34,52 @@ def lock_chat(chat_id: int) -> Chat:
     held = tx.locked_rows(db.session)
     chat = held.get(("chat", chat_id))
     if chat is None:
-        chat = db.session.execute(select(Chat).where(Chat.id == chat_id).with_for_update()
-                                  .execution_options(populate_existing=True)).scalar_one_or_none()
-        if chat is None:
+        row = db.session.execute(_chat_row(chat_id).with_for_update(of=Chat)
+                                 .execution_options(populate_existing=True)).first()
+        if row is None:
             raise NotFound(f"no chat {chat_id}", code="chat_not_found")
-        held[("chat", chat_id)] = chat
+        chat = held[("chat", chat_id)] = row[0]
+        _seen(row)
     return chat
 
 
-def lock_chat_and_process(chat_id: int, engine) -> Chat:
-    """Lock the chat's lifecycle instance first, then the chat (operators' rows after that).
+def lock_chat_and_process(chat_id: int, engine, operator_id: int | None = None) -> Chat:
+    """Lock the chat's lifecycle instance first, then the chat, then (with `operator_id`) that
+    operator's row: in one statement, each row loaded.
 
     The order the engine's own steps take them in: a firing timer holds its instance when its
     operations lock the chat and users, so an operator's action locking the chat first could
     deadlock with it.
     """
-    instance_id = db.session.scalar(select(Chat.process_instance_id).where(Chat.id == chat_id))
-    if instance_id is not None:
-        engine.lock(instance_id)
-    return lock_chat(chat_id)
+    held = tx.locked_rows(db.session)
+    chat = held.get(("chat", chat_id))
+    if chat is not None:
+        if chat.process_instance_id is not None:
+            engine.lock(chat.process_instance_id)
+        return chat
+    query = _chat_row(chat_id)
+    if operator_id is not None:
+        query = query.add_columns(User).join_from(Chat, User, User.id == operator_id)
+    row = engine.lock_with(query, Chat.process_instance_id)
+    if row is None:  # no lifecycle yet (or no such chat): the chat alone
+        return lock_chat(chat_id)
+    held[("chat", chat_id)] = chat = row[0]
+    _seen(row)
+    if operator_id is not None:
+        held[("user", operator_id)] = row[3]
+    return chat
+
+
+def _seen(row) -> None:
+    settings.seen(row[1])
+    deployed.seen(row[2])
 
 
 def record(chat: Chat, event: str, **details) -> None:
-    db.session.add(ChatEvent(chat_id=chat.id, event=event, details=details or None))
+    recorded = ChatEvent(chat_id=chat.id, event=event, details=details or None)
+    db.session.add(recorded)
+    # Its latest event, while the chat's lock is held (_wait need not read it back).
+    tx.locked_rows(db.session)[("last_event", chat.id)] = recorded
 
 
 def timeouts(chat: Chat) -> dict:
@@ -87,6 +120,7 @@ def offer_timed_out(chat_id: int, stop_after: int | None = None, *, jobs=None) -
     chat = lock_chat(chat_id)
     if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         missed = routing.lock_user(chat.offered_to_id)
+        count = missed_offers(chat.id) + 1  # read before the writes: the one recorded below counts too
         missed.status = OperatorStatus.INACTIVE
         missed.chats_offered = max(0, missed.chats_offered - 1)
         record(chat, "offer_timed_out", operator_id=missed.id, offered_at=chat.offered_at.isoformat(),
@@ -96,9 +130,13 @@ def offer_timed_out(chat_id: int, stop_after: int | None = None, *, jobs=None) -
         live.status_changed(missed.id, OperatorStatus.INACTIVE)
         if jobs is not None and missed.chats_offered:  # their other offers go to others too
             after_commit(db.session, jobs.enqueue, job_names.WITHDRAW_OFFERS, missed.id)
-        count = missed_offers(chat.id)
         if not decisions.keeps_offering(count, stop_after):
             return {"offered_to": None, "missed_offers": count}
+        if chat.queue.routing_rule == decisions.LEAST_BUSY:
+            # Its reads need none of the writes above (the operator who missed it is excluded): they
+            # do not flush them, so the step's writes go out once, at its end, with no savepoint.
+            with db.session.no_autoflush:
+                return {"offered_to": _offer(chat, exclude=(missed.id,)), "missed_offers": count}
         # A chat transferred to one operator of an `all` queue becomes visible to all again.
         return {"offered_to": _route(chat, exclude=(missed.id,)), "missed_offers": count}
     count = missed_offers(chat.id)
@@ -122,6 +160,8 @@ def accept_chat(chat_id: int, operator_id: int) -> dict:
     chat = lock_chat(chat_id)
     if chat.state not in WAITING:
         return {"accepted": False, "state": chat.state}
+    # Read before the writes: a query after them would flush them first, in the step's own savepoint.
+    concerned = live.queue_operators(chat.queue_id)
     operator = routing.lock_user(operator_id)
     if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         offered = routing.lock_user(chat.offered_to_id)
@@ -131,7 +171,7 @@ def accept_chat(chat_id: int, operator_id: int) -> dict:
     operator.last_accepted_at = now
     chat.state, chat.operator_id, chat.accepted_at, chat.offered_to_id = ChatState.IN_WORK, operator.id, now, None
     record(chat, "accepted", operator_id=operator.id)
-    live.chat_taken(chat)
+    live.chat_taken(chat, concerned)
     return {"accepted": True, "operator_id": operator.id}
 
 
@@ -270,8 +310,10 @@ def _candidate(op: decisions.OperatorView) -> dict:
 def _wait(chat: Chat, reason: str) -> None:
     """Nobody can take the chat now: it waits queued. Its history says so once, not at every re-check."""
     chat.state, chat.offered_to_id, chat.offered_at = ChatState.QUEUED, None, None
-    last = db.session.scalars(select(ChatEvent).where(ChatEvent.chat_id == chat.id)
-                              .order_by(ChatEvent.id.desc()).limit(1)).first()
+    last = tx.locked_rows(db.session).get(("last_event", chat.id))
+    if last is None or last not in db.session:  # none recorded in this transaction (or undone with a savepoint)
+        last = db.session.scalars(select(ChatEvent).where(ChatEvent.chat_id == chat.id)
+                                  .order_by(ChatEvent.id.desc()).limit(1)).first()
     if last is None or last.event != "waiting_for_operator" or (last.details or {}).get("reason") != reason:
         record(chat, "waiting_for_operator", rule="least_busy", reason=reason)
     return None

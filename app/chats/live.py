@@ -45,10 +45,10 @@ def chat_withdrawn(chat: Chat, user_id: int, reason: str) -> None:
     tell([user_id], "chat_withdrawn", chat_id=chat.id, reason=reason)
 
 
-def chat_taken(chat: Chat) -> None:
-    """Everyone serving the queue drops it from their list; the taker's other tabs move it to work;
-    a website visitor learns who answers."""
-    tell(queue_operators(chat.queue_id), "chat_taken", chat_id=chat.id, operator_id=chat.operator_id)
+def chat_taken(chat: Chat, queue_operators: list[int]) -> None:
+    """Everyone serving the queue (`queue_operators`) drops it from their list; the taker's other
+    tabs move it to work; a website visitor learns who answers."""
+    tell(queue_operators, "chat_taken", chat_id=chat.id, operator_id=chat.operator_id)
     if chat.channel.provider == "web":
         operator = db.session.get(User, chat.operator_id) if chat.operator_id else None
         tell_visitor(chat, "operator_joined", operator_name=operator.name if operator else "")

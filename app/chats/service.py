@@ -108,9 +108,9 @@ def accept(chat_id: int, user: User, engine) -> Chat:
     """First to accept wins; the others get 409 (chat_taken, not_offered_to_you, operator_inactive,
     limit_reached). Allowed, it is the message `chat_accepted` to the lifecycle, whose diagram
     makes the chat theirs (operation `accept_chat`)."""
-    chat = lock_chat_and_process(chat_id, engine)
+    chat = lock_chat_and_process(chat_id, engine, operator_id=user.id)
     serves = chat.state == ChatState.QUEUED and routing.serves(user.id, chat.queue_id)
-    operator = routing.lock_user(user.id)
+    operator = routing.lock_user(user.id)  # locked with the chat
     _refuse(decisions.accept_refusal(_view(chat), routing.view(operator, serves_queue=serves, connected=True),
                                      settings.get("SimultaneousChats")))
     _tell_lifecycle(chat, engine, "chat_accepted", {"OperatorId": operator.id}, "accepting the chat")
@@ -147,8 +147,9 @@ def complete(chat_id: int, user: User, reason: str, engine, jobs) -> Chat:
     An admin (reason `admin`) can also end a chat whose process is stuck or never started: the
     process is cancelled and the chat completed here, recorded as `completed_outside_process`.
     """
-    chat = lock_chat_and_process(chat_id, engine)
     admin = reason == "admin"
+    # Their row too: completing frees their capacity (an admin's own row is not concerned).
+    chat = lock_chat_and_process(chat_id, engine, operator_id=None if admin else user.id)
     _refuse(decisions.complete_refusal(_view(chat), user.id, admin))
     if not admin:
         _tell_lifecycle(chat, engine, "chat_completed", {"Reason": reason, "By": user.id}, "completing the chat")

@@ -3,6 +3,10 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlparse
 
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.engine import tx
 from app.engine.errors import Invalid, NotFound
 from app.extensions import db
 from app.models.chat import Setting, StoredFile
@@ -105,9 +109,45 @@ def definition(code: str) -> Definition:
     return DEFINITIONS[code]
 
 
+# -- read through a per-process cache ------------------------------------------------------
+# Most chat events read a setting or two, and settings change rarely. A process keeps the values
+# it read with their revision (the sum of the rows' `revision`, which every write raises); a
+# transaction uses them once it knows they are the database's: the chat's row lock reads the
+# revision in the same statement (`REVISION`, app.chats.lifecycle), else the transaction's first
+# read loads every setting in one statement. So a change holds in every process at once.
+REVISION = select(func.coalesce(func.sum(Setting.revision), 0)).scalar_subquery().label("settings_revision")
+_TX = _CACHE = "chatflow_settings"
+
+
+def seen(revision: int) -> None:
+    """The settings' revision as this transaction read it (with the chat lock)."""
+    tx.scoped(db.session, _TX)["revision"] = revision
+
+
+def _values() -> dict:
+    known = tx.scoped(db.session, _TX)
+    if "values" not in known:
+        revision, values = current_app.extensions.get(_CACHE, (None, None))  # (revision, code -> value)
+        if revision is None or known.get("revision") != revision or known.get("written"):
+            rows = db.session.execute(select(Setting.code, Setting.value, Setting.revision)).all()
+            values = {code: value for code, value, _ in rows}
+            if not known.get("written"):  # what this transaction wrote is not committed yet
+                current_app.extensions[_CACHE] = (sum(r for *_, r in rows), values)
+        known["values"] = values
+    return known["values"]
+
+
 def get(code: str):
-    row = db.session.get(Setting, code)
-    return definition(code).default if row is None or row.value is None else row.value
+    value = _values().get(code)
+    return definition(code).default if value is None else value
+
+
+def _written(row: Setting, value) -> None:
+    row.value, row.updated_at, row.revision = value, utcnow(), (row.revision or 0) + 1
+    db.session.add(row)
+    known = tx.scoped(db.session, _TX)
+    known["written"] = True
+    known.pop("values", None)
 
 
 def put(code: str, value) -> object:
@@ -119,9 +159,7 @@ def put(code: str, value) -> object:
             value = spec.check(value)
         except ValueError as e:
             raise Invalid(f"value: {e}", details={"field": "value"}) from None
-    row = db.session.get(Setting, code) or Setting(code=code)
-    row.value, row.updated_at = value, utcnow()
-    db.session.add(row)
+    _written(db.session.get(Setting, code) or Setting(code=code), value)
     return value
 
 
@@ -154,9 +192,7 @@ def clear_file(code: str) -> None:
 
 
 def store_file(code: str, file_id: int) -> None:
-    row = db.session.get(Setting, code) or Setting(code=code)
-    row.value, row.updated_at = {"file_id": file_id, "url": f"/api/settings/{code}/file"}, utcnow()
-    db.session.add(row)
+    _written(db.session.get(Setting, code) or Setting(code=code), {"file_id": file_id, "url": f"/api/settings/{code}/file"})
 
 
 def stored_file(code: str):

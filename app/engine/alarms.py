@@ -8,6 +8,7 @@ second, so the timers due in it share one wake-up instead of one job each.
 from datetime import datetime, timedelta
 
 LOOKAHEAD_SECONDS = 1.0  # an alarm wakes up to a second early: timers due that soon are waited for
+HELD_RETRY_SECONDS = 0.05  # a due instance someone else holds (firing it, or a request on it): look again
 SURE_PENDING_SECONDS = 2.0  # an alarm this far ahead cannot have run yet
 
 
@@ -21,11 +22,18 @@ def alarm_id(alarm: datetime) -> str:
 
 
 def wait_before(next_due: datetime | None, now: datetime, time_left: float) -> float | None:
-    """Seconds a woken worker waits for the next timer, or None to stop: only one due within the
-    lookahead (the alarm woke early) and within the job's time is waited for."""
+    """Seconds a woken worker that claimed nothing waits before it tries again, or None to stop.
+
+    `next_due`: the earliest timer not claimable now. Due already, someone else holds its
+    instance (SKIP LOCKED passed it over): once they commit it has moved on, or, if they only read
+    it or rolled back, it is still due and this worker takes it, so it looks again shortly instead
+    of leaving it to the sweep. Due within the lookahead (the alarm woke early): waited for. Only
+    within the job's time.
+    """
     if next_due is None:
         return None
-    wait = max(0.0, (next_due - now).total_seconds())
+    wait = (next_due - now).total_seconds()
+    wait = HELD_RETRY_SECONDS if wait <= 0 else wait
     return wait if wait <= LOOKAHEAD_SECONDS and wait <= time_left else None
 
 

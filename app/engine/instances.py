@@ -18,7 +18,7 @@ from SpiffWorkflow.util.task import TaskState
 from app import job_names
 from app.bpmn import limits, store
 from app.bpmn.scripting import RestrictedEnvironment, ScriptEngine
-from app.engine import alarms, state, tree, tx
+from app.engine import alarms, deployed, state, tree, tx
 from app.engine.errors import Conflict, NotFound
 from app.engine.operations import Operations
 from app.engine.ports import JobQueue
@@ -68,17 +68,19 @@ class Engine:
         self.operations = operations
         self.limits = budget or limits.Limits()
         self.specs = store.SpecCache()
+        self.latest = deployed.Latest()
         self.alarms = alarms.Scheduled()
         self.script_engine = ScriptEngine(RestrictedEnvironment(operations.call))
 
     # -- deployment -------------------------------------------------------------------
     def deploy(self, files: list[tuple[str, bytes]], missing_only: bool = False) -> list[dict]:
+        deployed.changed()
         return store.deploy(files, self.operations.names(), self.specs, missing_only)
 
     # -- instances --------------------------------------------------------------------
     def start(self, key: str, data: dict | None = None, business_key: str | None = None) -> ProcessInstance:
         """Start the latest version of `key` with `data` and run it until it waits."""
-        version = store.latest_version_ref(key)  # id and number only: the XML is read only on a cache miss
+        version = self.latest.ref(key)  # id and number only: the XML is read only on a cache miss
         if version is None:
             raise NotFound(f"no process {key!r} is deployed", code="process_not_found")
         parsed = self.specs.get(version.id)
@@ -88,6 +90,7 @@ class Engine:
                                    business_key=business_key, state=InstanceState.RUNNING, workflow_state="", data={},
                                    waiting_for=[], revision=0, created_at=utcnow())
         # Not added to the session yet: _save INSERTs it once, whole, after its first step.
+        instance._written_events = []  # all its history is this transaction's (history_written)
         self._record(instance, None, "started", {"version": version.version})
         self._advance(instance, workflow, partial(limits.run_steps, workflow))
         return instance
@@ -191,10 +194,13 @@ class Engine:
                                       ).scalar_one_or_none()
         return instance and self._hold(instance)
 
-    def next_due(self, after: datetime) -> datetime | None:
-        """The earliest timer due after `after` (one read of the index)."""
-        return db.session.scalar(select(func.min(ProcessInstance.next_timer_at))
-                                 .where(ProcessInstance.next_timer_at > after))
+    def next_due(self, passed_over=()) -> datetime | None:
+        """The earliest timer of any instance but those `passed_over` (one read of the index): after a
+        claim found nothing, one due already is held by someone else."""
+        query = select(func.min(ProcessInstance.next_timer_at))
+        if passed_over:
+            query = query.where(ProcessInstance.id.not_in(passed_over))
+        return db.session.scalar(query)
 
     def fire(self, instance: ProcessInstance, now: datetime) -> bool:
         """Fire the due timers of a locked instance; False (and its index corrected) when none is."""
@@ -251,6 +257,19 @@ class Engine:
     def lock(self, instance_id: int) -> None:
         """Hold the instance's row lock until commit (a caller that must lock it before other rows)."""
         self._lock(instance_id)
+
+    def lock_with(self, query, link):
+        """Lock, in one statement, the instance `link` names (a column of `query`'s rows) and the rows
+        of `query`'s entities, the instance first (the order the engine's own steps lock in), rows
+        loaded. Returns `query`'s row, or None when there is none or it names no instance."""
+        entities = [d["entity"] for d in query.column_descriptions if d["entity"] is not None]
+        row = db.session.execute(query.add_columns(ProcessInstance).join_from(entities[0], ProcessInstance, ProcessInstance.id == link)
+                                 .with_for_update(of=[ProcessInstance, *entities])
+                                 .execution_options(populate_existing=True)).first()
+        if row is None:
+            return None
+        self._hold(row[-1])
+        return row[:-1]
 
     # -- internals --------------------------------------------------------------------
     def _lock(self, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
@@ -364,11 +383,11 @@ class Engine:
             setattr(instance, key, value)
         waits = [] if new_state in (*FINISHED, InstanceState.ERROR) else timers
         instance.next_timer_at = _next_due(waits)
-        if instance.id is None:  # a new instance: one INSERT of the whole row
-            db.session.add(instance)
-            db.session.flush()
+        if instance.id is None:  # a new instance: one INSERT of the whole row, and only it: the caller's
+            db.session.add(instance)  # pending changes (the row that will name it) are written with that link
+            db.session.flush([instance])
         self._schedule_timers(waits, timers_before)
-        self._write_events(instance)  # its autoflush writes the row in one UPDATE
+        self._write_events(instance)
 
     @staticmethod
     def _current_data(workflow) -> dict:
@@ -409,6 +428,18 @@ class Engine:
         pending = getattr(instance, "_pending_events", None)
         if pending:
             instance._pending_events = []
-            # render_nulls: one INSERT for all rows, not one per pattern of NULL columns.
-            db.session.execute(insert(InstanceEvent).execution_options(render_nulls=True),
+            # The table's INSERT, not the ORM's bulk insert (the rows are never loaded back as objects,
+            # and its bookkeeping of them doubled this statement's CPU). A Core statement does not
+            # autoflush: the pending row changes go at the next flush, each row in one UPDATE with what
+            # follows. Through the session all the same, so a savepoint block's first write opens it.
+            db.session.execute(insert(InstanceEvent.__table__),
                                [{"instance_id": instance.id, **row} for row in pending])
+            written = getattr(instance, "_written_events", None)
+            if written is not None:
+                written.extend(pending)
+
+
+def history_written(instance: ProcessInstance) -> list[dict] | None:
+    """The whole history of an instance started in this transaction, as written (oldest first), so
+    its answer needs no read; None for an instance started before, whose history is the database's."""
+    return getattr(instance, "_written_events", None)

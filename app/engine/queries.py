@@ -57,7 +57,9 @@ def instances(limit: int, offset: int, process: str | None = None, state: str | 
     return db.session.scalars(query.limit(limit).offset(offset)).all()
 
 
-def history(instance_id: int) -> list[InstanceEvent]:
-    """The instance's events, oldest first, at most HISTORY_LIMIT."""
-    return db.session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
+def history(instance_id: int) -> list:
+    """The instance's events (at, task, event, details), oldest first, at most HISTORY_LIMIT: rows
+    read for an answer, not objects to change (no identity map to fill)."""
+    return db.session.execute(select(InstanceEvent.at, InstanceEvent.task, InstanceEvent.event, InstanceEvent.details)
+                              .where(InstanceEvent.instance_id == instance_id)
                               .order_by(InstanceEvent.id).limit(HISTORY_LIMIT)).all()

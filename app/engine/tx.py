@@ -24,15 +24,20 @@ def _begun(session) -> Session:
     return session
 
 
-def locked_rows(session) -> dict:
-    """Rows this transaction holds a lock on (key -> loaded object); a new transaction starts empty."""
+def scoped(session, key: str) -> dict:
+    """A dict kept under `key` as long as the current transaction lasts (a new one starts empty)."""
     session = _begun(session)
     transaction = session.get_transaction()
-    owner, rows = session.info.get(_LOCKED, (None, None))
+    owner, values = session.info.get(key, (None, None))
     if owner is not transaction:
-        rows = {}
-        session.info[_LOCKED] = (transaction, rows)
-    return rows
+        values = {}
+        session.info[key] = (transaction, values)
+    return values
+
+
+def locked_rows(session) -> dict:
+    """Rows this transaction holds a lock on (key -> loaded object); a new transaction starts empty."""
+    return scoped(session, _LOCKED)
 
 
 def commit_keeping_rows(session) -> None:
@@ -53,25 +58,75 @@ def after_commit(session, func, *args) -> None:
 
 @contextmanager
 def savepoint(session):
-    """Run the block in a SAVEPOINT; if it raises, its database work is undone and so is what it
-    queued for after commit and the row locks it recorded (a rollback to a savepoint may release them)."""
+    """Run the block so that, if it raises, its database work is undone, and so is what it queued
+    for after commit and the row locks it recorded (a rollback to a savepoint may release them).
+
+    The SAVEPOINT is opened at the block's first write, not before: reads need no undoing, and a
+    block whose changes are all still pending in the session when it ends needs none at all (on
+    success they are flushed later with the caller's; on failure they are flushed into a savepoint
+    opened then and rolled back with it, which also restores the session's objects).
+    """
     session = _begun(session)
     queued = len(session.info.get(_KEY, []))
     held = locked_rows(session)
     locked_before = set(held)
-    nested = session.begin_nested()
+    session.flush()  # the caller's changes stay outside the block
+    frames = session.info.setdefault(_FRAMES, [])
+    frame = _Frame()
+    frames.append(frame)
     try:
         yield
     except BaseException:
         try:
-            nested.rollback()
+            try:
+                session.flush()  # what the block left pending goes into its savepoint, to be undone with it
+            finally:
+                if frame.nested is not None:
+                    frame.nested.rollback()
         except Exception:  # the connection is gone: the caller's rollback of the whole transaction follows
             log.exception("rollback to savepoint failed")
         del session.info.get(_KEY, [])[queued:]
         for key in set(held) - locked_before:
             del held[key]
         raise
-    nested.commit()
+    finally:
+        frames.remove(frame)
+    if frame.nested is not None:
+        frame.nested.commit()
+
+
+class _Frame:
+    nested = None  # the SessionTransaction of its SAVEPOINT, once the block wrote
+
+
+_FRAMES = "chatflow_savepoints"
+
+
+def _open(session) -> None:
+    """Open the savepoints of the blocks running now (outermost first) before SQL that may write:
+    a flush of what is pending opens them before its writes; else they open now (each SAVEPOINT
+    goes out with the next statement)."""
+    session.flush()
+    _open_frames(session)
+
+
+def _open_frames(session) -> None:
+    for frame in session.info.get(_FRAMES, ()):
+        if frame.nested is None:
+            # Inside a flush SQLAlchemy does not flush again: the SAVEPOINT precedes the pending writes
+            # (it is sent with the first statement that follows).
+            frame.nested = session.begin_nested()
+
+
+def _before_flush(session, flush_context, instances):
+    if session.info.get(_FRAMES):
+        _open_frames(session)
+
+
+def _before_write(orm_execute_state):
+    """SQL a block sends itself (not a flush) that may write: its savepoint opens first."""
+    if not orm_execute_state.is_select and orm_execute_state.session.info.get(_FRAMES):
+        _open(orm_execute_state.session)
 
 
 def _log_failure(error: Exception, what: str) -> None:
@@ -105,3 +160,5 @@ def install(failed=None) -> None:
     if not event.contains(Session, "after_commit", _run):
         event.listen(Session, "after_commit", _run)
         event.listen(Session, "after_soft_rollback", _drop)
+        event.listen(Session, "before_flush", _before_flush)
+        event.listen(Session, "do_orm_execute", _before_write)

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Float, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint,
+from sqlalchemy import (JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint,
                         text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -227,6 +227,8 @@ class Setting(db.Model):
     code: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[object | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Raised by every write: processes caching the settings compare the rows' sum (app.chats.settings).
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class StoredFile(db.Model):

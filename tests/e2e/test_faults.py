@@ -81,12 +81,7 @@ def instance_row(app, instance_id) -> dict:
 
 
 def row_lock_held(db_url, instance_id) -> bool:
-    """Is someone else inside a transaction that locked this instance? (SQLite: any writer.)
-
-    On PostgreSQL the probe itself locks nothing: a probe taking the row lock, however briefly,
-    makes a worker claiming at that moment skip the row (SKIP LOCKED), and its alarm then fires
-    nothing. A locked row names its locker's transaction in `xmax`; that transaction is running
-    while it holds its own transaction-id lock."""
+    """Is someone else inside a transaction that locked this instance? (SQLite: any writer.)"""
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite":
         conn = sqlite3.connect(url.database, timeout=0, isolation_level=None)
@@ -99,12 +94,14 @@ def row_lock_held(db_url, instance_id) -> bool:
             return True
         finally:
             conn.close()
+    # Without taking the lock: a probe holding it even briefly makes a worker's claim (SKIP LOCKED)
+    # pass the instance over. A row locked FOR UPDATE carries its locker's transaction id in xmax.
     engine = create_engine(db_url, poolclass=None)
     try:
         with engine.connect() as conn:
             return bool(conn.scalar(text(
-                "SELECT EXISTS (SELECT 1 FROM process_instances p JOIN pg_locks l ON l.locktype = 'transactionid'"
-                " AND l.transactionid = p.xmax AND l.granted WHERE p.id = :id)"), {"id": instance_id}))
+                "SELECT EXISTS (SELECT 1 FROM process_instances p JOIN pg_stat_activity a ON a.backend_xid = p.xmax"
+                " WHERE p.id = :id AND a.pid <> pg_backend_pid())"), {"id": instance_id}))
     finally:
         engine.dispose()
 
@@ -293,35 +290,42 @@ def test_database_failing_inside_a_service_task_rolls_back_instead_of_failing_th
     """A database fault while the diagram's operation runs is the database's, not the diagram's: the
     step is rolled back whole (503, retry), and the instance is not left in `error`.
 
-    `flush`: the autoflush of what the step wrote so far fails; `query`: the operation's own read fails.
+    `query`: the operation's own read fails (accept_chat, a service task of ChatLifecycle.bpmn, reads
+    whom to tell); `flush`: the first write of a completion's step fails (the engine writes the step's
+    rows when it saves).
     """
     app, api, operators, waiting = in_all_queue
     chat_id, instance_id = waiting["id"], waiting["process_instance_id"]
-    assert operators[0].accept(chat_id).status_code == 200
-    before, instance_before = chat_state(app, chat_id), instance_row(app, instance_id)
-
-    # `query`: complete_chat (a service task of ChatLifecycle.bpmn) meets the fault on its first read.
-    # `flush`: the first write of the step (the engine writes the step's rows when it saves) fails.
     if failing == "query":
+        action = operators[0].accept
+
         def failing_statement(s):
             return current_instance.get() is not None and s.split()[0].upper() == "SELECT"
     else:
+        assert operators[0].accept(chat_id).status_code == 200
+        action = operators[0].complete
+
         def failing_statement(s):
             return s.split()[0].upper() in ("INSERT", "UPDATE")
+    before, instance_before = chat_state(app, chat_id), instance_row(app, instance_id)
     with database_fails(app, failing_statement) as fault:
-        response = operators[0].complete(chat_id)
+        response = action(chat_id)
     assert fault["failed"] == 1
     assert_unavailable(response)
     assert chat_state(app, chat_id) == before
     assert instance_row(app, instance_id) == instance_before
     assert not named(get_instance(api, instance_id)["history"], "error")
 
-    # The operator tries again: completed exactly once.
+    # The operator tries again: accepted and completed exactly once.
+    if failing == "query":
+        assert ok(operators[0].accept(chat_id))["state"] == "in_work"
     assert ok(operators[0].complete(chat_id))["state"] == "completed"
     after = chat_state(app, chat_id)
-    assert after["events"].count("completed") == 1 and after["in_work"][operators[0].id] == 0
+    assert after["events"].count("accepted") == 1 and after["events"].count("completed") == 1
+    assert after["in_work"][operators[0].id] == 0
     instance = instance_row(app, instance_id)
-    assert (instance["state"], instance["revision"]) == ("completed", instance_before["revision"] + 1)
+    steps = 2 if failing == "query" else 1
+    assert (instance["state"], instance["revision"]) == ("completed", instance_before["revision"] + steps)
     history = get_instance(api, instance_id)["history"]
     assert len(named(history, "completed", "complete")) == 1 and not named(history, "error")
 

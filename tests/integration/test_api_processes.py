@@ -98,6 +98,8 @@ def test_running_instance_keeps_its_version(api):
     assert events(old) == [(None, "started"), ("start", "entered"), ("start", "completed"),
                            ("review", "entered")]
     assert old["history"][0]["details"] == {"version": 1}
+    # The start answers the history it wrote without reading it back: the same as the database's.
+    assert old["history"] == get(api, old["id"])["history"]
 
     assert api.deploy(APPROVAL_V2).get_json()["processes"][0]["version"] == 2
 

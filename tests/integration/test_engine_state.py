@@ -322,3 +322,90 @@ def test_work_queued_in_a_savepoint_waits_for_the_real_commit(make_app):
         assert ran == []
         db.session.commit()
         assert ran == ["inner"]
+
+
+WRITES_THEN_WAITS = WRITES_THEN_SPINS.replace("WritesThenSpins", "WritesThenWaits").replace(
+    """<bpmn:scriptTask id="spin"><bpmn:script>while True:
+    pass</bpmn:script></bpmn:scriptTask>""", '<bpmn:userTask id="spin" />')
+
+
+def _engine_with(app, write):
+    """An engine whose `add_user` service task runs `write(login)` (the runaway one stops at its
+    spin after it wrote)."""
+    from app.bpmn.limits import Limits
+    from app.engine.instances import Engine
+    from app.engine.operations import Operations
+
+    operations = Operations()
+    operations.register("add_user", "a service task that writes", {"login": "login"})(write)
+    with app.app_context():
+        engine = Engine(services(app).jobs, operations, Limits(operations=1000))
+        engine.deploy([("writes.bpmn", WRITES_THEN_SPINS.encode()), ("waits.bpmn", WRITES_THEN_WAITS.encode())])
+        db.session.commit()
+    return engine
+
+
+def _pending_write(login):
+    """Row changes left pending in the session (no flush, no query after them)."""
+    from app.models import User
+    db.session.scalars(select(User).where(User.login == "first")).one().name = f"renamed by {login}"
+    db.session.add(User(login=login, name=login))
+    return login
+
+
+def _core_write(login):
+    """SQL the operation sends itself, not through a flush."""
+    from sqlalchemy import insert
+    from app.models import User
+    db.session.execute(insert(User).values(login=login, name=login, permissions=[]))
+    return login
+
+
+@pytest.mark.parametrize("write", [_pending_write, _core_write])
+def test_a_stopped_advance_undoes_writes_still_pending_or_sent_as_sql(make_app, write):
+    from app import accounts
+    from app.models import User
+
+    app = make_app()
+    engine = _engine_with(app, write)
+    with app.app_context():
+        accounts.create_user("first", "First")
+        db.session.commit()
+        instance = engine.start("WritesThenSpins", {"login": "ghost"})
+        db.session.commit()
+        assert instance.state == "error"
+        db.session.remove()
+        assert db.session.scalars(select(User).where(User.login == "ghost")).first() is None
+        assert db.session.scalars(select(User).where(User.login == "first")).one().name == "First"
+        # the same write in an advance that reaches its wait is kept: the test can fail
+        engine.start("WritesThenWaits", {"login": "kept"})
+        db.session.commit()
+        assert db.session.scalars(select(User).where(User.login == "kept")).first() is not None
+
+
+def test_an_advance_whose_writes_are_pending_at_its_end_opens_no_savepoint(make_app):
+    """The savepoint that undoes a stopped advance costs nothing when the advance's writes are still
+    in the session when it reaches its wait: they are flushed with the instance's row."""
+    from sqlalchemy import event as sa_event
+    from app import accounts
+    from app.models import User
+
+    app = make_app()
+    engine = _engine_with(app, _pending_write)
+    with app.app_context():
+        accounts.create_user("first", "First")
+        db.session.commit()
+        sent = []
+
+        def log(conn, cursor, statement, *rest):
+            sent.append(statement.split()[0].upper())
+        sa_event.listen(db.engine, "before_cursor_execute", log)
+        try:
+            engine.start("WritesThenWaits", {"login": "kept"})
+            db.session.commit()
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", log)
+        assert "SAVEPOINT" not in sent and "RELEASE" not in sent, sent
+        db.session.remove()
+        assert db.session.scalars(select(User).where(User.login == "kept")).first() is not None
+        assert db.session.scalars(select(User).where(User.login == "first")).one().name == "renamed by kept"

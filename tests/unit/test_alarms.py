@@ -15,10 +15,15 @@ def test_an_alarm_rings_at_the_whole_second_of_its_timers():
 
 def test_a_woken_worker_waits_only_for_a_timer_due_within_the_lookahead_and_its_time():
     assert alarms.wait_before(None, T, 10) is None
-    assert alarms.wait_before(T - timedelta(seconds=1), T, 10) == 0.0  # already due (claimed elsewhere)
     assert alarms.wait_before(T + timedelta(seconds=0.4), T, 10) == 0.4
     assert alarms.wait_before(T + timedelta(seconds=alarms.LOOKAHEAD_SECONDS + 0.01), T, 10) is None
     assert alarms.wait_before(T + timedelta(seconds=0.4), T, 0.3) is None  # the job's time is up first
+
+
+def test_a_due_timer_someone_else_holds_is_looked_at_again_shortly_not_left_to_the_sweep():
+    for overdue in (0, 0.001, 30):
+        assert alarms.wait_before(T - timedelta(seconds=overdue), T, 10) == alarms.HELD_RETRY_SECONDS
+    assert alarms.wait_before(T - timedelta(seconds=1), T, alarms.HELD_RETRY_SECONDS / 2) is None  # time is up
 
 
 def test_an_alarm_is_scheduled_once_while_it_is_far_and_again_once_it_is_near():
