@@ -123,6 +123,60 @@ def setup_queue(s: Stack, *, rule: str, operators: int, simultaneous: int, accep
     return {"queue": queue, "operators": ops, "channel": channel, "secret": secret}
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+BENCH_CLIENT = "bench_client"  # application_name of the benches' own database connections
+
+
+def cpu_seconds(pids) -> dict:
+    """pid -> utime + stime in seconds (a process gone is left out)."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def our_processes(s: Stack) -> dict:
+    """The pids of each part of the stack: gunicorn (master and workers), the chatflow workers, the
+    database's backends serving them, this process (clients, their database polling, the fake Bot API)."""
+    groups = {proc.pid: name for name, proc, _ in s.procs.children}
+    parts = {"web": [], "workers": [], "postgresql": [], "bench": [os.getpid()]}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                pgrp = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[2])
+            except OSError:
+                continue
+            if pgrp in groups:
+                parts["web" if groups[pgrp] == "gunicorn" else "workers"].append(int(entry))
+    with psycopg.connect(s.dsn, autocommit=True) as conn:
+        parts["postgresql"] = [r[0] for r in conn.execute(
+            "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() "
+            "and application_name <> %s", (BENCH_CLIENT,))]
+    return parts
+
+
+class CpuMeter:
+    """CPU seconds each part of the stack (our_processes) used between start() and stop(); the
+    database's backends opened meanwhile count from zero. Read from /proc: it holds on a machine
+    shared with others, where the wall-clock figures do not."""
+
+    def __init__(self, s: Stack):
+        self.s, self.parts, self.before = s, {}, {}
+
+    def start(self) -> None:
+        self.parts = our_processes(self.s)
+        self.before = {part: cpu_seconds(pids) for part, pids in self.parts.items()}
+
+    def stop(self) -> dict:
+        parts = {**self.parts, "postgresql": our_processes(self.s)["postgresql"]}
+        return {part: sum(now - self.before[part].get(pid, 0) for pid, now in cpu_seconds(pids).items())
+                for part, pids in parts.items()}
+
+
 def traceback_counts(logdir: Path) -> dict:
     return {p.name: n for p in logdir.glob("*.log") if (n := p.read_text(errors="replace").count("Traceback"))}
 

@@ -62,41 +62,6 @@ def parse_args():
     return p.parse_args()
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids) -> dict:
-    """pid -> utime + stime in seconds (a process gone is left out)."""
-    out = {}
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[pid] = (int(fields[11]) + int(fields[12])) / TICK
-    return out
-
-
-def our_processes(s, dsn: str) -> dict:
-    """The pids of each part of the stack: gunicorn (master and workers), the chatflow workers, the
-    database's backends serving them, this process (clients, their database polling, the fake Bot API)."""
-    groups = {proc.pid: name for name, proc, _ in s.procs.children}
-    parts = {"web": [], "workers": [], "postgresql": [], "bench": [os.getpid()]}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                pgrp = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[2])
-            except OSError:
-                continue
-            if pgrp in groups:
-                parts["web" if groups[pgrp] == "gunicorn" else "workers"].append(int(entry))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        parts["postgresql"] = [r[0] for r in conn.execute(
-            "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() "
-            "and application_name <> 'bench_client'")]
-    return parts
-
-
 def web_args(args) -> tuple:
     return ("-k", "gthread", "--threads", str(args.web_threads)) if args.web_threads else ()
 
@@ -141,7 +106,7 @@ def client(args, s, cfg, level: Level, index: int, deadline: float, next_user, s
     hook_headers = {"X-Telegram-Bot-Api-Secret-Token": cfg["secret"]}
     ops = cfg["operators"]
     op_by_id = dict(ops)
-    conn = psycopg.connect(s.dsn, autocommit=True, application_name="bench_client")  # its CPU is the bench's
+    conn = psycopg.connect(s.dsn, autocommit=True, application_name=_servers.BENCH_CLIENT)  # its CPU: the bench's
     try:
         for n in range(args.conversations):
             if time.monotonic() > deadline or stop_all.is_set():
@@ -243,8 +208,8 @@ def main() -> int:
         for c in levels:
             level = Level()
             stop_all = threading.Event()
-            parts = our_processes(s, s.dsn)
-            cpu_before = {part: cpu_seconds(pids) for part, pids in parts.items()}  # part -> pid -> s
+            meter = _servers.CpuMeter(s)
+            meter.start()
             t0 = time.perf_counter()
             deadline = time.monotonic() + args.seconds
             threads = [threading.Thread(target=client, args=(args, s, cfg, level, i, deadline, next_user, stop_all))
@@ -255,10 +220,7 @@ def main() -> int:
                 t.join()
             elapsed = time.perf_counter() - t0
             drain = _servers.wait_rq_idle(s, timeout=120)
-            # backends opened during the level count from zero
-            parts = {**parts, "postgresql": our_processes(s, s.dsn)["postgresql"]}
-            cpu = {part: sum(now - cpu_before[part].get(pid, 0) for pid, now in cpu_seconds(pids).items())
-                   for part, pids in parts.items()}
+            cpu = meter.stop()
             replies_total += level.replies
             n_events = sum(len(v) for v in level.lat.values())
             every = [x for v in level.lat.values() for x in v]

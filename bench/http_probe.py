@@ -18,7 +18,9 @@ complete its task (it runs to its end).
          COMMIT on PostgreSQL (the WAL flush a committed event waits for).
 
 The sides alternate in rounds of 50 instances, so all see the same machine load. Prints
-median/p90 per event and side, and the ratio http / naive of the medians (goal <= 5).
+median/p90 per event and side, and the ratio http / naive of the medians (goal <= 5); and the CPU
+each event costs the machine (naive: this process; http: gunicorn, PostgreSQL's backends and the
+client, read from /proc), which a machine shared with others blurs less than the wall clock.
 `--profile` then runs the HTTP side in this process (Flask test client, same PostgreSQL) under
 cProfile and prints where a request's time goes (HTTP and gunicorn excepted).
 """
@@ -34,7 +36,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _servers import dumps, finish, session, stack  # noqa: E402
+from _servers import BENCH_CLIENT, CpuMeter, dumps, finish, session, stack  # noqa: E402
 
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
@@ -114,7 +116,7 @@ class Floors:
     """What an event over HTTP on PostgreSQL cannot go below (see the module's docstring)."""
 
     def __init__(self, http: Http, dsn: str):
-        self.http, self.db = http, psycopg.connect(dsn)
+        self.http, self.db = http, psycopg.connect(dsn, application_name=BENCH_CLIENT)
         self.db.execute("create table probe_floor (id serial primary key, n int)")
         self.db.commit()
 
@@ -217,12 +219,20 @@ def main() -> int:
             floors.api()
             floors.commit()
         done = 0
+        meter, cpu = CpuMeter(s), {"naive": 0.0, "http": {}}
         while done < args.instances:
             for side_name, side in (("naive", naive), ("http", http)):
                 times = results[side_name]
+                meter.start()
+                cpu0 = time.process_time()
                 for n in range(done, min(done + 50, args.instances)):
                     one(side, n, times)
                     times["both"].append(times["start"][-1] + times["complete"][-1])
+                if side is naive:
+                    cpu["naive"] += time.process_time() - cpu0
+                else:
+                    for part, seconds in meter.stop().items():
+                        cpu["http"][part] = cpu["http"].get(part, 0) + seconds
             for name, work in (("api", floors.api), ("commit", floors.commit)):
                 for _ in range(done, min(done + 50, args.instances)):
                     timed(work, floor_times[name])
@@ -231,6 +241,12 @@ def main() -> int:
         for side in results.values():  # per event: the mean of the pair, so "both" compares like for like
             side["both"] = [v / 2 for v in side["both"]]
         ratio = report(results, floor_times)
+        events = 2 * args.instances
+        http_cpu = {part: 1000 * seconds / events for part, seconds in cpu["http"].items() if part != "workers"}
+        naive_cpu = 1000 * cpu["naive"] / events
+        print(f"\nCPU per event: naive {naive_cpu:.3f} ms; http {sum(http_cpu.values()):.2f} ms ("
+              + ", ".join(f"{part} {ms:.2f}" for part, ms in http_cpu.items())
+              + f"), {sum(http_cpu.values()) / naive_cpu:.1f} x")
         print(f"\nratio http / naive per event (median): {ratio:.2f}  (goal <= 5)")
         print(f"load average after: {os.getloadavg()}")
         if args.profile:
