@@ -120,6 +120,7 @@ def offer_timed_out(chat_id: int, stop_after: int | None = None, *, jobs=None) -
     chat = lock_chat(chat_id)
     if chat.state == ChatState.OFFERED and chat.offered_to_id is not None:
         missed = routing.lock_user(chat.offered_to_id)
+        count = missed_offers(chat.id) + 1  # read before the writes: the one recorded below counts too
         missed.status = OperatorStatus.INACTIVE
         missed.chats_offered = max(0, missed.chats_offered - 1)
         record(chat, "offer_timed_out", operator_id=missed.id, offered_at=chat.offered_at.isoformat(),
@@ -129,9 +130,13 @@ def offer_timed_out(chat_id: int, stop_after: int | None = None, *, jobs=None) -
         live.status_changed(missed.id, OperatorStatus.INACTIVE)
         if jobs is not None and missed.chats_offered:  # their other offers go to others too
             after_commit(db.session, jobs.enqueue, job_names.WITHDRAW_OFFERS, missed.id)
-        count = missed_offers(chat.id)
         if not decisions.keeps_offering(count, stop_after):
             return {"offered_to": None, "missed_offers": count}
+        if chat.queue.routing_rule == decisions.LEAST_BUSY:
+            # Its reads need none of the writes above (the operator who missed it is excluded): they
+            # do not flush them, so the step's writes go out once, at its end, with no savepoint.
+            with db.session.no_autoflush:
+                return {"offered_to": _offer(chat, exclude=(missed.id,)), "missed_offers": count}
         # A chat transferred to one operator of an `all` queue becomes visible to all again.
         return {"offered_to": _route(chat, exclude=(missed.id,)), "missed_offers": count}
     count = missed_offers(chat.id)
