@@ -18,8 +18,8 @@ engine object passed in differs:
          workflow (spec included), the same step, serialize_json of the whole workflow, UPDATE
          the row (table naive_workflows). No history, no timer rows. Start builds the workflow
          from the cached parsed spec (no parse: favourable to naive) and INSERTs the row.
-         Step semantics are the same as ours (catch + payload merge, restartOn re-arm), so
-         both run the same diagram path.
+         Step semantics are the same as ours (catch + payload merge, event subprocesses started
+         by a message, restartOn re-arm), so both run the same diagram path.
 
 Event kinds (each timed from the first SQL statement to the end of the commit):
   client_message  a client's first message opened a new chat: the lifecycle start job
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _pg  # noqa: E402
 
 from sqlalchemy import Column, BigInteger, MetaData, Table, Text, text  # noqa: E402
-from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # noqa: E402
 from SpiffWorkflow.util.task import TaskState  # noqa: E402
@@ -124,9 +124,10 @@ class NaiveEngine:
         workflow = self.serializer.deserialize_json(dumped)
         workflow.script_engine = self.ours.script_engine
         catchers = tree.message_catchers(workflow, name)
+        starts = tree.message_starts(workflow, name)  # event subprocesses (every reply is noted by one)
         restarts = [w for w in tree.timer_waits(workflow)  # restartOn, as the diagram says
                     if name in self.restart_on.get(w.element_id, ())]
-        if not catchers and not restarts:
+        if not catchers and not starts and not restarts:
             if if_waiting:
                 return self.Row(instance_id)
             raise RuntimeError(f"naive: not waiting for {name}")
@@ -135,6 +136,8 @@ class NaiveEngine:
             workflow.get_task_from_id(UUID(wait.task_id)).internal_data.pop("event_value", None)
         if catchers:
             Engine._catch(workflow, catchers, dict(data or {}))
+        elif starts:
+            workflow.send_event(BpmnEvent(starts[0][1], dict(data or {})))
         workflow.do_engine_steps()
         db.session.flush()  # text() does not autoflush: the operations' ORM row changes go first, as ours
         db.session.execute(text("UPDATE naive_workflows SET workflow_json = :j WHERE id = :id"),

@@ -144,7 +144,9 @@ def operator_loop(base, token, user_id, rec: Record, stop, replies_per_chat=3):
     while not stop.is_set():
         rounds += 1
         try:
-            if rounds % 10 == 0:  # an offer missed during an outage made me inactive: back to work
+            if rounds % 10 == 1:  # the console's heartbeat: only present operators are offered chats
+                api.call("PUT", "/api/me/presence", expect=None)
+                # New users start inactive, and an offer missed during an outage makes one inactive: to work
                 me = api.call("GET", "/api/me", expect=None)
                 if me.status_code == 200 and me.json()["status"] != "active":
                     api.call("PUT", "/api/me/status", {"status": "active"}, expect=None)
@@ -299,11 +301,13 @@ def main() -> int:
             t.join(120)
         rec.window = "drain"
 
-        # Settle: no reply pending or sending, every chat's lifecycle started.
+        # Settle: no reply pending or sending, every chat's lifecycle started, every probe's timer past due.
         def settled():
             with psycopg.connect(pg.dsn) as conn:
                 return conn.execute("select (select count(*) from messages where status in ('pending', 'sending'))"
-                                    " + (select count(*) from chats where process_instance_id is null)").fetchone()[0] == 0
+                                    " + (select count(*) from chats where process_instance_id is null)"
+                                    " + (select count(*) from process_instances where process_key = 'UserTaskTimeout'"
+                                    "    and next_timer_at is not null)").fetchone()[0] == 0
         try:
             wait_until(settled, 90, "replies and chats to settle")
         except TimeoutError as e:

@@ -28,7 +28,8 @@ def store(channel, contact_id: int, chat: Chat | None, inbound: InboundMessage, 
                       status=MessageStatus.RECEIVED if inbound.direction == "in" else MessageStatus.SENT,
                       origin=inbound.origin,
                       external_id=inbound.external_id, provider_message_id=inbound.provider_message_id,
-                      sent_at=utcnow() if inbound.direction == "out" else None)
+                      sent_at=utcnow() if inbound.direction == "out" else None,
+                      attachments=[])  # known, so nothing reads them back
     db.session.add(message)
     limit = current_app.config["MAX_FILE_BYTES"]
     for file in inbound.files:

@@ -127,8 +127,10 @@ def reply(chat_id: int, user: User, text: str, engine, jobs, file: OutboundFile 
         raise Invalid(f"text: at most {MAX_TEXT} characters", details={"field": "text"})
     chat = lock_chat_and_process(chat_id, engine)
     _refuse(decisions.work_refusal(_view(chat), user.id))
+    # attachments=[]: a new message's files are known, so its answer reads none back.
     message = Message(channel_id=chat.channel_id, contact_id=chat.contact_id, chat_id=chat.id, direction="out",
-                      text=text, status=MessageStatus.PENDING, author_id=user.id, next_attempt_at=utcnow())
+                      text=text, status=MessageStatus.PENDING, author_id=user.id, next_attempt_at=utcnow(),
+                      attachments=[])
     if file is not None:
         messages.attach(message, file)
     db.session.add(message)
