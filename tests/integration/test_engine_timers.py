@@ -18,8 +18,12 @@ from conftest import wait_for
 
 
 def snapshot(app, instance_id) -> dict:
-    """The instance row, its history and its timers (element, due), read in a transaction of their own."""
+    """The instance row, its history and its timers (element, due), read in a transaction of their own:
+    on PostgreSQL a repeatable-read one, or (read committed) a firing committed between the row's read
+    and the history's would show in the history only."""
     with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         instance = db.session.get(ProcessInstance, instance_id)
         history = db.session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
                                      .order_by(InstanceEvent.id)).all()
