@@ -123,6 +123,12 @@ def setup_queue(s: Stack, *, rule: str, operators: int, simultaneous: int, accep
     return {"queue": queue, "operators": ops, "channel": channel, "secret": secret}
 
 
+def gthread_args(threads: int) -> tuple:
+    """gunicorn's arguments for `threads` gthread threads per worker (they keep each client's
+    connection open); 0: sync workers (gunicorn's default)."""
+    return ("-k", "gthread", "--threads", str(threads)) if threads else ()
+
+
 TICK = os.sysconf("SC_CLK_TCK")
 BENCH_CLIENT = "bench_client"  # application_name of the benches' own database connections
 

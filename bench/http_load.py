@@ -62,10 +62,6 @@ def parse_args():
     return p.parse_args()
 
 
-def web_args(args) -> tuple:
-    return ("-k", "gthread", "--threads", str(args.web_threads)) if args.web_threads else ()
-
-
 class Level:
     def __init__(self):
         self.lock = threading.Lock()
@@ -172,7 +168,7 @@ def main() -> int:
     print(f"chatflow HTTP bench: levels {levels} concurrent clients, ≤ {args.seconds:.0f} s and "
           f"≤ {args.conversations} conversations per client per level, {args.replies} replies per conversation, "
           f"rule {args.rule}, {args.operators} operators × SimultaneousChats {args.simultaneous_chats}, "
-          f"gunicorn -w {args.web_workers} {' '.join(web_args(args)) or '(sync)'}, {args.job_workers} chatflow workers")
+          f"gunicorn -w {args.web_workers} {' '.join(_servers.gthread_args(args.web_threads)) or '(sync)'}, {args.job_workers} chatflow workers")
     print(f"machine: {machine()}")
     results = []
     failures = []
@@ -186,7 +182,7 @@ def main() -> int:
             return counter["user"], counter["update"]
 
     with _servers.stack(args.database, args.redis_db, web_workers=args.web_workers, job_workers=args.job_workers,
-                        keep_database=args.keep_database, label="bench_http", web_args=web_args(args)) as s:
+                        keep_database=args.keep_database, label="bench_http", web_args=_servers.gthread_args(args.web_threads)) as s:
         cfg = _servers.setup_queue(s, rule=args.rule, operators=args.operators,
                                    simultaneous=args.simultaneous_chats, accept_timeout_minutes=60,
                                    completion_timeout_minutes=args.completion_timeout or None)

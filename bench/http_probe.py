@@ -36,7 +36,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _servers import BENCH_CLIENT, CpuMeter, dumps, finish, session, stack  # noqa: E402
+from _servers import BENCH_CLIENT, CpuMeter, dumps, finish, gthread_args, session, stack  # noqa: E402
 
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
@@ -205,7 +205,7 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()}")
     naive = Naive()
     results = {side: {"start": [], "complete": [], "both": []} for side in ("naive", "http")}
-    web_args = ("-k", "gthread", "--threads", str(args.web_threads)) if args.web_threads else ()
+    web_args = gthread_args(args.web_threads)
     print(f"gunicorn -w {args.web_workers} {' '.join(web_args) or '(sync)'}")
     with stack(args.database, redis_db=args.redis_db, web_workers=args.web_workers, job_workers=1,
                label="probe", web_args=web_args) as s:
@@ -223,7 +223,8 @@ def main() -> int:
         while done < args.instances:
             for side_name, side in (("naive", naive), ("http", http)):
                 times = results[side_name]
-                meter.start()
+                if side is http:
+                    meter.start()
                 cpu0 = time.process_time()
                 for n in range(done, min(done + 50, args.instances)):
                     one(side, n, times)
