@@ -100,13 +100,19 @@ def limit_under_chat_lock(chat_id):
     return value
 
 
+def a_chat_with_limit_3() -> int:
+    """A chat, with SimultaneousChats set to 3 and read back under its lock."""
+    chat_id = a_chat()
+    settings.put("SimultaneousChats", 3)
+    db.session.commit()
+    assert limit_under_chat_lock(chat_id) == 3
+    return chat_id
+
+
 def test_a_setting_changed_by_another_process_holds_here_at_once(make_app, db_url):
     app = make_app()
     with app.app_context():
-        chat_id = a_chat()
-        settings.put("SimultaneousChats", 3)
-        db.session.commit()
-        assert limit_under_chat_lock(chat_id) == 3
+        chat_id = a_chat_with_limit_3()
         # cached: the chat lock is the only statement
         assert len(statements(lambda: limit_under_chat_lock(chat_id))) == 1
 
@@ -121,10 +127,7 @@ def test_a_setting_changed_by_another_process_holds_here_at_once(make_app, db_ur
 def test_a_transaction_sees_its_own_change_and_a_rolled_back_one_reaches_no_cache(make_app):
     app = make_app()
     with app.app_context():
-        chat_id = a_chat()
-        settings.put("SimultaneousChats", 3)
-        db.session.commit()
-        assert limit_under_chat_lock(chat_id) == 3
+        chat_id = a_chat_with_limit_3()
         lifecycle.lock_chat(chat_id)
         settings.put("SimultaneousChats", 9)
         assert settings.get("SimultaneousChats") == 9
